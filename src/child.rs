@@ -1,0 +1,150 @@
+//! A forked child as the parent sees it: its pid, a pidfd to `poll` for its exit, and its exit code
+//! once reaped. Shared by [`Process`](crate::Process) and the pool's workers.
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{self, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+
+use crate::error::{Error, Result};
+use crate::output::OutputRelay;
+use crate::sys;
+
+/// How a child ended, in Python's convention for `Process.exitcode`: `N` for `exit(N)`, `-N` when killed
+/// by signal `N`.
+pub(crate) fn exit_code_of(status: WaitStatus) -> Option<i32> {
+    match status {
+        WaitStatus::Exited(_, code) => Some(code),
+        WaitStatus::Signaled(_, signal, _) => Some(-(signal as i32)),
+        _ => None,
+    }
+}
+
+/// Describes an exit code for people: "with exit code 3", "killed by signal 9 (SIGKILL)".
+pub(crate) fn describe_exit_code(code: i32) -> String {
+    if code >= 0 {
+        format!("with exit code {code}")
+    } else {
+        match Signal::try_from(-code) {
+            Ok(signal) => format!("killed by signal {} ({})", -code, signal.as_str()),
+            Err(_) => format!("killed by signal {}", -code),
+        }
+    }
+}
+
+/// A child process this process forked, not yet reaped or already reaped.
+#[derive(Debug)]
+pub(crate) struct Child {
+    pid: Pid,
+    pidfd: Option<OwnedFd>,
+    exit_code: Option<i32>,
+}
+
+impl Child {
+    /// Wraps a just-forked child.
+    pub(crate) fn new(pid: Pid) -> Self {
+        Child { pid, pidfd: sys::pidfd_open(pid), exit_code: None }
+    }
+
+    pub(crate) fn pid(&self) -> Pid {
+        self.pid
+    }
+
+    /// The exit code, once the child has been reaped.
+    pub(crate) fn exit_code(&self) -> Option<i32> {
+        self.exit_code
+    }
+
+    /// A descriptor that becomes readable when the child ends (None once reaped, or without pidfd).
+    pub(crate) fn exit_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.pidfd.as_ref().map(|fd| fd.as_fd())
+    }
+
+    /// Reaps the child if it has ended, without blocking. Returns its exit code if it has.
+    pub(crate) fn try_reap(&mut self) -> Result<Option<i32>> {
+        if self.exit_code.is_some() {
+            return Ok(self.exit_code);
+        }
+        loop {
+            match waitpid(self.pid, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) => return Ok(None),
+                Ok(status) => {
+                    if let Some(code) = exit_code_of(status) {
+                        self.exit_code = Some(code);
+                        self.pidfd = None;
+                        return Ok(Some(code));
+                    }
+                    // Stopped or continued: not an exit; keep waiting.
+                    return Ok(None);
+                }
+                Err(Errno::EINTR) => continue,
+                // ECHILD: someone else reaped it (e.g. a SIGCHLD handler set to ignore). We cannot
+                // know its code; report it as ended without one rather than wait forever.
+                Err(Errno::ECHILD) => {
+                    self.exit_code = Some(0);
+                    self.pidfd = None;
+                    return Ok(self.exit_code);
+                }
+                Err(e) => return Err(Error::os("waitpid", e)),
+            }
+        }
+    }
+
+    /// Sends `signal` to the child if it has not been reaped yet (a reaped pid may belong to another
+    /// process by now, so it is never signalled).
+    pub(crate) fn signal(&mut self, signal: Signal) -> Result<()> {
+        if self.try_reap()?.is_some() {
+            return Ok(());
+        }
+        match signal::kill(self.pid, signal) {
+            Ok(()) | Err(Errno::ESRCH) => Ok(()),
+            Err(e) => Err(Error::os("kill", e)),
+        }
+    }
+
+    /// Waits until the child ends or `deadline` passes, relaying `output` meanwhile. Returns the exit
+    /// code, or `None` at the deadline. After the child ends, its remaining output is relayed.
+    pub(crate) fn wait_relaying(
+        &mut self,
+        mut output: Option<&mut OutputRelay>,
+        deadline: Option<Instant>,
+    ) -> Result<Option<i32>> {
+        loop {
+            if let Some(relay) = output.as_deref_mut() {
+                relay.pump();
+            }
+            if let Some(code) = self.try_reap()? {
+                if let Some(relay) = output.as_deref_mut() {
+                    relay.finish();
+                }
+                return Ok(Some(code));
+            }
+            let now = Instant::now();
+            let remaining = match deadline {
+                Some(deadline) if deadline <= now => return Ok(None),
+                Some(deadline) => Some(deadline - now),
+                None => None,
+            };
+            // Without a pidfd, or while a grandchild keeps the pipes open after the child ended,
+            // wake up now and then to check with waitpid.
+            let slice = if self.pidfd.is_some() { Duration::from_millis(500) } else { Duration::from_millis(10) };
+            let wait = remaining.map_or(slice, |r| r.min(slice));
+            let mut fds: Vec<PollFd<'_>> = Vec::new();
+            if let Some(fd) = self.exit_fd() {
+                fds.push(PollFd::new(fd, PollFlags::POLLIN));
+            }
+            if let Some(relay) = output.as_deref() {
+                fds.extend(relay.fds().map(|fd| PollFd::new(fd, PollFlags::POLLIN)));
+            }
+            let timeout = PollTimeout::try_from(wait.as_millis().max(1) as i32).unwrap_or(PollTimeout::MAX);
+            match poll(&mut fds, timeout) {
+                Ok(_) | Err(Errno::EINTR) => {}
+                Err(e) => return Err(Error::os("poll", e)),
+            }
+        }
+    }
+}

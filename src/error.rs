@@ -1,0 +1,166 @@
+//! Errors: one typed [`Error`] for the whole crate, each variant saying what went wrong and how to fix it.
+//!
+//! Python raises `ValueError`, `AssertionError` or hangs; this crate returns an [`Error`] instead, so a
+//! notebook cell can use `?` and a test can match on the variant.
+
+use std::time::Duration;
+
+/// Everything that can go wrong when starting, joining or talking to processes and pools.
+///
+/// Every message names the fix, so a learner who sees it in a notebook knows what to change.
+///
+/// ```
+/// use multiprocessing::{Error, Process};
+///
+/// let mut p = Process::new(|| ());
+/// // Joining a process that was never started is a typed error, not a panic:
+/// assert!(matches!(p.join(), Err(Error::NotStarted { .. })));
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// `start()` was called on a process that was already started.
+    #[error("process {name} was already started; a Process runs once: create a new Process to run the target again")]
+    AlreadyStarted {
+        /// The process's name.
+        name: String,
+    },
+
+    /// `join()` (or another call that needs a running child) came before `start()`.
+    #[error("process {name} has not been started; call start() before {call}()")]
+    NotStarted {
+        /// The process's name.
+        name: String,
+        /// The call that needed a started process.
+        call: &'static str,
+    },
+
+    /// A process name that cannot be used.
+    #[error("invalid process name {name:?}: {reason}")]
+    InvalidName {
+        /// The rejected name.
+        name: String,
+        /// Why it was rejected, and what is allowed.
+        reason: &'static str,
+    },
+
+    /// A daemonic process tried to start a child (Python: "daemonic processes are not allowed to have children").
+    #[error("daemonic process {name} is not allowed to have children; start this process from a non-daemonic one, or create the parent with daemon(false)")]
+    DaemonChildren {
+        /// The daemonic process that tried.
+        name: String,
+    },
+
+    /// `fork(2)` failed.
+    #[error("fork failed: {source}; {hint}")]
+    Fork {
+        /// The OS error (EAGAIN: too many processes, ENOMEM: out of memory).
+        source: nix::Error,
+        /// What to do about it.
+        hint: &'static str,
+    },
+
+    /// Another system call failed.
+    #[error("{call} failed: {source}")]
+    Os {
+        /// The call that failed, e.g. "pipe2" or "waitpid".
+        call: &'static str,
+        /// The OS error.
+        source: nix::Error,
+    },
+
+    /// A timeout that cannot be honoured (zero, where zero would mean "never wait").
+    #[error("invalid timeout {timeout:?}: {reason}")]
+    InvalidTimeout {
+        /// The rejected timeout.
+        timeout: Duration,
+        /// Why, and what to use instead.
+        reason: &'static str,
+    },
+
+    /// A wait with a timeout ran out before the result was ready.
+    #[error("timed out after {waited:?} waiting for {what}; the work goes on: wait again, or terminate()")]
+    Timeout {
+        /// How long was waited.
+        waited: Duration,
+        /// What was waited for.
+        what: String,
+    },
+
+    /// A pool was created with zero worker processes.
+    #[error("a pool needs at least one worker process; use Pool::new(n) with n >= 1, or Pool::default() for one per CPU")]
+    ZeroProcesses,
+
+    /// Work was submitted to a pool after `close()` or `terminate()`.
+    #[error("the pool was {state}; it takes no new work: create a new Pool")]
+    PoolNotRunning {
+        /// "closed" or "terminated".
+        state: &'static str,
+    },
+
+    /// `join()` on a pool that is still running (Python: "ValueError: Pool is still running").
+    #[error("the pool is still running; call close() or terminate() before join()")]
+    PoolStillRunning,
+
+    /// A task's function panicked in a worker. The pool stays usable.
+    #[error("task {index} panicked in {worker}: {message}")]
+    TaskPanicked {
+        /// The index of the task in its call (the position of its input).
+        index: usize,
+        /// The name of the worker that ran it, e.g. "ForkPoolWorker-2".
+        worker: String,
+        /// The panic message.
+        message: String,
+    },
+
+    /// A worker process died (killed by a signal, aborted, crashed, or exited) while it held tasks.
+    /// The pool replaces the worker and stays usable; Python's Pool hangs forever here (bpo-22393).
+    #[error("{worker} (pid {pid}) died {how} while running task {task}; the pool replaced it: run the call again, or find what killed it")]
+    WorkerDied {
+        /// The worker's name.
+        worker: String,
+        /// The worker's pid.
+        pid: i32,
+        /// "killed by signal 9 (SIGKILL)" or "with exit code 3".
+        how: String,
+        /// The index of the task it was running.
+        task: usize,
+    },
+
+    /// A function given to a pool cannot be reached from its worker processes.
+    #[error("the pool's workers cannot run this function: {reason}")]
+    FunctionUnavailable {
+        /// What went wrong and how to fix it.
+        reason: String,
+    },
+
+    /// A value could not be serialized or deserialized on its way between processes.
+    #[error("could not {direction} {what} between processes: {message}")]
+    Codec {
+        /// "serialize" or "deserialize".
+        direction: &'static str,
+        /// What was being moved, e.g. "task arguments".
+        what: &'static str,
+        /// The serializer's message.
+        message: String,
+    },
+
+    /// The connection to a child process broke (it closed its end or died).
+    #[error("lost the connection to {peer}: {message}")]
+    Disconnected {
+        /// Who was on the other end.
+        peer: String,
+        /// What happened.
+        message: String,
+    },
+}
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// Wraps a failed system call.
+    pub(crate) fn os(call: &'static str, source: nix::Error) -> Self {
+        Error::Os { call, source }
+    }
+}

@@ -1,0 +1,166 @@
+//! Carries a child's stdout and stderr into the parent's, one whole line at a time.
+//!
+//! Inside evcxr the runtime's stdout is the kernel's control channel: a child writing to it directly
+//! could glue a last line without newline onto the kernel's `EVCXR_EXECUTION_COMPLETE` marker (the cell
+//! then hangs), and its lines would land in whatever cell runs when it writes. So a child's fd 1 and 2
+//! are pipes, and the parent relays them with [`OutputRelay`] while it waits: lines arrive whole, in
+//! the cell that waits for the child, a missing final newline is added, and a child printing
+//! megabytes never blocks because the parent drains the pipes as it waits.
+
+use std::io::{self, Write};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+use nix::errno::Errno;
+use nix::fcntl::{fcntl, FcntlArg, OFlag};
+
+use crate::error::{Error, Result};
+
+/// Which of the parent's streams a pipe is relayed to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Target {
+    Stdout,
+    Stderr,
+}
+
+/// The child's ends of its output pipes, to be put on fd 1 and 2 right after fork.
+#[derive(Debug)]
+pub(crate) struct ChildEnds {
+    pub stdout: OwnedFd,
+    pub stderr: OwnedFd,
+}
+
+impl ChildEnds {
+    /// In the child: makes the pipes its stdout and stderr. Flushes Rust's buffers first, so nothing
+    /// the parent had buffered is printed twice.
+    pub(crate) fn install(self) {
+        let _ = io::stdout().flush();
+        let _ = io::stderr().flush();
+        let _ = nix::unistd::dup2_stdout(&self.stdout);
+        let _ = nix::unistd::dup2_stderr(&self.stderr);
+    }
+}
+
+/// One pipe being relayed.
+#[derive(Debug)]
+struct RelayedPipe {
+    fd: Option<OwnedFd>,
+    pending: Vec<u8>,
+    target: Target,
+}
+
+/// The parent's ends of a child's stdout and stderr pipes, relayed line by line.
+#[derive(Debug)]
+pub(crate) struct OutputRelay {
+    pipes: [RelayedPipe; 2],
+}
+
+/// Creates the two pipes for a child about to be forked.
+pub(crate) fn pipes_for_child() -> Result<(OutputRelay, ChildEnds)> {
+    let (out_read, out_write) = pipe()?;
+    let (err_read, err_write) = pipe()?;
+    let relay = OutputRelay {
+        pipes: [
+            RelayedPipe { fd: Some(out_read), pending: Vec::new(), target: Target::Stdout },
+            RelayedPipe { fd: Some(err_read), pending: Vec::new(), target: Target::Stderr },
+        ],
+    };
+    Ok((relay, ChildEnds { stdout: out_write, stderr: err_write }))
+}
+
+fn pipe() -> Result<(OwnedFd, OwnedFd)> {
+    // O_CLOEXEC: a program the parent later execs must not hold these pipes open.
+    let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::os("pipe2", e))?;
+    let flags = fcntl(&read, FcntlArg::F_GETFL).map_err(|e| Error::os("fcntl", e))?;
+    fcntl(&read, FcntlArg::F_SETFL(OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK))
+        .map_err(|e| Error::os("fcntl", e))?;
+    Ok((read, write))
+}
+
+impl OutputRelay {
+    /// The descriptors still open, to wait on with `poll`.
+    pub(crate) fn fds(&self) -> impl Iterator<Item = BorrowedFd<'_>> {
+        self.pipes.iter().filter_map(|p| p.fd.as_ref().map(|fd| fd.as_fd()))
+    }
+
+    /// True once both pipes reached end-of-file (every writer closed them).
+    pub(crate) fn is_closed(&self) -> bool {
+        self.pipes.iter().all(|p| p.fd.is_none())
+    }
+
+    /// Reads whatever is available without blocking and writes out every complete line.
+    pub(crate) fn pump(&mut self) {
+        for pipe in &mut self.pipes {
+            pipe.pump();
+        }
+    }
+
+    /// Reads what is left without blocking, then writes out any unfinished last line with a newline
+    /// added, and closes the pipes. Called once the child has exited.
+    pub(crate) fn finish(&mut self) {
+        for pipe in &mut self.pipes {
+            pipe.pump();
+            pipe.flush_partial_line();
+            pipe.fd = None;
+        }
+    }
+}
+
+impl RelayedPipe {
+    fn pump(&mut self) {
+        let mut chunk = [0u8; 64 * 1024];
+        loop {
+            let Some(fd) = &self.fd else { return };
+            match nix::unistd::read(fd, &mut chunk) {
+                Ok(0) => {
+                    self.fd = None;
+                    self.flush_partial_line();
+                    return;
+                }
+                Ok(n) => {
+                    self.pending.extend_from_slice(&chunk[..n]);
+                    self.write_complete_lines();
+                }
+                Err(Errno::EINTR) => continue,
+                // EAGAIN: nothing more for now. Any other error: the pipe is unusable; stop reading it.
+                Err(Errno::EAGAIN) => return,
+                Err(_) => {
+                    self.fd = None;
+                    self.flush_partial_line();
+                    return;
+                }
+            }
+        }
+    }
+
+    fn write_complete_lines(&mut self) {
+        if let Some(last_newline) = self.pending.iter().rposition(|&b| b == b'\n') {
+            let rest = self.pending.split_off(last_newline + 1);
+            write_to(self.target, &self.pending);
+            self.pending = rest;
+        }
+    }
+
+    fn flush_partial_line(&mut self) {
+        if !self.pending.is_empty() {
+            self.pending.push(b'\n');
+            write_to(self.target, &self.pending);
+            self.pending.clear();
+        }
+    }
+}
+
+fn write_to(target: Target, bytes: &[u8]) {
+    // Errors writing to our own stdout/stderr cannot be reported anywhere better; drop them.
+    match target {
+        Target::Stdout => {
+            let mut out = io::stdout().lock();
+            let _ = out.write_all(bytes);
+            let _ = out.flush();
+        }
+        Target::Stderr => {
+            let mut err = io::stderr().lock();
+            let _ = err.write_all(bytes);
+            let _ = err.flush();
+        }
+    }
+}
