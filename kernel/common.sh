@@ -1,0 +1,54 @@
+# Shared by kernel/launch.sh, install.sh and scripts: where the kernel keeps its state and how
+# its evcxr startup files are rendered. Source it after setting REPO (absolute repo path).
+# shellcheck shell=bash
+
+KERNEL_NAME=rust-multiprocessing
+EVCXR_VERSION=0.22.0
+
+# Number of build slots: each is a fixed EVCXR_TMPDIR that one kernel at a time uses (flock), so
+# the helper crate and its dependencies stay built between kernel starts.
+RUST_MP_SLOTS=${RUST_MP_SLOTS:-3}
+
+# Per-checkout state directory (build slots, rendered evcxr config, stamps). Where it may live:
+# - outside the repo: evcxr's build crate has no [workspace] table, so cargo would take it for a
+#   stray member of the repo's workspace;
+# - not in the same top-level directory as the Rust toolchain (~/.rustup): cargo writes each
+#   cell's RUNPATH to libstd relative to target/.../deps, evcxr loads the copy one directory up,
+#   and the one `..` too many only lands right when the common ancestor is `/`. Under ~/.cache
+#   every cell fails with "dlopen failed" (libstd-*.so not found); under /var/tmp it works.
+rust_mp_state_dir() {
+    local base=${RUST_MP_CACHE_DIR:-/var/tmp/rust-multiprocessing-$(id -u)}
+    local id
+    id=$(printf '%s' "$REPO" | sha256sum | cut -c1-10)
+    printf '%s/%s-%s\n' "$base" "$(basename "$REPO")" "$id"
+}
+
+# Writes $2 to file $1 only when its content differs (atomic rename), so concurrent launchers
+# never see a half-written file.
+rust_mp_write_if_changed() {
+    local path=$1 content=$2
+    if [[ -f $path ]] && [[ "$(cat "$path")" == "$content" ]]; then
+        return 0
+    fi
+    mkdir -p "$(dirname "$path")"
+    local tmp
+    tmp=$(mktemp "$path.XXXXXX")
+    printf '%s\n' "$content" >"$tmp"
+    mv -f "$tmp" "$path"
+}
+
+# Renders the evcxr config dirs under $STATE:
+#   config/        init.evcxr + prelude.rs, used with a build slot (fixed EVCXR_TMPDIR)
+#   config-fresh/  the same with `:cache` first, used when every slot is busy (fresh temp dir):
+#                  registry crates then come from evcxr's cache in ~/.cache/evcxr.
+rust_mp_render_config() {
+    local state=$1
+    local init prelude
+    init=$(sed "s|@REPO@|$REPO|g" "$REPO/kernel/evcxr/init.evcxr.in")
+    prelude=$(cat "$REPO/kernel/evcxr/prelude.rs")
+    rust_mp_write_if_changed "$state/config/init.evcxr" "$init"
+    rust_mp_write_if_changed "$state/config/prelude.rs" "$prelude"
+    rust_mp_write_if_changed "$state/config-fresh/init.evcxr" ":cache 2048
+$init"
+    rust_mp_write_if_changed "$state/config-fresh/prelude.rs" "$prelude"
+}

@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# Starts the "Rust (multiprocessing)" Jupyter kernel: evcxr_jupyter with our startup files
+# (init.evcxr loads the helper crate, prelude.rs `use`s its prelude).
+#
+# usage (from kernel.json): launch.sh CONNECTION_FILE
+#
+# Speed: evcxr builds every `:dep` in its build dir (EVCXR_TMPDIR). A fresh temp dir means building
+# the helper crate at every start (~10 s), so we keep RUST_MP_SLOTS fixed build dirs ("slots") and
+# give each kernel the first free one, holding an flock on it while the kernel lives (the lock fd
+# is inherited by evcxr, so it stays held until the kernel and all its children are gone). When
+# every slot is busy the kernel gets a fresh temp dir and evcxr's `:cache` for registry crates.
+#
+# Faults: evcxr exits when its startup files fail (e.g. the helper crate does not compile), which
+# a notebook shows only as a dead kernel. So we run evcxr as a child, and if it exits with an error
+# we serve the same connection with kernel/error_kernel.py, which shows evcxr's output (the
+# compiler errors) as the result of every cell until the kernel is restarted.
+#
+# Environment (set by kernel.json, all optional):
+#   RUST_MP_EVCXR      path of evcxr_jupyter      RUST_MP_CARGO_BIN  dir holding cargo/rustc
+#   RUST_MP_PYTHON     python with ipykernel (for the error kernel)
+#   RUST_MP_SLOTS      number of build slots (default 3; 0 = always a fresh temp dir)
+#   RUST_MP_SLOT       use exactly this slot (fails if it is busy); used by install.sh to warm it
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(dirname "$here")
+# shellcheck source=kernel/common.sh
+source "$here/common.sh"
+
+log() { printf '[%s launcher] %s\n' "$KERNEL_NAME" "$*" >&2; }
+
+conn=${1:?usage: launch.sh CONNECTION_FILE}
+
+# Jupyter may be started without ~/.cargo/bin on PATH; evcxr needs cargo and rustc.
+for dir in "${RUST_MP_CARGO_BIN:-}" "${CARGO_HOME:-$HOME/.cargo}/bin"; do
+    if [[ -n $dir && -d $dir && ":$PATH:" != *":$dir:"* ]]; then
+        PATH=$PATH:$dir
+    fi
+done
+export PATH
+
+python=${RUST_MP_PYTHON:-$REPO/.venv/bin/python}
+evcxr=${RUST_MP_EVCXR:-$(command -v evcxr_jupyter || true)}
+
+STATE=$(rust_mp_state_dir)
+mkdir -p "$STATE"
+rust_mp_render_config "$STATE"
+
+# Serves the connection with the error kernel (if there is a python for it), else exits 1.
+serve_error() {
+    local message_file=$1
+    if [[ -x $python ]] && "$python" -c 'import ipykernel' 2>/dev/null; then
+        log "serving the error kernel; see $message_file"
+        if [[ -n ${lock_fd:-} ]]; then exec {lock_fd}>&-; fi
+        exec "$python" "$here/error_kernel.py" "$conn" "$message_file"
+    fi
+    log "no python with ipykernel at $python: cannot show the error in the notebook"
+    cat "$message_file" >&2
+    exit 1
+}
+
+if [[ -z $evcxr || ! -x $evcxr ]]; then
+    msg=$STATE/launch-error-$$.txt
+    printf 'evcxr_jupyter was not found (looked at RUST_MP_EVCXR and PATH).\nRun %s/install.sh, then restart the kernel.\n' "$REPO" >"$msg"
+    serve_error "$msg"
+fi
+
+# Pick a slot: the first one whose lock we can take without waiting.
+slot=
+if [[ -n ${RUST_MP_SLOT:-} ]]; then
+    exec {lock_fd}>>"$STATE/slot-$RUST_MP_SLOT.lock"
+    if ! flock -n "$lock_fd"; then
+        log "slot $RUST_MP_SLOT is in use by another kernel"
+        exit 75
+    fi
+    slot=$RUST_MP_SLOT
+else
+    for ((i = 0; i < RUST_MP_SLOTS; i++)); do
+        exec {lock_fd}>>"$STATE/slot-$i.lock"
+        if flock -n "$lock_fd"; then
+            slot=$i
+            break
+        fi
+        exec {lock_fd}>&-
+    done
+fi
+
+if [[ -n $slot ]]; then
+    export EVCXR_TMPDIR=$STATE/slot-$slot/build
+    export EVCXR_CONFIG_DIR=$STATE/config
+    mkdir -p "$EVCXR_TMPDIR"
+    errlog=$STATE/slot-$slot.log
+    log "build slot $slot ($EVCXR_TMPDIR)"
+else
+    unset EVCXR_TMPDIR
+    export EVCXR_CONFIG_DIR=$STATE/config-fresh
+    errlog=$STATE/fresh-$$.log
+    log "all $RUST_MP_SLOTS build slots are busy: using a fresh build dir (slower start)"
+fi
+unset EVCXR_IS_RUNTIME
+
+# evcxr dies with this script (pdeathsig), so a client that kills only our pid leaves nothing
+# behind; its stderr goes to the Jupyter log and to $errlog for the error kernel.
+: >"$errlog"
+setpriv --pdeathsig KILL -- "$evcxr" --control_file "$conn" 2> >(tee "$errlog" >&2) &
+pid=$!
+trap 'kill -TERM "$pid" 2>/dev/null || true' TERM INT HUP
+
+rc=0
+while kill -0 "$pid" 2>/dev/null; do
+    rc=0
+    wait "$pid" || rc=$?
+done
+trap - TERM INT HUP
+
+if ((rc == 0 || rc >= 128)); then
+    # normal shutdown, or killed by a signal (Jupyter's kill): nothing to show.
+    [[ -n $slot ]] || rm -f "$errlog"
+    exit "$rc"
+fi
+
+msg=$STATE/launch-error-$$.txt
+{
+    printf 'The Rust kernel (evcxr_jupyter) stopped with exit code %s while starting.\n' "$rc"
+    printf 'Its startup loads the helper crate at %s (see %s/init.evcxr).\n' "$REPO" "$EVCXR_CONFIG_DIR"
+    printf 'Fix the problem below, then restart the kernel.\n\n'
+    # drop evcxr's own chatter, keep the compiler's messages
+    grep -v -e '^Loading startup configuration from' "$errlog" || true
+} >"$msg"
+[[ -n $slot ]] || rm -f "$errlog"
+serve_error "$msg"

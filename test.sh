@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Runs every test of the project (the README's test command; CI runs it through .ci/run):
+# install.sh, then cargo fmt --check, clippy -D warnings, the helper crate's tests, the kernel
+# client's tests (they start the installed kernel), and the pytest suites (notebooks, kernel
+# conformance) found under tests/ and kernel/. Exits non-zero if any step fails; ends with a
+# summary line "test.sh: N passed, N failed, N skipped" counting steps.
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+cd "$REPO"
+exec </dev/null
+
+say() { printf '\n[test] %s\n' "$*"; }
+
+"$REPO/install.sh" || {
+    echo "[test] install.sh failed: no tests run" >&2
+    echo "test.sh: 0 passed, 1 failed"
+    exit 1
+}
+
+# The tools below find our kernel spec and Python tools in .venv.
+export VIRTUAL_ENV=$REPO/.venv
+export PATH=$VIRTUAL_ENV/bin:${CARGO_HOME:-$HOME/.cargo}/bin:$PATH
+export JUPYTER_PATH=$VIRTUAL_ENV/share/jupyter${JUPYTER_PATH:+:$JUPYTER_PATH}
+export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
+# One step may run at most this long (the whole CI run has 90 min).
+STEP_TIMEOUT=${STEP_TIMEOUT:-2400}
+
+passed=() failed=() skipped=()
+step() { # step NAME COMMAND...
+    local name=$1 t0=$SECONDS rc=0
+    shift
+    say "$name: $*"
+    timeout -k 30 "$STEP_TIMEOUT" "$@" || rc=$?
+    if ((rc == 0)); then
+        passed+=("$name")
+        say "$name: ok ($((SECONDS - t0)) s)"
+    else
+        ((rc == 124)) && echo "[test] $name: timed out after $STEP_TIMEOUT s" >&2
+        failed+=("$name")
+        say "$name: FAILED (exit $rc, $((SECONDS - t0)) s)"
+    fi
+}
+skip() {
+    skipped+=("$1")
+    say "$1: skipped ($2)"
+}
+
+step "cargo fmt" cargo fmt --all --check
+step "cargo clippy" cargo clippy --workspace --all-targets -- -D warnings
+step "cargo test (helper crate)" cargo test -p multiprocessing
+
+if [[ -f kernel/client/Cargo.toml ]]; then
+    client_pkg=$(sed -n 's/^name *= *"\(.*\)"/\1/p' kernel/client/Cargo.toml | head -n 1)
+    step "cargo test (kernel tests)" cargo test -p "$client_pkg"
+else
+    skip "kernel tests" "kernel/client/Cargo.toml does not exist yet"
+fi
+
+# pytest suites: every directory among tests/ and kernel/ that holds test_*.py or *_test.py.
+py_dirs=()
+for dir in tests kernel; do
+    if [[ -d $dir ]] && [[ -n "$(find "$dir" -path '*/target' -prune -o \( -name 'test_*.py' -o -name '*_test.py' \) -type f -print -quit)" ]]; then
+        py_dirs+=("$dir")
+    fi
+done
+if ((${#py_dirs[@]})); then
+    # exit 5 ("no tests collected") is a failure here: these directories do hold test files.
+    step "pytest (${py_dirs[*]})" "$VIRTUAL_ENV/bin/python" -m pytest -p no:cacheprovider "${py_dirs[@]}"
+else
+    skip "pytest" "no test_*.py under tests/ or kernel/"
+fi
+
+echo
+echo "[test] passed: ${passed[*]:-none}"
+echo "[test] failed: ${failed[*]:-none}"
+echo "[test] skipped: ${skipped[*]:-none}"
+echo "test.sh: ${#passed[@]} passed, ${#failed[@]} failed, ${#skipped[@]} skipped"
+((${#failed[@]} == 0))
