@@ -123,6 +123,23 @@ pub fn is_running(pid: u32, start_time: u64) -> bool {
     process(pid).is_some_and(|info| info.start_time == start_time && !info.is_zombie())
 }
 
+/// Polls `list` every 50 ms until it returns no process that is still running (zombies
+/// do not count) or `timeout` passes; returns the running ones left (empty on success).
+/// Processes take a moment to end after their parent or their pipe goes away.
+pub fn wait_until_none(
+    timeout: std::time::Duration,
+    mut list: impl FnMut() -> Vec<ProcessInfo>,
+) -> Vec<ProcessInfo> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let left: Vec<ProcessInfo> = list().into_iter().filter(|p| !p.is_zombie()).collect();
+        if left.is_empty() || std::time::Instant::now() >= deadline {
+            return left;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 /// Open file descriptors of `pid`: fd number -> what it points to (`readlink`).
 pub fn open_fds(pid: u32) -> std::io::Result<BTreeMap<i32, String>> {
     let dir = PathBuf::from(format!("/proc/{pid}/fd"));
