@@ -419,10 +419,11 @@ fn ranges(limit: u64, pieces: u64) -> Vec<(u64, u64)> {
 }
 """),
     md(r"""
-How many cores can this process use? The ideal speedup with `n` workers is `min(n, cores)`.
+How many cores does this machine have (`cpu_count()`, as in Python)? The ideal speedup with `n`
+workers is `min(n, cores)`.
 """),
     code(r"""
-let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+let cores = cpu_count();
 println!("cores: {cores}");
 """, IGNORE),
     md(r"""
@@ -620,7 +621,7 @@ match std::process::Command::new(&python).arg("-c").arg(PYTHON_TWIN).output() {
     Ok(out) if out.status.success() => print!("{}", String::from_utf8_lossy(&out.stdout)),
     Ok(out) => println!("{python} failed: {}", String::from_utf8_lossy(&out.stderr)),
     Err(e) => println!("no Python here ({python}: {e}); skipped"),
-}
+};
 ''', IGNORE),
 ]
 
@@ -644,19 +645,36 @@ child exited with, and `-N` means the child was killed by signal `N` (6 is `SIGA
 9 is `SIGKILL`).
 """),
     md(r"""
+Two settings first. evcxr, the program that runs this notebook's code, asks Rust for a full backtrace
+with every panic message; they would bury the messages below, so we turn them off. And `libc` gives
+us the C library's `signal` function, used below.
+"""),
+    code(r"""
+:dep libc = "0.2"
+"""),
+    code(r"""
+std::env::set_var("RUST_BACKTRACE", "0");
+"""),
+    md(r"""
 ### Three children that fail
 
-1. one **panics** (Rust's equivalent of an uncaught exception): its message appears below, on the
-   child's standard error;
+1. one **panics** (Rust's equivalent of an uncaught exception): the child's report appears below, on
+   its standard error, under the line `Process Process-N:` as in Python;
 2. one **aborts** (`std::process::abort()`, as C's `abort()`: no clean-up, ends on signal 6);
 3. one **writes to an invalid address**: the operating system stops it with a segmentation fault
    (signal 11). In Python, this is what a bug in a C extension does.
 
-The third needs `unsafe`: safe Rust never writes through an invalid pointer. Watch the parent print
-its line after each child, with the child's exit code.
+The third needs `unsafe`: safe Rust never writes through an invalid pointer. It also needs one more
+line: evcxr catches segmentation faults to print a backtrace and then aborts, and a forked child
+inherits the signal handlers of its parent. `crash_by_segfault` first gives `SIGSEGV` back its default
+action (end the process), as in a fresh program.
+
+`join` waits for a child and returns its exit code. Watch the parent print its line after each child.
 """),
     code(r"""
 fn crash_by_segfault() {
+    // Undo the handler inherited from evcxr: a segmentation fault ends the process, as usual.
+    unsafe { libc::signal(libc::SIGSEGV, libc::SIG_DFL) };
     // Address 16 is never mapped: writing there is a segmentation fault.
     let invalid = 16 as *mut u8;
     unsafe { invalid.write_volatile(1) };
@@ -668,11 +686,11 @@ let mut segfaults = Process::new(crash_by_segfault);
 
 for (what, child) in [("panics", &mut panics), ("aborts", &mut aborts), ("segfaults", &mut segfaults)] {
     child.start()?;
-    child.join()?;
-    println!("the child that {what} ended with exit code {:?}", child.exitcode());
+    let code = child.join()?;
+    println!("the child that {what} ended with exit code {code}");
 }
 println!("the parent is still running");
-"""),
+""", IGNORE),
     md(r"""
 ### The same panic in a thread
 
@@ -689,7 +707,7 @@ match handle.join() {
     ),
 }
 println!("the process is still running");
-"""),
+""", IGNORE),
     md(r"""
 But threads share their memory, and a panic can leave shared data half-updated. Rust marks a lock
 held by a panicking thread as **poisoned**, so that the other threads know. Here a thread panics in
@@ -710,8 +728,8 @@ let _ = std::thread::spawn(move || {
 match accounts.lock() {
     Ok(balances) => println!("balances: {:?}", *balances),
     Err(poisoned) => println!("the lock is poisoned; the data inside: {:?} (10 went missing)", *poisoned.into_inner()),
-}
-"""),
+};
+""", IGNORE),
     md(r"""
 ### A crash in a thread ends every thread of its process
 
@@ -728,8 +746,8 @@ let mut child = Process::new(|| {
     println!("child: the thread is finished, carrying on");
 });
 child.start()?;
-child.join()?;
-println!("the whole child ended with exit code {:?}: its main thread never printed its second line", child.exitcode());
+let code = child.join()?;
+println!("the whole child ended with exit code {code}: its main thread never printed its second line");
 """),
     md(r"""
 ### A task that panics in a pool
