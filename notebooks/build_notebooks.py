@@ -646,14 +646,15 @@ child exited with, and `-N` means the child was killed by signal `N` (6 is `SIGA
 """),
     md(r"""
 Two settings first. evcxr, the program that runs this notebook's code, asks Rust for a full backtrace
-with every panic message; they would bury the messages below, so we turn them off. And `libc` gives
-us the C library's `signal` function, used below.
+with every panic message; here they would bury the messages, so we install a *panic hook* that prints
+only the message and where it comes from. (The hook is one per process; children inherit it.) And
+`libc` gives us the C library's `signal` function, used below.
 """),
     code(r"""
 :dep libc = "0.2"
 """),
     code(r"""
-std::env::set_var("RUST_BACKTRACE", "0");
+std::panic::set_hook(Box::new(|info| eprintln!("{info}")));
 """),
     md(r"""
 ### Three children that fail
@@ -690,7 +691,7 @@ for (what, child) in [("panics", &mut panics), ("aborts", &mut aborts), ("segfau
     println!("the child that {what} ended with exit code {code}");
 }
 println!("the parent is still running");
-""", IGNORE),
+"""),
     md(r"""
 ### The same panic in a thread
 
@@ -707,7 +708,7 @@ match handle.join() {
     ),
 }
 println!("the process is still running");
-""", IGNORE),
+"""),
     md(r"""
 But threads share their memory, and a panic can leave shared data half-updated. Rust marks a lock
 held by a panicking thread as **poisoned**, so that the other threads know. Here a thread panics in
@@ -729,7 +730,7 @@ match accounts.lock() {
     Ok(balances) => println!("balances: {:?}", *balances),
     Err(poisoned) => println!("the lock is poisoned; the data inside: {:?} (10 went missing)", *poisoned.into_inner()),
 };
-""", IGNORE),
+"""),
     md(r"""
 ### A crash in a thread ends every thread of its process
 
