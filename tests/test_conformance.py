@@ -65,8 +65,8 @@ class RustMultiprocessingKernelTests(jkt.KernelTests):
         return super().execute_helper(code, timeout=max(timeout, REPLY_TIMEOUT), **kwargs)
 
     @pytest.mark.skip(
-        reason="evcxr 0.22 error replies lack ename/evalue/traceback and a compile error "
-        "sends one iopub `error` per diagnostic"
+        reason="evcxr 0.22 error replies lack ename/evalue/traceback, "
+        "which the execute_reply schema requires"
     )
     def test_error(self) -> None:
         super().test_error()
@@ -87,12 +87,6 @@ class RustMultiprocessingKernelTests(jkt.KernelTests):
     )
     def test_display_data(self) -> None:
         super().test_display_data()
-
-    @pytest.mark.skip(
-        reason="evcxr 0.22 completion (rust-analyzer) does not return the expected matches"
-    )
-    def test_completion(self) -> None:
-        super().test_completion()
 
     @pytest.mark.skip(reason="evcxr 0.22 sends no pager payloads")
     def test_pager(self) -> None:

@@ -96,6 +96,48 @@ fn client_speaks_the_protocol() {
         );
     });
 
+    checks.check("notebook runner: tags, sanitizer, comparisons", || {
+        use kernel_client::notebook::{run_notebook, Notebook, Sanitizer, Verdict};
+        let stream = |text: &str| serde_json::json!([{"output_type": "stream", "name": "stdout", "text": text}]);
+        let code = |source: &str, tags: &[&str], outputs: serde_json::Value| {
+            serde_json::json!({"cell_type": "code", "source": source, "execution_count": 1,
+                               "metadata": {"tags": tags}, "outputs": outputs})
+        };
+        let json = serde_json::json!({"metadata": {}, "nbformat": 4, "nbformat_minor": 5, "cells": [
+            {"cell_type": "markdown", "source": "# runner self-test", "metadata": {}},
+            code("println!(\"pid {}\", std::process::id());", &[], stream("pid 1\n")),
+            code("for i in [3, 1, 2] { println!(\"{i}\"); };", &["unordered-output"], stream("1\n2\n3\n")),
+            code("let x: u32 = \"s\";", &["raises-exception"], serde_json::json!([
+                {"output_type": "error", "ename": "Error", "evalue": "mismatched types", "traceback": []}])),
+            code("panic!(\"skipped\")", &["nbval-skip"], serde_json::json!([])),
+            code("println!(\"{}\", 12345);", &["nbval-ignore-output"], stream("other\n")),
+            code("1 + 1", &[], serde_json::json!([{"output_type": "execute_result", "execution_count": 1,
+                "metadata": {}, "data": {"text/plain": "2"}}])),
+            code("println!(\"changed\");", &[], stream("original\n")),
+        ]});
+        let notebook = Notebook::from_json(std::path::Path::new("self-test.ipynb"), &json).unwrap();
+        let sanitizer = Sanitizer::load(
+            &std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("sanitize.cfg"),
+        )
+        .unwrap();
+        let reports = run_notebook(&mut kernel, &notebook, &sanitizer, Duration::from_secs(60));
+        let verdicts: Vec<(usize, Verdict)> =
+            reports.iter().map(|r| (r.index, r.verdict.clone())).collect();
+        assert_eq!(verdicts.len(), 7, "{verdicts:#?}");
+        for (index, verdict) in &verdicts[..6] {
+            assert!(
+                matches!(verdict, Verdict::Passed(_) | Verdict::Skipped),
+                "cell {index}: {verdict:?}"
+            );
+        }
+        assert_eq!(verdicts[3].1, Verdict::Skipped);
+        assert!(
+            matches!(&verdicts[6].1, Verdict::Failed(why) if why.contains("changed")),
+            "{:?}",
+            verdicts[6]
+        );
+    });
+
     checks.finish();
 
     let pid = kernel.pid();
