@@ -157,11 +157,11 @@ mod tests {
         let root = temp_dir("broken");
         std::fs::create_dir_all(root.join("bad")).unwrap();
         std::fs::write(root.join("bad/kernel.json"), r#"{"argv":[]}"#).unwrap();
-        let error = KernelSpec::find("bad", &[root.clone()]).unwrap_err();
+        let error = KernelSpec::find("bad", std::slice::from_ref(&root)).unwrap_err();
         assert!(error.to_string().contains("argv is empty"), "{error}");
         std::fs::write(root.join("bad/kernel.json"), "{").unwrap();
         assert!(matches!(
-            KernelSpec::find("bad", &[root.clone()]),
+            KernelSpec::find("bad", std::slice::from_ref(&root)),
             Err(Error::BadKernelSpec { .. })
         ));
         std::fs::remove_dir_all(root).unwrap();
