@@ -1,0 +1,277 @@
+//! Length-prefixed frames over pipes: how tasks reach a pool's workers and results come back.
+//!
+//! A frame is an 8-byte little-endian body length followed by the body. A body starts with a
+//! postcard-encoded header (self-delimiting) and may carry raw payload bytes after it, so a large
+//! payload (already postcard bytes) is copied once into the frame and never re-encoded.
+//!
+//! Two sides: a worker uses the blocking functions ([`read_frame`], [`write_all`]); the parent uses
+//! [`NbWriter`] and [`NbReader`] on nonblocking pipe ends inside one `poll(2)` loop, so it keeps
+//! reading results while its task writes are still pending (no deadlock at any size, no thread).
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+use nix::errno::Errno;
+use nix::fcntl::{fcntl, FcntlArg, OFlag};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+
+/// Size of the length prefix.
+const LEN: usize = 8;
+
+/// Pipe buffer size asked for (Linux allows unprivileged processes up to `/proc/sys/fs/pipe-max-size`,
+/// 1 MiB by default): fewer wake-ups per megabyte moved.
+const PIPE_SIZE: i32 = 1 << 20;
+
+/// A pipe, each end nonblocking or not as asked (the parent's ends are, a worker's are not). Both
+/// ends are `O_CLOEXEC`.
+pub(crate) fn pipe(read_nonblocking: bool, write_nonblocking: bool) -> Result<(OwnedFd, OwnedFd)> {
+    let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::os("pipe2", e))?;
+    // A bigger pipe is an optimisation only: ignore a refusal.
+    let _ = fcntl(&write, FcntlArg::F_SETPIPE_SZ(PIPE_SIZE));
+    if read_nonblocking {
+        set_nonblocking(&read)?;
+    }
+    if write_nonblocking {
+        set_nonblocking(&write)?;
+    }
+    Ok((read, write))
+}
+
+fn set_nonblocking(fd: &OwnedFd) -> Result<()> {
+    let flags = fcntl(fd, FcntlArg::F_GETFL).map_err(|e| Error::os("fcntl", e))?;
+    fcntl(fd, FcntlArg::F_SETFL(OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK))
+        .map_err(|e| Error::os("fcntl", e))?;
+    Ok(())
+}
+
+/// Appends one frame (`header` then `payload`) to `out`.
+pub(crate) fn encode_frame(out: &mut Vec<u8>, header: &impl Serialize, payload: &[u8]) -> Result<()> {
+    let start = out.len();
+    out.extend_from_slice(&[0; LEN]);
+    let codec = |e: postcard::Error| Error::Codec { direction: "serialize", what: "a frame header", message: e.to_string() };
+    let mut buf = std::mem::take(out);
+    buf = postcard::to_extend(header, buf).map_err(codec)?;
+    buf.extend_from_slice(payload);
+    let body = (buf.len() - start - LEN) as u64;
+    buf[start..start + LEN].copy_from_slice(&body.to_le_bytes());
+    *out = buf;
+    Ok(())
+}
+
+/// Splits a frame body into its header and the payload bytes after it.
+pub(crate) fn decode_body<H: DeserializeOwned>(body: &[u8]) -> Result<(H, &[u8])> {
+    postcard::take_from_bytes(body).map_err(|e| Error::Codec {
+        direction: "deserialize",
+        what: "a frame header",
+        message: e.to_string(),
+    })
+}
+
+/// Blocking: reads one frame body into `body`. `Ok(false)` at a clean end of file before a frame.
+pub(crate) fn read_frame(fd: BorrowedFd<'_>, body: &mut Vec<u8>) -> Result<bool> {
+    let mut len = [0u8; LEN];
+    if !read_exact(fd, &mut len, true)? {
+        return Ok(false);
+    }
+    let n = u64::from_le_bytes(len) as usize;
+    body.clear();
+    body.resize(n, 0);
+    if !read_exact(fd, body, false)? {
+        return Err(Error::Disconnected { peer: "the pool".into(), message: "a frame was cut short".into() });
+    }
+    Ok(true)
+}
+
+/// Reads exactly `buf.len()` bytes; `Ok(false)` on end of file before the first byte when `eof_ok`.
+fn read_exact(fd: BorrowedFd<'_>, buf: &mut [u8], eof_ok: bool) -> Result<bool> {
+    let mut done = 0;
+    while done < buf.len() {
+        match nix::unistd::read(fd, &mut buf[done..]) {
+            Ok(0) if done == 0 && eof_ok => return Ok(false),
+            Ok(0) => return Ok(false),
+            Ok(n) => done += n,
+            Err(Errno::EINTR) => {}
+            Err(e) => return Err(Error::os("read", e)),
+        }
+    }
+    Ok(true)
+}
+
+/// Blocking: writes all of `bytes`.
+pub(crate) fn write_all(fd: BorrowedFd<'_>, mut bytes: &[u8]) -> Result<()> {
+    while !bytes.is_empty() {
+        match nix::unistd::write(fd, bytes) {
+            Ok(n) => bytes = &bytes[n..],
+            Err(Errno::EINTR) => {}
+            Err(e) => return Err(Error::os("write", e)),
+        }
+    }
+    Ok(())
+}
+
+/// The parent's nonblocking, buffered writing end: frames are queued, then written as far as the pipe
+/// takes them; the rest waits for the next `POLLOUT`.
+#[derive(Debug)]
+pub(crate) struct NbWriter {
+    fd: OwnedFd,
+    buf: Vec<u8>,
+    pos: usize,
+}
+
+impl NbWriter {
+    pub(crate) fn new(fd: OwnedFd) -> Self {
+        NbWriter { fd, buf: Vec::new(), pos: 0 }
+    }
+
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    /// The buffer to append frames to (with [`encode_frame`]).
+    pub(crate) fn queue(&mut self) -> &mut Vec<u8> {
+        &mut self.buf
+    }
+
+    /// True while queued bytes wait to be written.
+    pub(crate) fn has_pending(&self) -> bool {
+        self.pos < self.buf.len()
+    }
+
+    /// Writes as much as the pipe takes now. `Err` when the reader is gone (EPIPE).
+    pub(crate) fn flush(&mut self) -> Result<()> {
+        while self.pos < self.buf.len() {
+            match nix::unistd::write(&self.fd, &self.buf[self.pos..]) {
+                Ok(n) => self.pos += n,
+                Err(Errno::EINTR) => {}
+                Err(Errno::EAGAIN) => break,
+                Err(e) => return Err(Error::os("write", e)),
+            }
+        }
+        if self.pos == self.buf.len() {
+            self.buf.clear();
+            self.pos = 0;
+        } else if self.pos > (1 << 20) && self.pos * 2 > self.buf.len() {
+            self.buf.drain(..self.pos);
+            self.pos = 0;
+        }
+        Ok(())
+    }
+}
+
+/// The parent's nonblocking, buffered reading end: reads what is there, hands out whole frames.
+#[derive(Debug)]
+pub(crate) struct NbReader {
+    fd: Option<OwnedFd>,
+    buf: Vec<u8>,
+    start: usize,
+    filled: usize,
+}
+
+impl NbReader {
+    pub(crate) fn new(fd: OwnedFd) -> Self {
+        NbReader { fd: Some(fd), buf: Vec::new(), start: 0, filled: 0 }
+    }
+
+    /// The descriptor, until end of file was read.
+    pub(crate) fn fd(&self) -> Option<BorrowedFd<'_>> {
+        self.fd.as_ref().map(|fd| fd.as_fd())
+    }
+
+    /// Reads everything available now without blocking. Closes the descriptor at end of file.
+    pub(crate) fn fill(&mut self) -> Result<()> {
+        loop {
+            let Some(fd) = &self.fd else { return Ok(()) };
+            // Make room: at least 64 KiB, or the rest of a frame whose length is known.
+            if self.start > 0 && (self.start == self.filled || self.start * 2 > self.buf.len()) {
+                self.buf.copy_within(self.start..self.filled, 0);
+                self.filled -= self.start;
+                self.start = 0;
+            }
+            let want = self.pending_frame_len().map_or(0, |n| (LEN + n).saturating_sub(self.filled - self.start));
+            let room = want.max(64 * 1024);
+            if self.buf.len() - self.filled < room {
+                self.buf.resize(self.filled + room, 0);
+            }
+            match nix::unistd::read(fd, &mut self.buf[self.filled..]) {
+                Ok(0) => {
+                    self.fd = None;
+                    return Ok(());
+                }
+                Ok(n) => self.filled += n,
+                Err(Errno::EINTR) => {}
+                Err(Errno::EAGAIN) => return Ok(()),
+                Err(e) => {
+                    self.fd = None;
+                    return Err(Error::os("read", e));
+                }
+            }
+        }
+    }
+
+    fn pending_frame_len(&self) -> Option<usize> {
+        let have = &self.buf[self.start..self.filled];
+        (have.len() >= LEN).then(|| u64::from_le_bytes(have[..LEN].try_into().unwrap_or([0; LEN])) as usize)
+    }
+
+    /// The next complete frame body, if one has arrived.
+    pub(crate) fn next_frame(&mut self) -> Option<Vec<u8>> {
+        let n = self.pending_frame_len()?;
+        if self.filled - self.start < LEN + n {
+            return None;
+        }
+        let body = self.buf[self.start + LEN..self.start + LEN + n].to_vec();
+        self.start += LEN + n;
+        if self.start == self.filled {
+            self.start = 0;
+            self.filled = 0;
+        }
+        Some(body)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_round_trip_through_a_pipe_in_pieces() {
+        let (r, w) = pipe(true, true).unwrap();
+        let mut writer = NbWriter::new(w);
+        let mut reader = NbReader::new(r);
+        let big = vec![7u8; 300_000];
+        for i in 0..3u32 {
+            encode_frame(writer.queue(), &(i, "header"), &big[..100_000 * i as usize]).unwrap();
+        }
+        let mut got = Vec::new();
+        while got.len() < 3 {
+            writer.flush().unwrap();
+            reader.fill().unwrap();
+            while let Some(body) = reader.next_frame() {
+                let ((i, h), payload): ((u32, String), &[u8]) = decode_body(&body).unwrap();
+                assert_eq!(h, "header");
+                assert_eq!(payload.len(), 100_000 * i as usize);
+                got.push(i);
+            }
+        }
+        assert_eq!(got, [0, 1, 2]);
+        drop(writer);
+        reader.fill().unwrap();
+        assert!(reader.fd().is_none(), "end of file closes the reader");
+    }
+
+    #[test]
+    fn blocking_read_sees_frames_and_end_of_file() {
+        let (r, w) = pipe(false, false).unwrap();
+        let mut frame = Vec::new();
+        encode_frame(&mut frame, &42u64, b"xyz").unwrap();
+        write_all(w.as_fd(), &frame).unwrap();
+        drop(w);
+        let mut body = Vec::new();
+        assert!(read_frame(r.as_fd(), &mut body).unwrap());
+        let (h, p): (u64, &[u8]) = decode_body(&body).unwrap();
+        assert_eq!((h, p), (42, &b"xyz"[..]));
+        assert!(!read_frame(r.as_fd(), &mut body).unwrap());
+    }
+}

@@ -1,0 +1,223 @@
+//! [`AsyncResult`]: the handle `apply_async` and `map_async` return, as Python's `AsyncResult`.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use serde::de::DeserializeOwned;
+
+use super::inner::{Arrived, Inner};
+use super::{borrow, check_timeout};
+use crate::error::{Error, Result};
+
+/// The result of [`Pool::apply_async`](crate::Pool::apply_async) or
+/// [`Pool::map_async`](crate::Pool::map_async), to be collected later with [`get`](Self::get).
+///
+/// As in Python, the work starts at once; nothing runs in the background of the notebook, though:
+/// the pool moves tasks and results whenever one of its calls waits (`get`, `wait`, `ready`, `map`, ...).
+/// Dropping an `AsyncResult` without `get` discards its result (the tasks still run).
+///
+/// ```
+/// use multiprocessing::Pool;
+///
+/// fn square(x: u64) -> u64 { x * x }
+///
+/// let pool = Pool::new(2)?;
+/// let mut results: Vec<_> = (0..5).map(|i| pool.apply_async(square, i)).collect::<Result<_, _>>()?;
+/// let squares: Vec<u64> = results.iter_mut().map(|r| r.get()).collect::<Result<_, _>>()?;
+/// assert_eq!(squares, [0, 1, 4, 9, 16]);
+/// # Ok::<(), multiprocessing::Error>(())
+/// ```
+pub struct AsyncResult<R> {
+    pool: Rc<RefCell<Inner>>,
+    job: u64,
+    decode: fn(Vec<Arrived>) -> Result<R>,
+    taken: bool,
+}
+
+impl<R> std::fmt::Debug for AsyncResult<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AsyncResult").field("job", &self.job).field("taken", &self.taken).finish()
+    }
+}
+
+impl<R> AsyncResult<R> {
+    pub(crate) fn new(pool: Rc<RefCell<Inner>>, job: u64, decode: fn(Vec<Arrived>) -> Result<R>) -> Self {
+        AsyncResult { pool, job, decode, taken: false }
+    }
+
+    /// Waits for the result and returns it (Python: `get()`). The error of a failed task
+    /// ([`Error::TaskPanicked`], [`Error::WorkerDied`], ...) is returned here. The result is handed
+    /// over once: a second `get` returns [`Error::ResultTaken`].
+    ///
+    /// ```
+    /// use multiprocessing::{Error, Pool};
+    ///
+    /// fn fails(_: u8) -> u8 { panic!("no") }
+    ///
+    /// let pool = Pool::new(1)?;
+    /// let mut r = pool.apply_async(fails, 0)?;
+    /// assert!(matches!(r.get(), Err(Error::TaskPanicked { index: 0, .. })));
+    /// assert!(matches!(r.get(), Err(Error::ResultTaken)));
+    /// # Ok::<(), multiprocessing::Error>(())
+    /// ```
+    pub fn get(&mut self) -> Result<R> {
+        self.collect(None)
+    }
+
+    /// Like [`get`](Self::get), waiting at most `timeout` (Python: `get(timeout)`); then
+    /// [`Error::Timeout`], and the result can still be collected later. A zero timeout is
+    /// [`Error::InvalidTimeout`]: use [`ready`](Self::ready) to look without waiting.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use multiprocessing::{Error, Pool};
+    ///
+    /// fn slow(ms: u64) -> u64 { std::thread::sleep(Duration::from_millis(ms)); ms }
+    ///
+    /// let pool = Pool::new(1)?;
+    /// let mut r = pool.apply_async(slow, 300)?;
+    /// assert!(matches!(r.get_timeout(Duration::from_millis(10)), Err(Error::Timeout { .. })));
+    /// assert_eq!(r.get_timeout(Duration::from_secs(10))?, 300);
+    /// # Ok::<(), multiprocessing::Error>(())
+    /// ```
+    pub fn get_timeout(&mut self, timeout: Duration) -> Result<R> {
+        check_timeout(timeout)?;
+        self.collect(Some(timeout))
+    }
+
+    fn collect(&mut self, timeout: Option<Duration>) -> Result<R> {
+        if self.taken {
+            return Err(Error::ResultTaken);
+        }
+        let job = self.job;
+        let mut inner = borrow(&self.pool)?;
+        let deadline = timeout.map(|t| Instant::now() + t);
+        if !inner.drive(deadline, |i| i.job_finished(job))? {
+            return Err(Error::Timeout { waited: timeout.unwrap_or_default(), what: "the async result".into() });
+        }
+        let (arrived, failure) = inner.take(job);
+        drop(inner);
+        self.taken = true;
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        (self.decode)(arrived)
+    }
+
+    /// Waits until the result is ready (Python: `wait()`), without taking it.
+    ///
+    /// ```
+    /// use multiprocessing::Pool;
+    ///
+    /// fn double(x: i32) -> i32 { 2 * x }
+    ///
+    /// let pool = Pool::new(1)?;
+    /// let r = pool.apply_async(double, 21)?;
+    /// r.wait()?;
+    /// assert!(r.ready());
+    /// # Ok::<(), multiprocessing::Error>(())
+    /// ```
+    pub fn wait(&self) -> Result<()> {
+        let job = self.job;
+        borrow(&self.pool)?.drive(None, |i| i.job_finished(job))?;
+        Ok(())
+    }
+
+    /// Waits at most `timeout` (Python: `wait(timeout)`); `Ok(true)` if the result is ready.
+    /// A zero timeout is [`Error::InvalidTimeout`].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use multiprocessing::Pool;
+    ///
+    /// fn double(x: i32) -> i32 { 2 * x }
+    ///
+    /// let pool = Pool::new(1)?;
+    /// let r = pool.apply_async(double, 21)?;
+    /// assert!(r.wait_timeout(Duration::from_secs(10))?);
+    /// # Ok::<(), multiprocessing::Error>(())
+    /// ```
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<bool> {
+        check_timeout(timeout)?;
+        let job = self.job;
+        borrow(&self.pool)?.drive(Some(Instant::now() + timeout), |i| i.job_finished(job))
+    }
+
+    /// True once the result is ready, successful or not (Python: `ready()`). Never waits.
+    ///
+    /// ```
+    /// use multiprocessing::Pool;
+    ///
+    /// fn double(x: i32) -> i32 { 2 * x }
+    ///
+    /// let pool = Pool::new(1)?;
+    /// let mut r = pool.apply_async(double, 21)?;
+    /// while !r.ready() {}
+    /// assert_eq!(r.get()?, 42);
+    /// # Ok::<(), multiprocessing::Error>(())
+    /// ```
+    pub fn ready(&self) -> bool {
+        if self.taken {
+            return true;
+        }
+        let job = self.job;
+        match borrow(&self.pool) {
+            Ok(mut inner) => inner.drive(Some(Instant::now()), |i| i.job_finished(job)).unwrap_or(true),
+            Err(_) => false,
+        }
+    }
+
+    /// Whether the call completed without error (Python: `successful()`); [`Error::ResultNotReady`]
+    /// before it is ready, as Python raises `ValueError`.
+    ///
+    /// ```
+    /// use multiprocessing::Pool;
+    ///
+    /// fn fails(_: u8) -> u8 { panic!("no") }
+    ///
+    /// let pool = Pool::new(1)?;
+    /// let r = pool.apply_async(fails, 0)?;
+    /// r.wait()?;
+    /// assert!(!r.successful()?);
+    /// # Ok::<(), multiprocessing::Error>(())
+    /// ```
+    pub fn successful(&self) -> Result<bool> {
+        if self.taken {
+            return Err(Error::ResultTaken);
+        }
+        if !self.ready() {
+            return Err(Error::ResultNotReady);
+        }
+        Ok(borrow(&self.pool)?.job_ok(self.job))
+    }
+}
+
+impl<R> Drop for AsyncResult<R> {
+    fn drop(&mut self) {
+        if !self.taken {
+            if let Ok(mut inner) = self.pool.try_borrow_mut() {
+                inner.abandon(self.job);
+            }
+        }
+    }
+}
+
+/// Decodes the one result of an `apply_async`.
+pub(crate) fn decode_one<R: DeserializeOwned>(arrived: Vec<Arrived>) -> Result<R> {
+    decode_all::<R>(arrived)?.pop().ok_or_else(|| Error::Codec {
+        direction: "deserialize",
+        what: "task results",
+        message: "the worker sent no result".into(),
+    })
+}
+
+/// Decodes and orders the results of a `map_async`.
+pub(crate) fn decode_all<R: DeserializeOwned>(mut arrived: Vec<Arrived>) -> Result<Vec<R>> {
+    arrived.sort_by_key(|a| a.first);
+    let mut out = Vec::new();
+    for a in arrived {
+        out.extend(super::decode_chunk::<R>(&a.result?)?);
+    }
+    Ok(out)
+}

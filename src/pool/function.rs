@@ -1,0 +1,404 @@
+//! How a function reaches a worker process.
+//!
+//! A pool takes plain `fn` pointers. For each call the parent sends two code addresses: the function
+//! itself and a *trampoline*, an `extern "C"` function monomorphised for the function's argument and
+//! result types, which decodes a chunk of arguments, calls the function on each, and encodes the
+//! results. A forked worker shares the parent's address space layout, so the addresses are valid there
+//! -- as long as the code was loaded before the worker was forked.
+//!
+//! Inside evcxr every cell is a new shared object (`libcode_N.so`, kept for the kernel's life). A pool
+//! created in cell 1 has workers that never saw cell 2's library. So the parent describes each address
+//! with `dladdr` (library path, offset from its base); the worker checks with its own `dladdr` that
+//! the address is mapped *and* belongs to that same library, and otherwise `dlopen`s the library by
+//! path and rebases the offset. It never jumps to an address it has not verified: a function it cannot
+//! reach becomes [`Error::FunctionUnavailable`](crate::Error::FunctionUnavailable), not a segfault.
+//!
+//! This is the crate's only `unsafe` outside `sys.rs`; every block says why it is sound.
+
+use std::collections::HashMap;
+use std::ffi::{c_void, CStr, CString};
+use std::io::Write;
+use std::marker::PhantomData;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// A code address as the parent saw it, with the shared object it lies in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct FnRef {
+    /// The address in the parent.
+    pub addr: usize,
+    /// The shared object holding it: its path and load base in the parent. `None` when `dladdr` knows
+    /// no object for it (a statically linked program), in which case it was mapped before any fork.
+    pub lib: Option<(Vec<u8>, usize)>,
+}
+
+/// Dl_info, decoded.
+struct Located {
+    path: Vec<u8>,
+    base: usize,
+}
+
+/// `dladdr(addr)`: the object holding `addr` in this process, if any.
+fn locate(addr: usize) -> Option<Located> {
+    let mut info = libc::Dl_info {
+        dli_fname: std::ptr::null(),
+        dli_fbase: std::ptr::null_mut(),
+        dli_sname: std::ptr::null(),
+        dli_saddr: std::ptr::null_mut(),
+    };
+    // SAFETY: dladdr only reads the loader's tables and fills `info`, which lives on our stack. It
+    // never dereferences `addr`, so any value is sound.
+    let found = unsafe { libc::dladdr(addr as *const c_void, &mut info) };
+    if found == 0 || info.dli_fbase.is_null() {
+        return None;
+    }
+    let path = if info.dli_fname.is_null() {
+        Vec::new()
+    } else {
+        // SAFETY: on success dli_fname points to the loader's NUL-terminated copy of the object's
+        // name, which lives as long as the object stays loaded; we copy it at once.
+        unsafe { CStr::from_ptr(info.dli_fname) }.to_bytes().to_vec()
+    };
+    Some(Located { path, base: info.dli_fbase as usize })
+}
+
+/// In the parent: describes a code address for a worker.
+pub(crate) fn describe(addr: usize) -> FnRef {
+    FnRef { addr, lib: locate(addr).map(|l| (l.path, l.base)) }
+}
+
+/// In a worker: turns parent addresses into verified local ones, loading later libraries as needed.
+/// Lives on the worker loop's stack (a `static` would exist once per evcxr cell).
+#[derive(Default)]
+pub(crate) struct Resolver {
+    resolved: HashMap<usize, usize>,
+    /// Libraries this worker `dlopen`ed, by path: their load base here (handles are kept open).
+    opened: HashMap<Vec<u8>, usize>,
+}
+
+impl Resolver {
+    /// The local address of `f`, or why it cannot be reached (ending with how to fix it).
+    pub(crate) fn resolve(&mut self, f: &FnRef) -> std::result::Result<usize, String> {
+        if let Some(&local) = self.resolved.get(&f.addr) {
+            return Ok(local);
+        }
+        let local = self.resolve_uncached(f)?;
+        self.resolved.insert(f.addr, local);
+        Ok(local)
+    }
+
+    fn resolve_uncached(&mut self, f: &FnRef) -> std::result::Result<usize, String> {
+        let here = locate(f.addr);
+        let Some((path, parent_base)) = &f.lib else {
+            // The parent's loader knows no object for it: a static image, mapped before the fork.
+            return match here {
+                None => Ok(f.addr),
+                Some(_) => Err("its code address means something else in the worker; create the Pool after defining the function".into()),
+            };
+        };
+        // Mapped here already, from the same object at the same base: the worker was forked after
+        // the library was loaded.
+        if let Some(here) = &here {
+            if &here.path == path && here.base == *parent_base {
+                return Ok(f.addr);
+            }
+        }
+        let offset = f.addr - parent_base;
+        let base = match self.opened.get(path) {
+            Some(&base) => base,
+            None => {
+                let base = open_library(path)?;
+                self.opened.insert(path.clone(), base);
+                base
+            }
+        };
+        let local = base + offset;
+        match locate(local) {
+            Some(check) if &check.path == path && check.base == base => Ok(local),
+            _ => Err(format!(
+                "after loading {} in the worker, the function's address is not inside it; create the Pool after defining the function",
+                String::from_utf8_lossy(path)
+            )),
+        }
+    }
+}
+
+/// The part of glibc's `struct link_map` we read (its public prefix, see `<link.h>`).
+#[repr(C)]
+struct LinkMapPrefix {
+    l_addr: usize,
+    l_name: *const libc::c_char,
+    l_ld: *mut c_void,
+}
+
+/// `dlopen`s `path` in this worker (RTLD_NOW | RTLD_LOCAL; the handle is kept open for the worker's
+/// life) and returns the object's load base, as `dladdr` reports it.
+fn open_library(path: &[u8]) -> std::result::Result<usize, String> {
+    let shown = String::from_utf8_lossy(path).into_owned();
+    let fix = "create the Pool after defining the function (or define it before creating the Pool)";
+    let c_path = CString::new(path).map_err(|_| format!("its library path {shown:?} contains a NUL byte; {fix}"))?;
+    // SAFETY: c_path is a valid NUL-terminated string. dlopen runs the library's initialisers; the
+    // library is one the parent process already loaded and runs, so they are the same code the
+    // parent ran at its own load.
+    let handle = unsafe { libc::dlopen(c_path.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL) };
+    if handle.is_null() {
+        return Err(format!(
+            "the function was defined after the pool's workers started, and its library could not be loaded in the worker: {}; {fix}",
+            dl_error()
+        ));
+    }
+    let mut map: *mut LinkMapPrefix = std::ptr::null_mut();
+    // SAFETY: handle is a live dlopen handle; RTLD_DI_LINKMAP stores one `struct link_map *` into the
+    // pointer-sized location we pass.
+    let rc = unsafe { libc::dlinfo(handle, libc::RTLD_DI_LINKMAP, (&mut map as *mut *mut LinkMapPrefix).cast()) };
+    if rc != 0 || map.is_null() {
+        return Err(format!("dlinfo failed for {shown}: {}; {fix}", dl_error()));
+    }
+    // SAFETY: map points to the loader's link_map for a library we keep open, so it stays valid; we
+    // only read the documented leading fields.
+    let dynamic = unsafe { (*map).l_ld } as usize;
+    // l_ld (the object's dynamic section) lies inside the object: dladdr on it gives the base in the
+    // same terms as the parent's dladdr.
+    match locate(dynamic) {
+        Some(found) => Ok(found.base),
+        None => Err(format!("could not find where {shown} was loaded in the worker; {fix}")),
+    }
+}
+
+fn dl_error() -> String {
+    // SAFETY: dlerror returns NULL or a NUL-terminated message owned by the loader, valid until the
+    // next dl* call on this thread; we copy it at once.
+    let msg = unsafe { libc::dlerror() };
+    if msg.is_null() {
+        "unknown error".into()
+    } else {
+        // SAFETY: see above.
+        unsafe { CStr::from_ptr(msg) }.to_string_lossy().into_owned()
+    }
+}
+
+/// Where a trampoline writes its output bytes: a C-ABI callback, so that a trampoline compiled in a
+/// later cell (with its own copy of std and of this crate) can hand bytes to the worker loop.
+#[repr(C)]
+pub(crate) struct Sink {
+    ctx: *mut c_void,
+    write: unsafe extern "C" fn(*mut c_void, *const u8, usize),
+}
+
+unsafe extern "C" fn append_to_vec(ctx: *mut c_void, bytes: *const u8, len: usize) {
+    // SAFETY: `ctx` is the `&mut Vec<u8>` that `Sink::to_vec` captured, alive for the call; the
+    // trampoline passes a pointer/length pair of a live byte slice.
+    unsafe { (*(ctx as *mut Vec<u8>)).extend_from_slice(std::slice::from_raw_parts(bytes, len)) }
+}
+
+/// The trampoline ran every item and the sink holds the encoded results.
+pub(crate) const STATUS_OK: u32 = 0;
+/// An item panicked: the sink holds the panic message, the progress slot the item's index.
+pub(crate) const STATUS_PANICKED: u32 = 1;
+/// Arguments could not be decoded or results encoded: the sink holds the message.
+pub(crate) const STATUS_CODEC: u32 = 2;
+
+/// The C signature every trampoline has:
+/// `(function, input bytes, input length, progress slot, index of the first item, sink) -> status`.
+pub(crate) type Trampoline = unsafe extern "C" fn(usize, *const u8, usize, *mut u64, u64, *const Sink) -> u32;
+
+/// A shape of function a pool can call: how to call the function at an address on one input.
+pub(crate) trait Shape: 'static {
+    type In: Serialize + DeserializeOwned;
+    type Out: Serialize + DeserializeOwned;
+    /// # Safety
+    /// `func` must be the address of a function of this shape's exact type.
+    unsafe fn call(func: usize, input: Self::In) -> Self::Out;
+}
+
+/// `fn(T) -> R`.
+pub(crate) struct Unary<T, R>(PhantomData<fn(T) -> R>);
+/// `fn(A, B) -> R`, called on `(A, B)` pairs.
+pub(crate) struct Binary<A, B, R>(PhantomData<fn(A, B) -> R>);
+
+impl<T, R> Shape for Unary<T, R>
+where
+    T: Serialize + DeserializeOwned + 'static,
+    R: Serialize + DeserializeOwned + 'static,
+{
+    type In = T;
+    type Out = R;
+    unsafe fn call(func: usize, input: T) -> R {
+        // SAFETY: the caller guarantees `func` came from a `fn(T) -> R` (see `Pool::submit`): the
+        // parent pairs this trampoline only with such a function, and a worker only uses a verified
+        // address of the same code.
+        let f: fn(T) -> R = unsafe { std::mem::transmute::<usize, fn(T) -> R>(func) };
+        f(input)
+    }
+}
+
+impl<A, B, R> Shape for Binary<A, B, R>
+where
+    A: Serialize + DeserializeOwned + 'static,
+    B: Serialize + DeserializeOwned + 'static,
+    R: Serialize + DeserializeOwned + 'static,
+{
+    type In = (A, B);
+    type Out = R;
+    unsafe fn call(func: usize, (a, b): (A, B)) -> R {
+        // SAFETY: as for `Unary`: `func` is a `fn(A, B) -> R`.
+        let f: fn(A, B) -> R = unsafe { std::mem::transmute::<usize, fn(A, B) -> R>(func) };
+        f(a, b)
+    }
+}
+
+/// The address of the trampoline for shape `S` (monomorphised in the caller's crate copy, i.e. in the
+/// evcxr cell that calls the pool).
+pub(crate) fn trampoline_addr<S: Shape>() -> usize {
+    trampoline::<S> as Trampoline as usize
+}
+
+/// Decodes a `Vec<S::In>`, calls the function on each item (storing `first + k + 1` in the progress
+/// slot before item k), and writes the encoded `Vec<S::Out>` to the sink. Catches panics (never lets
+/// one unwind into C), and flushes this copy of std's stdout and stderr.
+unsafe extern "C" fn trampoline<S: Shape>(
+    func: usize,
+    input: *const u8,
+    len: usize,
+    progress: *mut u64,
+    first: u64,
+    sink: *const Sink,
+) -> u32 {
+    // SAFETY: the worker loop passes a live byte slice, a progress slot mapped for the worker's life
+    // (8-byte aligned, only accessed atomically), and a live sink.
+    let (input, progress, sink) =
+        unsafe { (std::slice::from_raw_parts(input, len), AtomicU64::from_ptr(progress), &*sink) };
+    let emit = |bytes: &[u8]| {
+        // SAFETY: `sink.write` is `append_to_vec` with its own context; bytes is a live slice.
+        unsafe { (sink.write)(sink.ctx, bytes.as_ptr(), bytes.len()) }
+    };
+    let outcome = panic::catch_unwind(AssertUnwindSafe(|| -> std::result::Result<Vec<u8>, String> {
+        let items: Vec<S::In> = postcard::from_bytes(input).map_err(|e| format!("task arguments: {e}"))?;
+        let mut out = Vec::with_capacity(items.len());
+        for (k, item) in items.into_iter().enumerate() {
+            progress.store(first + k as u64 + 1, Ordering::Relaxed);
+            // SAFETY: the parent sends this trampoline only together with a function of shape S.
+            out.push(unsafe { S::call(func, item) });
+        }
+        postcard::to_allocvec(&out).map_err(|e| format!("task results: {e}"))
+    }));
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    match outcome {
+        Ok(Ok(bytes)) => {
+            emit(&bytes);
+            STATUS_OK
+        }
+        Ok(Err(message)) => {
+            emit(message.as_bytes());
+            STATUS_CODEC
+        }
+        Err(payload) => {
+            let message = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic with a non-string payload".into());
+            // Dropping a panic payload can itself panic; forget it rather than risk unwinding into C.
+            std::mem::forget(payload);
+            emit(message.as_bytes());
+            STATUS_PANICKED
+        }
+    }
+}
+
+/// In a worker: calls the trampoline at `tramp` (a verified local address) and collects its output.
+pub(crate) fn call_trampoline(
+    tramp: usize,
+    func: usize,
+    input: &[u8],
+    progress: &ProgressSlot,
+    first: u64,
+    out: &mut Vec<u8>,
+) -> u32 {
+    // SAFETY: `tramp` was resolved and verified by `Resolver` from an address the parent took from
+    // `trampoline_addr`, so it is a function with the `Trampoline` signature.
+    let t: Trampoline = unsafe { std::mem::transmute::<usize, Trampoline>(tramp) };
+    let sink = Sink { ctx: (out as *mut Vec<u8>).cast(), write: append_to_vec };
+    // SAFETY: all pointers are to live data of this frame for the duration of the call; the
+    // trampoline catches every panic.
+    unsafe { t(func, input.as_ptr(), input.len(), progress.item_ptr(), first, &sink) }
+}
+
+/// A page of memory shared between the parent and one worker (mapped before the fork): the worker
+/// writes which chunk and which task it is running, so that when it dies the parent can name the task.
+#[derive(Debug)]
+pub(crate) struct ProgressSlot {
+    page: *mut u64,
+}
+
+const PAGE: usize = 4096;
+
+impl ProgressSlot {
+    pub(crate) fn new() -> Result<Self> {
+        // SAFETY: an anonymous shared mapping of one page, at an address the kernel picks; it touches
+        // no existing memory.
+        let page = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                PAGE,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if page == libc::MAP_FAILED {
+            return Err(Error::os("mmap", nix::errno::Errno::last()));
+        }
+        Ok(ProgressSlot { page: page.cast() })
+    }
+
+    fn chunk(&self) -> &AtomicU64 {
+        // SAFETY: the page is mapped (and zero-filled) for as long as self lives, page-aligned, and
+        // only ever accessed through atomics.
+        unsafe { AtomicU64::from_ptr(self.page) }
+    }
+
+    fn item(&self) -> &AtomicU64 {
+        // SAFETY: as in `chunk`; the second word of the page.
+        unsafe { AtomicU64::from_ptr(self.page.add(1)) }
+    }
+
+    fn item_ptr(&self) -> *mut u64 {
+        // SAFETY: the second word of our mapped page.
+        unsafe { self.page.add(1) }
+    }
+
+    /// In the worker: about to run chunk `id` (`None`: between chunks).
+    pub(crate) fn set_chunk(&self, id: Option<u64>) {
+        if id.is_some() {
+            self.item().store(0, Ordering::Release);
+        }
+        self.chunk().store(id.map_or(0, |id| id + 1), Ordering::Release);
+    }
+
+    /// In the parent: the chunk the worker was running and the task inside it, if any.
+    pub(crate) fn running(&self) -> Option<(u64, Option<usize>)> {
+        let chunk = self.chunk().load(Ordering::Acquire).checked_sub(1)?;
+        let item = self.item().load(Ordering::Acquire).checked_sub(1).map(|i| i as usize);
+        Some((chunk, item))
+    }
+
+    /// In the worker: the task index the trampoline last started (after a panic, the one that panicked).
+    pub(crate) fn current_item(&self) -> Option<usize> {
+        self.item().load(Ordering::Acquire).checked_sub(1).map(|i| i as usize)
+    }
+}
+
+impl Drop for ProgressSlot {
+    fn drop(&mut self) {
+        // SAFETY: the page was mapped by `new` with this length and nothing borrows it any more.
+        unsafe { libc::munmap(self.page.cast(), PAGE) };
+    }
+}

@@ -1,0 +1,823 @@
+//! `Pool`: a fixed set of worker processes that run a function over many inputs, as Python's
+//! `multiprocessing.Pool` -- without its hangs.
+//!
+//! ```
+//! use multiprocessing::Pool;
+//!
+//! fn cubes(n: u64) -> u64 { n.pow(3) }
+//!
+//! // Python: with Pool(processes=4) as pool: out = pool.map(cubes, [1, 2, 3, 4, 5])
+//! let out = Pool::with(4, |pool| pool.map(cubes, 1..=5))?;
+//! assert_eq!(out, [1, 8, 27, 64, 125]);
+//! # Ok::<(), multiprocessing::Error>(())
+//! ```
+//!
+//! # Which functions a pool accepts
+//!
+//! A pool runs **plain `fn` items and closures that capture nothing** (they coerce to `fn(T) -> R`).
+//! A closure that captures a variable is refused at compile time ("closures can only be coerced to
+//! `fn` types if they do not capture any variables"): a worker is a separate process, forked when the
+//! pool was created, and what the closure captured later does not exist there. Pass the data as the
+//! argument instead (a tuple for several values), or capture it in the pool's `initializer`, which
+//! runs in each worker.
+//!
+//! ```compile_fail
+//! use multiprocessing::Pool;
+//! let pool = Pool::new(2)?;
+//! let offset = 10;
+//! pool.map(|x: u64| x + offset, 0..5)?; // error: closures can only be coerced to `fn` types if they do not capture any variables
+//! # Ok::<(), multiprocessing::Error>(())
+//! ```
+//!
+//! Arguments and results cross the process boundary with serde (postcard), so both must implement
+//! `Serialize` and `Deserialize`; any other type is a compile error. Each argument is serialized in
+//! the notebook, sent through a pipe, and deserialized in the worker; results come back the same way.
+//!
+//! In a notebook, a pool created in one cell can run a function defined in a later cell: evcxr loads
+//! each cell as a new shared library, and the worker loads that library by path (`dlopen`) the first
+//! time it needs it. If it cannot, the call returns [`Error::FunctionUnavailable`]; creating the pool
+//! after defining the function always works.
+//!
+//! # What is different from Python, on purpose
+//!
+//! - A task that panics returns [`Error::TaskPanicked`] with the message, the task's index and the
+//!   worker's name; the pool stays usable. The worker keeps Rust's default panic hook, so the panic's
+//!   `thread 'main' panicked at src/..:line` line also appears (as stderr of the cell) -- it names the line.
+//! - A worker that dies (killed, aborted, crashed) returns [`Error::WorkerDied`] at once, naming it,
+//!   its pid, the signal and the task; the pool starts a replacement. Python's `Pool` hangs forever
+//!   there (bpo-22393).
+//! - Nothing runs in the background of the notebook: there is no thread; the pool sends tasks and
+//!   collects results while one of its calls waits (`map`, `get`, iterating `imap`, `join`).
+//! - Workers' `print!`s reach the cell as whole lines while a call waits.
+//! - Dropping a `Pool` (or leaving [`Pool::with`]) terminates it, as Python's `with` block does:
+//!   workers are killed and reaped. When the kernel is interrupted or shut down, no destructor runs,
+//!   but every worker dies with the process that created it (`PR_SET_PDEATHSIG`).
+
+mod async_result;
+mod function;
+mod imap;
+mod inner;
+mod worker;
+
+use std::cell::{RefCell, RefMut};
+use std::rc::Rc;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+pub use async_result::AsyncResult;
+pub use imap::IMap;
+
+use function::{trampoline_addr, Binary, Shape, Unary};
+use inner::{ChunkSource, Inner};
+
+use crate::error::{Error, Result};
+
+/// A pool of worker processes (Python: `multiprocessing.Pool`).
+///
+/// Workers are forked when the pool is created and named `ForkPoolWorker-1`, `ForkPoolWorker-2`, ...
+/// (the numbering is shared with [`Process`](crate::Process), as in Python).
+///
+/// ```
+/// use multiprocessing::Pool;
+///
+/// fn worker_function(n: u64) -> u64 { n * n }
+///
+/// let pool = Pool::new(4)?;
+/// let results = pool.map(worker_function, [1, 2, 3, 4, 5])?;
+/// pool.close();
+/// pool.join()?;
+/// assert_eq!(results, [1, 4, 9, 16, 25]);
+/// # Ok::<(), multiprocessing::Error>(())
+/// ```
+pub struct Pool {
+    inner: Rc<RefCell<Inner>>,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.inner.try_borrow() {
+            Ok(inner) => inner.fmt(f),
+            Err(_) => f.write_str("Pool { <busy> }"),
+        }
+    }
+}
+
+/// Options for a [`Pool`]: number of processes, initializer, `maxtasksperchild`.
+///
+/// ```
+/// use multiprocessing::Pool;
+///
+/// fn add_one(x: i32) -> i32 { x + 1 }
+///
+/// let pool = Pool::builder()
+///     .processes(2)
+///     .initializer(|| println!("worker ready"))
+///     .maxtasksperchild(100)
+///     .build()?;
+/// assert_eq!(pool.apply(add_one, 1)?, 2);
+/// # Ok::<(), multiprocessing::Error>(())
+/// ```
+#[derive(Default)]
+pub struct PoolBuilder {
+    processes: Option<usize>,
+    initializer: Option<Rc<dyn Fn()>>,
+    maxtasksperchild: Option<usize>,
+}
+
+impl std::fmt::Debug for PoolBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PoolBuilder")
+            .field("processes", &self.processes)
+            .field("initializer", &self.initializer.is_some())
+            .field("maxtasksperchild", &self.maxtasksperchild)
+            .finish()
+    }
+}
+
+impl PoolBuilder {
+    /// Number of worker processes (Python: `processes=`); without it, one per CPU.
+    ///
+    /// ```
+    /// let pool = multiprocessing::Pool::builder().processes(3).build()?;
+    /// assert_eq!(pool.processes(), 3);
+    /// # Ok::<(), multiprocessing::Error>(())
+    /// ```
+    pub fn processes(mut self, processes: usize) -> Self {
+        self.processes = Some(processes);
+        self
+    }
+
+    /// Runs `init` once in each worker when it starts (Python: `initializer=`, `initargs=`). Unlike
+    /// the pool's functions it may capture values: each worker is forked with a copy of them. If it
+    /// panics, the pool stops with [`Error::InitializerFailed`] (Python would restart workers forever).
+    ///
+    /// ```
+    /// use multiprocessing::Pool;
+    ///
+    /// fn name(_: u8) -> String { std::env::var("GREETING").unwrap_or_default() }
+    ///
+    /// let greeting = "hello";
+    /// let pool = Pool::builder().processes(1).initializer(move || std::env::set_var("GREETING", greeting)).build()?;
+    /// assert_eq!(pool.apply(name, 0)?, "hello");
+    /// # Ok::<(), multiprocessing::Error>(())
+    /// ```
+    pub fn initializer(mut self, init: impl Fn() + 'static) -> Self {
+        self.initializer = Some(Rc::new(init));
+        self
+    }
+
+    /// Replaces each worker with a fresh one after it has run this many tasks (chunks) (Python:
+    /// `maxtasksperchild=`). Zero is [`Error::InvalidArgument`].
+    ///
+    /// ```
+    /// use multiprocessing::Pool;
+    ///
+    /// fn pid(_: u32) -> u32 { std::process::id() }
+    ///
+    /// let pool = Pool::builder().processes(1).maxtasksperchild(1).build()?;
+    /// let (a, b) = (pool.apply(pid, 0)?, pool.apply(pid, 0)?);
+    /// assert_ne!(a, b, "each task ran in a new worker");
+    /// # Ok::<(), multiprocessing::Error>(())
+    /// ```
+    pub fn maxtasksperchild(mut self, tasks: usize) -> Self {
+        self.maxtasksperchild = Some(tasks);
+        self
+    }
+
+    /// Forks the workers.
+    ///
+    /// ```
+    /// let pool = multiprocessing::Pool::builder().build()?;
+    /// assert!(pool.processes() >= 1);
+    /// # Ok::<(), multiprocessing::Error>(())
+    /// ```
+    pub fn build(self) -> Result<Pool> {
+        let processes = match self.processes {
+            Some(0) => return Err(Error::ZeroProcesses),
+            Some(n) => n,
+            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        };
+        if self.maxtasksperchild == Some(0) {
+            return Err(Error::InvalidArgument {
+                name: "maxtasksperchild",
+                value: "0".into(),
+                fix: "use a positive number, or leave it out to keep workers for the pool's life",
+            });
+        }
+        let inner = Inner::new(processes, self.initializer, self.maxtasksperchild)?;
+        Ok(Pool { inner: Rc::new(RefCell::new(inner)) })
+    }
+}
+
+/// Borrows the pool's engine; fails (instead of panicking) if a call is re-entered from inside the
+/// pool's own loop, e.g. from an `imap` input iterator.
+pub(crate) fn borrow(inner: &Rc<RefCell<Inner>>) -> Result<RefMut<'_, Inner>> {
+    inner
+        .try_borrow_mut()
+        .map_err(|_| Error::PoolNotRunning { state: "busy (used from inside one of its own input iterators)" })
+}
+
+/// Rejects a zero timeout (it would mean "never wait"; Python's `get(0)` is a busy check).
+pub(crate) fn check_timeout(timeout: Duration) -> Result<()> {
+    if timeout.is_zero() {
+        return Err(Error::InvalidTimeout {
+            timeout,
+            reason: "a zero timeout never waits; use ready() to check without waiting, or a positive timeout",
+        });
+    }
+    Ok(())
+}
+
+/// Decodes one chunk's results.
+pub(crate) fn decode_chunk<R: DeserializeOwned>(bytes: &[u8]) -> Result<Vec<R>> {
+    postcard::from_bytes(bytes).map_err(|e| Error::Codec {
+        direction: "deserialize",
+        what: "task results",
+        message: e.to_string(),
+    })
+}
+
+fn encode_items<T: Serialize>(items: &[T]) -> Result<Vec<u8>> {
+    postcard::to_allocvec(items).map_err(|e| Error::Codec {
+        direction: "serialize",
+        what: "task arguments",
+        message: e.to_string(),
+    })
+}
+
+/// Chunks of an owned list of inputs.
+struct VecChunks<T> {
+    items: Vec<T>,
+    chunksize: usize,
+    next: usize,
+}
+
+impl<T: Serialize> Iterator for VecChunks<T> {
+    type Item = Result<(usize, Vec<u8>)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.next >= self.items.len() {
+            return None;
+        }
+        let first = self.next;
+        let end = (first + self.chunksize).min(self.items.len());
+        self.next = end;
+        Some(encode_items(&self.items[first..end]).map(|bytes| (first, bytes)))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let left = (self.items.len() - self.next).div_ceil(self.chunksize);
+        (left, Some(left))
+    }
+}
+
+/// Chunks of an iterator, taken lazily.
+struct IterChunks<I> {
+    iter: I,
+    chunksize: usize,
+    next: usize,
+}
+
+impl<T: Serialize, I: Iterator<Item = T>> Iterator for IterChunks<I> {
+    type Item = Result<(usize, Vec<u8>)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let items: Vec<T> = self.iter.by_ref().take(self.chunksize).collect();
+        if items.is_empty() {
+            return None;
+        }
+        let first = self.next;
+        self.next += items.len();
+        Some(encode_items(&items).map(|bytes| (first, bytes)))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.iter.size_hint().0.div_ceil(self.chunksize), None)
+    }
+}
+
+fn check_chunksize(chunksize: usize) -> Result<usize> {
+    if chunksize == 0 {
+        return Err(Error::InvalidArgument {
+            name: "chunksize",
+            value: "0".into(),
+            fix: "use a chunksize of 1 or more, or leave it out for the default",
+        });
+    }
+    Ok(chunksize)
+}
+
+impl Pool {
+    /// A pool of `processes` workers (Python: `Pool(processes)`); zero is [`Error::ZeroProcesses`].
+    ///
+    /// ```
+    /// use multiprocessing::{Error, Pool};
+    ///
+    /// let pool = Pool::new(2)?;
+    /// assert_eq!(pool.processes(), 2);
+    /// assert!(matches!(Pool::new(0), Err(Error::ZeroProcesses)));
+    /// # Ok::<(), multiprocessing::Error>(())
+    /// ```
+    pub fn new(processes: usize) -> Result<Pool> {
+        Pool::builder().processes(processes).build()
+    }
+
+    /// Options beyond the number of processes: see [`PoolBuilder`].
+    ///
+    /// ```
+    /// let pool = multiprocessing::Pool::builder().processes(1).build()?;
+    /// # Ok::<(), multiprocessing::Error>(())
+    /// ```
+    pub fn builder() -> PoolBuilder {
+        PoolBuilder::default()
+    }
+
+    /// Python's `with Pool(processes) as pool: ...`: creates a pool, runs `body` with it, then
+    /// terminates it (as Python's `__exit__` does), whatever `body` returned.
+    ///
+    /// ```
+    /// use multiprocessing::Pool;
+    ///
+    /// fn cubes(n: i64) -> i64 { n.pow(3) }
+    ///
+    /// let out = Pool::with(4, |pool| pool.map(cubes, [1, 2, 3, 4, 5]))?;
+    /// println!("{out:?}");
+    /// # Ok::<(), multiprocessing::Error>(())
+    /// ```
+    pub fn with<R>(processes: usize, body: impl FnOnce(&Pool) -> Result<R>) -> Result<R> {
+        let pool = Pool::new(processes)?;
+        let result = body(&pool);
+        pool.terminate();
+        result
+    }
+
+    /// Number of worker processes.
+    ///
+    /// ```
+    /// assert_eq!(multiprocessing::Pool::new(2)?.processes(), 2);
+    /// # Ok::<(), multiprocessing::Error>(())
+    /// ```
+    pub fn processes(&self) -> usize {
+        self.inner.try_borrow().map_or(0, |i| i.processes)
+    }
+
+    /// Names and pids of the current workers (replaced workers get new ones).
+    ///
+    /// ```
+    /// let pool = multiprocessing::Pool::new(2)?;
+    /// let workers = pool.workers();
+    /// assert!(workers[0].0.starts_with("ForkPoolWorker-"));
+    /// # Ok::<(), multiprocessing::Error>(())
+    /// ```
+    pub fn workers(&self) -> Vec<(String, i32)> {
+        self.inner.try_borrow().map(|i| i.worker_info()).unwrap_or_default()
+    }
+
+    /// The chunk size `map` uses for `len` inputs, Python's rule:
+    /// `chunksize, extra = divmod(len, 4 * processes); if extra: chunksize += 1`.
+    ///
+    /// ```
+    /// let pool = multiprocessing::Pool::new(2)?;
+    /// assert_eq!(pool.default_chunksize(1_000_000), 125_000);
+    /// assert_eq!(pool.default_chunksize(5), 1);
+    /// # Ok::<(), multiprocessing::Error>(())
+    /// ```
+    pub fn default_chunksize(&self, len: usize) -> usize {
+        let workers = 4 * self.processes().max(1);
+        len / workers + usize::from(len % workers != 0)
+    }
+
+    /// Calls with an explicit chunk size (Python: `chunksize=`): `pool.chunked(100).map(f, items)`.
+    ///
+    /// ```
+    /// use multiprocessing::Pool;
+    ///
+    /// fn half(x: u32) -> u32 { x / 2 }
+    ///
+    /// let pool = Pool::new(2)?;
+    /// assert_eq!(pool.chunked(3).map(half, 0..10)?, [0, 0, 1, 1, 2, 2, 3, 3, 4, 4]);
+    /// # Ok::<(), multiprocessing::Error>(())
+    /// ```
+    pub fn chunked(&self, chunksize: usize) -> Chunked<'_> {
+        Chunked { pool: self, chunksize }
+    }
+
+    fn submit<S: Shape>(&self, func: usize, source: ChunkSource, stop_on_error: bool) -> Result<u64> {
+        borrow(&self.inner)?.submit(trampoline_addr::<S>(), func, source, stop_on_error)
+    }
+
+    fn run_map<S: Shape>(&self, func: usize, items: Vec<S::In>, chunksize: Option<usize>) -> Result<Vec<S::Out>> {
+        let mut inner = borrow(&self.inner)?;
+        inner.check_running()?;
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        let chunksize = match chunksize {
+            Some(c) => check_chunksize(c)?,
+            None => self.default_chunksize_of(items.len(), inner.processes),
+        };
+        let source = Box::new(VecChunks { items, chunksize, next: 0 });
+        let job = inner.submit(trampoline_addr::<S>(), func, source, true)?;
+        let mut parts = std::collections::BTreeMap::new();
+        let outcome = (|| loop {
+            inner.drive(None, |i| i.job_has_news(job))?;
+            let (arrived, failure) = inner.take(job);
+            if let Some(e) = failure {
+                return Err(e);
+            }
+            for a in arrived {
+                parts.insert(a.first, decode_chunk::<S::Out>(&a.result?)?);
+            }
+            if inner.job_finished(job) {
+                return Ok(());
+            }
+        })();
+        if let Err(e) = outcome {
+            inner.abandon(job);
+            return Err(e);
+        }
+        Ok(parts.into_values().flatten().collect())
+    }
+
+    fn default_chunksize_of(&self, len: usize, processes: usize) -> usize {
+        let workers = 4 * processes.max(1);
+        (len / workers + usize::from(len % workers != 0)).max(1)
+    }
+
+    /// Applies `f` to every input in the workers and returns the results in input order (Python:
+    /// `pool.map(f, iterable)`). Inputs are sent in chunks of [`default_chunksize`](Self::default_chunksize).
+    /// The first failing task ends the call with its error ([`Error::TaskPanicked`],
+    /// [`Error::WorkerDied`], ...); the pool stays usable.
+    ///
+    /// ```
+    /// use multiprocessing::Pool;
+    ///
+    /// fn cubes(n: u64) -> u64 { n.pow(3) }
+    ///
+    /// let pool = Pool::new(2)?;
+    /// assert_eq!(pool.map(cubes, vec![1, 2, 3])?, [1, 8, 27]);
+    /// assert_eq!(pool.map(|s: String| s.len(), ["a".to_string(), "bcd".to_string()])?, [1, 3]);
+    /// # Ok::<(), multiprocessing::Error>(())
+    /// ```
+    pub fn map<T, R>(&self, f: fn(T) -> R, items: impl IntoIterator<Item = T>) -> Result<Vec<R>>
+    where
+        T: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + 'static,
+    {
+        self.run_map::<Unary<T, R>>(f as usize, items.into_iter().collect(), None)
+    }
+
+    /// Like [`map`](Self::map) for a two-argument function over pairs (Python: `pool.starmap(f,
+    /// [(a, b), ...])`). For more arguments, take a tuple and use `map`.
+    ///
+    /// ```
+    /// use multiprocessing::Pool;
+    ///
+    /// fn power(base: u64, exp: u32) -> u64 { base.pow(exp) }
+    ///
+    /// let pool = Pool::new(2)?;
+    /// assert_eq!(pool.starmap(power, [(2, 3), (3, 2)])?, [8, 9]);
+    /// # Ok::<(), multiprocessing::Error>(())
+    /// ```
+    pub fn starmap<A, B, R>(&self, f: fn(A, B) -> R, items: impl IntoIterator<Item = (A, B)>) -> Result<Vec<R>>
+    where
+        A: Serialize + DeserializeOwned + 'static,
+        B: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + 'static,
+    {
+        self.run_map::<Binary<A, B, R>>(f as usize, items.into_iter().collect(), None)
+    }
+
+    /// Runs `f(arg)` in a worker and waits for the result (Python: `pool.apply(f, (arg,))`).
+    ///
+    /// ```
+    /// use multiprocessing::Pool;
+    ///
+    /// fn cubes(n: u64) -> u64 { n.pow(3) }
+    ///
+    /// let pool = Pool::new(1)?;
+    /// assert_eq!(pool.apply(cubes, 3)?, 27);
+    /// # Ok::<(), multiprocessing::Error>(())
+    /// ```
+    pub fn apply<T, R>(&self, f: fn(T) -> R, arg: T) -> Result<R>
+    where
+        T: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + 'static,
+    {
+        let mut out = self.run_map::<Unary<T, R>>(f as usize, vec![arg], Some(1))?;
+        out.pop().ok_or_else(|| Error::Codec {
+            direction: "deserialize",
+            what: "task results",
+            message: "the worker sent no result".into(),
+        })
+    }
+
+    /// Starts `f(arg)` in a worker and returns at once (Python: `pool.apply_async(f, (arg,))`);
+    /// collect the result with [`AsyncResult::get`].
+    ///
+    /// ```
+    /// use multiprocessing::Pool;
+    ///
+    /// fn cubes(n: u64) -> u64 { n.pow(3) }
+    ///
+    /// let pool = Pool::new(2)?;
+    /// let mut r = pool.apply_async(cubes, 4)?;
+    /// assert_eq!(r.get()?, 64);
+    /// # Ok::<(), multiprocessing::Error>(())
+    /// ```
+    pub fn apply_async<T, R>(&self, f: fn(T) -> R, arg: T) -> Result<AsyncResult<R>>
+    where
+        T: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + 'static,
+    {
+        let source = Box::new(VecChunks { items: vec![arg], chunksize: 1, next: 0 });
+        let job = self.submit::<Unary<T, R>>(f as usize, source, true)?;
+        Ok(AsyncResult::new(self.inner.clone(), job, async_result::decode_one::<R>))
+    }
+
+    /// Starts a [`map`](Self::map) and returns at once (Python: `pool.map_async(f, iterable)`).
+    ///
+    /// ```
+    /// use multiprocessing::Pool;
+    ///
+    /// fn cubes(n: u64) -> u64 { n.pow(3) }
+    ///
+    /// let pool = Pool::new(2)?;
+    /// let mut r = pool.map_async(cubes, 1..=3)?;
+    /// assert_eq!(r.get()?, [1, 8, 27]);
+    /// # Ok::<(), multiprocessing::Error>(())
+    /// ```
+    pub fn map_async<T, R>(&self, f: fn(T) -> R, items: impl IntoIterator<Item = T>) -> Result<AsyncResult<Vec<R>>>
+    where
+        T: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + 'static,
+    {
+        let items: Vec<T> = items.into_iter().collect();
+        let chunksize = self.default_chunksize(items.len()).max(1);
+        self.map_async_chunked(f, items, chunksize)
+    }
+
+    fn map_async_chunked<T, R>(&self, f: fn(T) -> R, items: Vec<T>, chunksize: usize) -> Result<AsyncResult<Vec<R>>>
+    where
+        T: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + 'static,
+    {
+        let source = Box::new(VecChunks { items, chunksize: check_chunksize(chunksize)?, next: 0 });
+        let job = self.submit::<Unary<T, R>>(f as usize, source, true)?;
+        Ok(AsyncResult::new(self.inner.clone(), job, async_result::decode_all::<R>))
+    }
+
+    /// A lazy [`map`](Self::map): an iterator of results in input order, each available as soon as
+    /// it and those before it are done (Python: `pool.imap(f, iterable)`, chunksize 1). Inputs are
+    /// taken from `items` only as workers have room.
+    ///
+    /// ```
+    /// use multiprocessing::Pool;
+    ///
+    /// fn cubes(n: u64) -> u64 { n.pow(3) }
+    ///
+    /// let pool = Pool::new(2)?;
+    /// for (n, cube) in (1..=3).zip(pool.imap(cubes, 1..=3)?) {
+    ///     println!("{n}^3 = {}", cube?);
+    /// }
+    /// # Ok::<(), multiprocessing::Error>(())
+    /// ```
+    pub fn imap<T, R, I>(&self, f: fn(T) -> R, items: I) -> Result<IMap<R>>
+    where
+        T: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + 'static,
+        I: IntoIterator<Item = T>,
+        I::IntoIter: 'static,
+    {
+        self.imap_impl(f, items, 1, true)
+    }
+
+    /// Like [`imap`](Self::imap), but results come in the order they finish (Python:
+    /// `pool.imap_unordered(f, iterable)`).
+    ///
+    /// ```
+    /// use multiprocessing::Pool;
+    ///
+    /// fn cubes(n: u64) -> u64 { n.pow(3) }
+    ///
+    /// let pool = Pool::new(2)?;
+    /// let mut all: Vec<u64> = pool.imap_unordered(cubes, 1..=4)?.collect::<Result<_, _>>()?;
+    /// all.sort();
+    /// assert_eq!(all, [1, 8, 27, 64]);
+    /// # Ok::<(), multiprocessing::Error>(())
+    /// ```
+    pub fn imap_unordered<T, R, I>(&self, f: fn(T) -> R, items: I) -> Result<IMap<R>>
+    where
+        T: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + 'static,
+        I: IntoIterator<Item = T>,
+        I::IntoIter: 'static,
+    {
+        self.imap_impl(f, items, 1, false)
+    }
+
+    fn imap_impl<T, R, I>(&self, f: fn(T) -> R, items: I, chunksize: usize, ordered: bool) -> Result<IMap<R>>
+    where
+        T: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + 'static,
+        I: IntoIterator<Item = T>,
+        I::IntoIter: 'static,
+    {
+        let source = Box::new(IterChunks { iter: items.into_iter(), chunksize: check_chunksize(chunksize)?, next: 0 });
+        let job = self.submit::<Unary<T, R>>(f as usize, source, false)?;
+        Ok(IMap::new(self.inner.clone(), job, ordered))
+    }
+
+    /// Takes no more work; the workers exit once the work already given is done (Python: `close()`).
+    /// Then call [`join`](Self::join).
+    ///
+    /// ```
+    /// use multiprocessing::{Error, Pool};
+    ///
+    /// fn id(x: u8) -> u8 { x }
+    ///
+    /// let pool = Pool::new(1)?;
+    /// pool.close();
+    /// assert!(matches!(pool.apply(id, 1), Err(Error::PoolNotRunning { state: "closed" })));
+    /// pool.join()?;
+    /// # Ok::<(), multiprocessing::Error>(())
+    /// ```
+    pub fn close(&self) {
+        if let Ok(mut inner) = self.inner.try_borrow_mut() {
+            inner.close();
+        }
+    }
+
+    /// Stops the workers now (SIGKILL) and reaps them (Python: `terminate()`, which sends SIGTERM).
+    /// Unfinished results become [`Error::PoolNotRunning`]. Dropping the pool does the same.
+    ///
+    /// ```
+    /// use multiprocessing::Pool;
+    ///
+    /// let pool = Pool::new(2)?;
+    /// pool.terminate();
+    /// pool.join()?;
+    /// # Ok::<(), multiprocessing::Error>(())
+    /// ```
+    pub fn terminate(&self) {
+        if let Ok(mut inner) = self.inner.try_borrow_mut() {
+            inner.terminate();
+        }
+    }
+
+    /// Waits for the workers to exit after [`close`](Self::close) (all given work done first) or
+    /// [`terminate`](Self::terminate) (Python: `join()`); on a running pool,
+    /// [`Error::PoolStillRunning`].
+    ///
+    /// ```
+    /// use multiprocessing::{Error, Pool};
+    ///
+    /// fn cubes(n: u64) -> u64 { n.pow(3) }
+    ///
+    /// let pool = Pool::new(2)?;
+    /// assert!(matches!(pool.join(), Err(Error::PoolStillRunning)));
+    /// let mut pending = pool.map_async(cubes, 1..=5)?;
+    /// pool.close();
+    /// pool.join()?;
+    /// assert!(pending.ready());
+    /// assert_eq!(pending.get()?, [1, 8, 27, 64, 125]);
+    /// # Ok::<(), multiprocessing::Error>(())
+    /// ```
+    pub fn join(&self) -> Result<()> {
+        borrow(&self.inner)?.join()
+    }
+}
+
+impl Drop for Pool {
+    /// Terminates the pool (as Python's `with` block does on exit): workers are killed and reaped.
+    fn drop(&mut self) {
+        self.terminate();
+    }
+}
+
+/// A [`Pool`] with an explicit chunk size, from [`Pool::chunked`]. Python's `chunksize=` argument.
+///
+/// ```
+/// use multiprocessing::Pool;
+///
+/// fn cubes(n: u64) -> u64 { n.pow(3) }
+///
+/// let pool = Pool::new(2)?;
+/// let out: Vec<u64> = pool.chunked(2).imap(cubes, 1..=4)?.collect::<Result<_, _>>()?;
+/// assert_eq!(out, [1, 8, 27, 64]);
+/// # Ok::<(), multiprocessing::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct Chunked<'a> {
+    pool: &'a Pool,
+    chunksize: usize,
+}
+
+impl Chunked<'_> {
+    /// [`Pool::map`] with this chunk size. A chunk size of zero is [`Error::InvalidArgument`].
+    ///
+    /// ```
+    /// use multiprocessing::{Error, Pool};
+    ///
+    /// fn cubes(n: u64) -> u64 { n.pow(3) }
+    ///
+    /// let pool = Pool::new(2)?;
+    /// assert_eq!(pool.chunked(1).map(cubes, 1..=3)?, [1, 8, 27]);
+    /// assert!(matches!(pool.chunked(0).map(cubes, 1..=3), Err(Error::InvalidArgument { .. })));
+    /// # Ok::<(), multiprocessing::Error>(())
+    /// ```
+    pub fn map<T, R>(&self, f: fn(T) -> R, items: impl IntoIterator<Item = T>) -> Result<Vec<R>>
+    where
+        T: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + 'static,
+    {
+        check_chunksize(self.chunksize)?;
+        self.pool.run_map::<Unary<T, R>>(f as usize, items.into_iter().collect(), Some(self.chunksize))
+    }
+
+    /// [`Pool::starmap`] with this chunk size.
+    ///
+    /// ```
+    /// use multiprocessing::Pool;
+    ///
+    /// fn add(a: i32, b: i32) -> i32 { a + b }
+    ///
+    /// let pool = Pool::new(2)?;
+    /// assert_eq!(pool.chunked(2).starmap(add, [(1, 2), (3, 4), (5, 6)])?, [3, 7, 11]);
+    /// # Ok::<(), multiprocessing::Error>(())
+    /// ```
+    pub fn starmap<A, B, R>(&self, f: fn(A, B) -> R, items: impl IntoIterator<Item = (A, B)>) -> Result<Vec<R>>
+    where
+        A: Serialize + DeserializeOwned + 'static,
+        B: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + 'static,
+    {
+        check_chunksize(self.chunksize)?;
+        self.pool.run_map::<Binary<A, B, R>>(f as usize, items.into_iter().collect(), Some(self.chunksize))
+    }
+
+    /// [`Pool::map_async`] with this chunk size.
+    ///
+    /// ```
+    /// use multiprocessing::Pool;
+    ///
+    /// fn cubes(n: u64) -> u64 { n.pow(3) }
+    ///
+    /// let pool = Pool::new(2)?;
+    /// assert_eq!(pool.chunked(10).map_async(cubes, 1..=3)?.get()?, [1, 8, 27]);
+    /// # Ok::<(), multiprocessing::Error>(())
+    /// ```
+    pub fn map_async<T, R>(&self, f: fn(T) -> R, items: impl IntoIterator<Item = T>) -> Result<AsyncResult<Vec<R>>>
+    where
+        T: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + 'static,
+    {
+        self.pool.map_async_chunked(f, items.into_iter().collect(), self.chunksize)
+    }
+
+    /// [`Pool::imap`] with this chunk size.
+    ///
+    /// ```
+    /// use multiprocessing::Pool;
+    ///
+    /// fn cubes(n: u64) -> u64 { n.pow(3) }
+    ///
+    /// let pool = Pool::new(2)?;
+    /// let out: Vec<u64> = pool.chunked(100).imap(cubes, 0..1000)?.collect::<Result<_, _>>()?;
+    /// assert_eq!(out[10], 1000);
+    /// # Ok::<(), multiprocessing::Error>(())
+    /// ```
+    pub fn imap<T, R, I>(&self, f: fn(T) -> R, items: I) -> Result<IMap<R>>
+    where
+        T: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + 'static,
+        I: IntoIterator<Item = T>,
+        I::IntoIter: 'static,
+    {
+        self.pool.imap_impl(f, items, self.chunksize, true)
+    }
+
+    /// [`Pool::imap_unordered`] with this chunk size.
+    ///
+    /// ```
+    /// use multiprocessing::Pool;
+    ///
+    /// fn cubes(n: u64) -> u64 { n.pow(3) }
+    ///
+    /// let pool = Pool::new(2)?;
+    /// let n = pool.chunked(100).imap_unordered(cubes, 0..1000)?.count();
+    /// assert_eq!(n, 1000);
+    /// # Ok::<(), multiprocessing::Error>(())
+    /// ```
+    pub fn imap_unordered<T, R, I>(&self, f: fn(T) -> R, items: I) -> Result<IMap<R>>
+    where
+        T: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + 'static,
+        I: IntoIterator<Item = T>,
+        I::IntoIter: 'static,
+    {
+        self.pool.imap_impl(f, items, self.chunksize, false)
+    }
+}

@@ -1,0 +1,144 @@
+//! The worker loop, run in each forked pool worker: read a task frame, run it through its trampoline,
+//! write the result frame, until told to exit, the task pipe closes, or `maxtasksperchild` is reached.
+
+use std::io::Write;
+use std::os::fd::{AsFd, OwnedFd, RawFd};
+use std::panic::{self, AssertUnwindSafe};
+use std::rc::Rc;
+
+use serde::{Deserialize, Serialize};
+
+use super::function::{self, FnRef, ProgressSlot, Resolver};
+use crate::channel;
+use crate::output::ChildEnds;
+use crate::session;
+
+/// Parent -> worker.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum ToWorker {
+    /// Run a chunk; the payload (postcard `Vec<input>`) follows the header.
+    Task { chunk: u64, first: u64, tramp: FnRef, func: FnRef },
+    /// Finish: `close()` + `join()`.
+    Exit,
+}
+
+/// Worker -> parent.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum FromWorker {
+    /// A chunk ran; for `Ok` the payload (postcard `Vec<result>`) follows the header.
+    Done { chunk: u64, status: Status },
+    /// The initializer panicked; the worker exits.
+    InitFailed { message: String },
+}
+
+/// How a chunk ended.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum Status {
+    Ok,
+    Panicked { index: u64, message: String },
+    Codec { message: String },
+    Unavailable { message: String },
+}
+
+/// Exit code of a worker whose initializer panicked.
+pub(crate) const EXIT_INIT_FAILED: i32 = 3;
+
+/// Everything a worker needs, prepared by the parent before the fork.
+pub(crate) struct WorkerSetup {
+    pub name: String,
+    pub identity: Vec<u64>,
+    pub parent_pid: i32,
+    pub tasks: OwnedFd,
+    pub results: OwnedFd,
+    pub ends: ChildEnds,
+    /// Parent-side descriptors (of this worker and its siblings) that the worker must not hold.
+    pub close: Vec<RawFd>,
+    pub initializer: Option<Rc<dyn Fn()>>,
+    pub maxtasks: Option<usize>,
+}
+
+/// Runs in the child right after fork; returns the exit code.
+pub(crate) fn run(setup: WorkerSetup, progress: &ProgressSlot) -> i32 {
+    // Die with the parent (interrupt = SIGKILL of the evcxr runtime), and check it is still there:
+    // it may have died between fork and prctl.
+    let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
+    if nix::unistd::getppid().as_raw() != setup.parent_pid {
+        return 1;
+    }
+    for fd in setup.close {
+        let _ = nix::unistd::close(fd);
+    }
+    setup.ends.install();
+    session::become_child(&setup.name, setup.identity, setup.parent_pid, true);
+    let results = setup.results;
+    if let Some(init) = setup.initializer {
+        if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| init())) {
+            let message = panic_message(&*payload);
+            let mut frame = Vec::new();
+            if channel::encode_frame(&mut frame, &FromWorker::InitFailed { message }, &[]).is_ok() {
+                let _ = channel::write_all(results.as_fd(), &frame);
+            }
+            return EXIT_INIT_FAILED;
+        }
+        flush_std();
+    }
+    let mut resolver = Resolver::default();
+    let mut body = Vec::new();
+    let mut out = Vec::new();
+    let mut frame = Vec::new();
+    let mut done = 0usize;
+    loop {
+        match channel::read_frame(setup.tasks.as_fd(), &mut body) {
+            Ok(true) => {}
+            Ok(false) | Err(_) => return 0,
+        }
+        let Ok((header, payload)) = channel::decode_body::<ToWorker>(&body) else { return 2 };
+        let (chunk, first, tramp, func) = match header {
+            ToWorker::Exit => return 0,
+            ToWorker::Task { chunk, first, tramp, func } => (chunk, first, tramp, func),
+        };
+        out.clear();
+        let status = match (resolver.resolve(&tramp), resolver.resolve(&func)) {
+            (Ok(tramp), Ok(func)) => {
+                progress.set_chunk(Some(chunk));
+                let code = function::call_trampoline(tramp, func, payload, progress, first, &mut out);
+                progress.set_chunk(None);
+                match code {
+                    function::STATUS_OK => Status::Ok,
+                    function::STATUS_PANICKED => Status::Panicked {
+                        index: progress.current_item().map_or(first, |i| i as u64),
+                        message: String::from_utf8_lossy(&out).into_owned(),
+                    },
+                    _ => Status::Codec { message: String::from_utf8_lossy(&out).into_owned() },
+                }
+            }
+            (Err(message), _) | (_, Err(message)) => Status::Unavailable { message },
+        };
+        flush_std();
+        frame.clear();
+        let payload: &[u8] = if matches!(status, Status::Ok) { &out } else { &[] };
+        if channel::encode_frame(&mut frame, &FromWorker::Done { chunk, status }, payload).is_err()
+            || channel::write_all(results.as_fd(), &frame).is_err()
+        {
+            return 2;
+        }
+        done += 1;
+        if setup.maxtasks.is_some_and(|max| done >= max) {
+            return 0;
+        }
+    }
+}
+
+fn flush_std() {
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+}
+
+/// The message of a caught panic.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic with a non-string payload".into())
+}
