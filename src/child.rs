@@ -24,6 +24,7 @@ pub(crate) fn exit_code_of(status: WaitStatus) -> Option<i32> {
     }
 }
 
+#[allow(dead_code)] // used by the pool (src/pool)
 /// Describes an exit code for people: "with exit code 3", "killed by signal 9 (SIGKILL)".
 pub(crate) fn describe_exit_code(code: i32) -> String {
     if code >= 0 {
@@ -47,7 +48,11 @@ pub(crate) struct Child {
 impl Child {
     /// Wraps a just-forked child.
     pub(crate) fn new(pid: Pid) -> Self {
-        Child { pid, pidfd: sys::pidfd_open(pid), exit_code: None }
+        Child {
+            pid,
+            pidfd: sys::pidfd_open(pid),
+            exit_code: None,
+        }
     }
 
     pub(crate) fn pid(&self) -> Pid {
@@ -106,6 +111,7 @@ impl Child {
         }
     }
 
+    #[allow(dead_code)] // used by the pool (src/pool)
     /// Waits until the child ends or `deadline` passes, relaying `output` meanwhile. Returns the exit
     /// code, or `None` at the deadline. After the child ends, its remaining output is relayed.
     pub(crate) fn wait_relaying(
@@ -131,7 +137,11 @@ impl Child {
             };
             // Without a pidfd, or while a grandchild keeps the pipes open after the child ended,
             // wake up now and then to check with waitpid.
-            let slice = if self.pidfd.is_some() { Duration::from_millis(500) } else { Duration::from_millis(10) };
+            let slice = if self.pidfd.is_some() {
+                Duration::from_millis(500)
+            } else {
+                Duration::from_millis(10)
+            };
             let wait = remaining.map_or(slice, |r| r.min(slice));
             let mut fds: Vec<PollFd<'_>> = Vec::new();
             if let Some(fd) = self.exit_fd() {
@@ -140,7 +150,8 @@ impl Child {
             if let Some(relay) = output.as_deref() {
                 fds.extend(relay.fds().map(|fd| PollFd::new(fd, PollFlags::POLLIN)));
             }
-            let timeout = PollTimeout::try_from(wait.as_millis().max(1) as i32).unwrap_or(PollTimeout::MAX);
+            let timeout =
+                PollTimeout::try_from(wait.as_millis().max(1) as i32).unwrap_or(PollTimeout::MAX);
             match poll(&mut fds, timeout) {
                 Ok(_) | Err(Errno::EINTR) => {}
                 Err(e) => return Err(Error::os("poll", e)),

@@ -35,6 +35,27 @@ pub enum Error {
         call: &'static str,
     },
 
+    /// A call on a `Process` made from a process other than the one that created it (a forked child
+    /// holding a copy of the value). Python: "can only start a process object created by current process".
+    #[error("process {name} was created by process {creator}, and only that process can {call}() it; create the Process in the process that starts it")]
+    NotOwner {
+        /// The process's name.
+        name: String,
+        /// The pid of the process that created it.
+        creator: i32,
+        /// The call that was refused.
+        call: &'static str,
+    },
+
+    /// A setting that must be chosen before `start()` was changed after it (Python: "process has already started").
+    #[error("cannot set {what} of process {name}: it has already started; set it before start()")]
+    SetAfterStart {
+        /// The process's name.
+        name: String,
+        /// The setting, e.g. "daemon".
+        what: &'static str,
+    },
+
     /// A process name that cannot be used.
     #[error("invalid process name {name:?}: {reason}")]
     InvalidName {
@@ -88,7 +109,7 @@ pub enum Error {
     },
 
     /// A pool was created with zero worker processes.
-    #[error("a pool needs at least one worker process; use Pool::new(n) with n >= 1, or Pool::default() for one per CPU")]
+    #[error("a pool needs at least one worker process; use Pool::new(n) with n >= 1, or Pool::builder().build() for one per CPU")]
     ZeroProcesses,
 
     /// Work was submitted to a pool after `close()` or `terminate()`.
@@ -132,6 +153,37 @@ pub enum Error {
     FunctionUnavailable {
         /// What went wrong and how to fix it.
         reason: String,
+    },
+
+    /// A pool worker's initializer panicked. The pool stops: every call returns this error (Python
+    /// would start new workers forever).
+    #[error("the initializer panicked in {worker}: {message}; fix the initializer and create a new Pool")]
+    InitializerFailed {
+        /// The worker whose initializer failed.
+        worker: String,
+        /// The panic message.
+        message: String,
+    },
+
+    /// `successful()` on an async result that is not ready yet (Python: `ValueError`).
+    #[error("the result is not ready yet; call wait() or get() first, or check ready()")]
+    ResultNotReady,
+
+    /// `get()` on an async result whose value was already taken by an earlier `get()`.
+    #[error(
+        "this result was already taken by an earlier get(); keep the value that get() returned"
+    )]
+    ResultTaken,
+
+    /// An argument outside its allowed range, e.g. a chunksize of 0.
+    #[error("invalid {name} {value}: {fix}")]
+    InvalidArgument {
+        /// The argument's name.
+        name: &'static str,
+        /// The rejected value.
+        value: String,
+        /// What to use instead.
+        fix: &'static str,
     },
 
     /// A value could not be serialized or deserialized on its way between processes.

@@ -1,21 +1,58 @@
 //! Python's `multiprocessing`, in Rust, on `fork`: [`Process`], [`current_process`], [`Pool`], made to
 //! be read side by side with the Python original and run inside a Jupyter notebook (evcxr).
 //!
-//! (The Python-to-Rust table goes here.)
+//! | Python | This crate |
+//! |---|---|
+//! | `import multiprocessing` | `use multiprocessing::prelude::*;` |
+//! | `p = Process(target=f, args=(i,))` | `let mut p = Process::new(move \|\| f(i));` |
+//! | `Process(target=f, name="w", daemon=True)` | `Process::builder().name("w").daemon(true).target(f)?` |
+//! | `p.start()` | `p.start()?;` |
+//! | `p.join()` | `p.join()?;` (returns the exit code) |
+//! | `p.join(timeout=0.5)` | `p.join_timeout(Duration::from_millis(500))?` (`None` if still running) |
+//! | `p.is_alive()` | `p.is_alive()` |
+//! | `p.pid`, `p.name`, `p.daemon` | `p.pid()` (`Option<i32>`), `p.name()`, `p.daemon()` |
+//! | `p.name = "x"`, `p.daemon = True` | `p.set_name("x")?`, `p.set_daemon(true)?` |
+//! | `p.exitcode` | `p.exitcode()` (`None` / `0` / `1` / `N` / `-signal`) |
+//! | `p.terminate()`, `p.kill()` | `p.terminate()?`, `p.kill()?` |
+//! | `sys.exit(3)` in a child | `multiprocessing::exit(3)` |
+//! | raising an exception in the target | `panic!`, or `Err(..)` from a `Process::new_fallible` closure: exit code 1, report on stderr |
+//! | `current_process().name`, `.pid` | `current_process().name()`, `.pid()` |
+//! | `parent_process()` | `parent_process()` (`Option<ParentProcess>`) |
+//! | `active_children()` | `active_children()` (`Vec<ActiveChild>`) |
+//! | `cpu_count()` | `cpu_count()` |
+//! | `AssertionError: cannot start a process twice` | `Err(Error::AlreadyStarted { .. })` |
+//! | `AssertionError: can only join a started process` | `Err(Error::NotStarted { .. })` |
+//! | `AssertionError: daemonic processes are not allowed to have children` | `Err(Error::DaemonChildren { .. })` |
+//!
+//! No `if __name__ == '__main__':` is needed: children are forked, never re-imported, so a closure
+//! may capture any variable. Output a child prints shows in the cell that waits for it (`join`,
+//! `is_alive`, ...), whole lines, in the order the children printed them. See [`process`] for how
+//! children are made, reaped and killed with their parent.
 
+pub mod current;
 pub mod error;
+pub mod pool;
 pub mod process;
 
+mod channel;
 mod child;
 mod output;
+mod registry;
 mod session;
 mod sys;
 
+pub use current::{
+    active_children, cpu_count, current_process, exit, parent_process, ActiveChild, CurrentProcess,
+    ParentProcess,
+};
 pub use error::{Error, Result};
-pub use process::Process;
+pub use pool::{AsyncResult, Chunked, IMap, Pool, PoolBuilder};
+pub use process::{Process, ProcessBuilder};
 
 /// Everything a notebook needs, in one `use` (the project's kernel imports it at start-up).
 pub mod prelude {
+    pub use crate::current::{active_children, cpu_count, current_process, parent_process};
     pub use crate::error::{Error, Result};
+    pub use crate::pool::{AsyncResult, IMap, Pool};
     pub use crate::process::Process;
 }

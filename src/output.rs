@@ -30,13 +30,20 @@ pub(crate) struct ChildEnds {
 }
 
 impl ChildEnds {
-    /// In the child: makes the pipes its stdout and stderr. Flushes Rust's buffers first, so nothing
-    /// the parent had buffered is printed twice.
+    /// In the child: makes the pipes its stdout and stderr, and `/dev/null` its stdin.
+    ///
+    /// Stdin matters inside evcxr: the runtime's stdin is the kernel's command channel, and a child
+    /// that read it would steal the kernel's commands (Python's children also get `os.devnull`).
+    /// [`fork_child`](crate::sys::fork_child) flushed Rust's buffers before forking, so nothing the
+    /// parent had buffered is printed twice.
     pub(crate) fn install(self) {
-        let _ = io::stdout().flush();
-        let _ = io::stderr().flush();
+        if let Ok(null) = std::fs::File::open("/dev/null") {
+            let _ = nix::unistd::dup2_stdin(&null);
+        }
         let _ = nix::unistd::dup2_stdout(&self.stdout);
         let _ = nix::unistd::dup2_stderr(&self.stderr);
+        let _ = io::stdout().flush();
+        let _ = io::stderr().flush();
     }
 }
 
@@ -60,26 +67,45 @@ pub(crate) fn pipes_for_child() -> Result<(OutputRelay, ChildEnds)> {
     let (err_read, err_write) = pipe()?;
     let relay = OutputRelay {
         pipes: [
-            RelayedPipe { fd: Some(out_read), pending: Vec::new(), target: Target::Stdout },
-            RelayedPipe { fd: Some(err_read), pending: Vec::new(), target: Target::Stderr },
+            RelayedPipe {
+                fd: Some(out_read),
+                pending: Vec::new(),
+                target: Target::Stdout,
+            },
+            RelayedPipe {
+                fd: Some(err_read),
+                pending: Vec::new(),
+                target: Target::Stderr,
+            },
         ],
     };
-    Ok((relay, ChildEnds { stdout: out_write, stderr: err_write }))
+    Ok((
+        relay,
+        ChildEnds {
+            stdout: out_write,
+            stderr: err_write,
+        },
+    ))
 }
 
 fn pipe() -> Result<(OwnedFd, OwnedFd)> {
     // O_CLOEXEC: a program the parent later execs must not hold these pipes open.
     let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::os("pipe2", e))?;
     let flags = fcntl(&read, FcntlArg::F_GETFL).map_err(|e| Error::os("fcntl", e))?;
-    fcntl(&read, FcntlArg::F_SETFL(OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK))
-        .map_err(|e| Error::os("fcntl", e))?;
+    fcntl(
+        &read,
+        FcntlArg::F_SETFL(OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK),
+    )
+    .map_err(|e| Error::os("fcntl", e))?;
     Ok((read, write))
 }
 
 impl OutputRelay {
     /// The descriptors still open, to wait on with `poll`.
     pub(crate) fn fds(&self) -> impl Iterator<Item = BorrowedFd<'_>> {
-        self.pipes.iter().filter_map(|p| p.fd.as_ref().map(|fd| fd.as_fd()))
+        self.pipes
+            .iter()
+            .filter_map(|p| p.fd.as_ref().map(|fd| fd.as_fd()))
     }
 
     /// True once both pipes reached end-of-file (every writer closed them).

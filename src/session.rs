@@ -27,6 +27,8 @@ pub(crate) struct SessionState {
     pub parent: Option<(i32, String)>,
     /// Whether this process is daemonic.
     pub daemon: bool,
+    /// Whether the "multi-threaded fork" warning was printed in this process already.
+    pub warned_multithreaded: bool,
 }
 
 impl SessionState {
@@ -38,6 +40,7 @@ impl SessionState {
             children_numbered: 0,
             parent: None,
             daemon: false,
+            warned_multithreaded: false,
         }
     }
 }
@@ -45,11 +48,14 @@ impl SessionState {
 /// Reads this process's state; a process that never set it is the main process.
 pub(crate) fn load() -> SessionState {
     let me = std::process::id() as i32;
-    std::env::var(STATE_VAR)
-        .ok()
-        .and_then(|hex| decode(&hex))
+    load_any()
         .filter(|state| state.pid == me)
         .unwrap_or_else(SessionState::main_process)
+}
+
+/// The state in the environment, whichever process it belongs to (in a just-forked child: the parent's).
+fn load_any() -> Option<SessionState> {
+    std::env::var(STATE_VAR).ok().and_then(|hex| decode(&hex))
 }
 
 /// Replaces this process's state.
@@ -74,11 +80,10 @@ pub(crate) fn number_new_child(prefix: &str) -> (Vec<u64>, String) {
 
 /// Called first thing in a freshly forked child: it becomes `name`, child of the process that forked it.
 pub(crate) fn become_child(name: &str, identity: Vec<u64>, parent_pid: i32, daemon: bool) {
-    let parent = load();
-    let parent_name = if parent.pid == parent_pid {
-        parent.name
-    } else {
-        "MainProcess".to_owned()
+    // `load()` would see another pid (ours) and answer "MainProcess": read the parent's state as is.
+    let parent_name = match load_any() {
+        Some(parent) if parent.pid == parent_pid => parent.name,
+        _ => "MainProcess".to_owned(),
     };
     store(&SessionState {
         pid: std::process::id() as i32,
@@ -87,7 +92,30 @@ pub(crate) fn become_child(name: &str, identity: Vec<u64>, parent_pid: i32, daem
         children_numbered: 0,
         parent: Some((parent_pid, parent_name)),
         daemon,
+        warned_multithreaded: false,
     });
+}
+
+/// Python 3.12's warning before a fork from a multi-threaded process, printed once per process.
+///
+/// After `fork` the child has only the forking thread; a lock another thread held (the allocator's,
+/// stdout's, the environment's) stays held forever in the child, so only async-signal-safe work is
+/// safe there. The flag lives in the session state, not in a `static`, so "once" means once per
+/// process, not once per notebook cell.
+pub(crate) fn warn_if_multithreaded() {
+    if crate::sys::thread_count() <= 1 {
+        return;
+    }
+    let mut state = load();
+    if state.warned_multithreaded {
+        return;
+    }
+    state.warned_multithreaded = true;
+    store(&state);
+    eprintln!(
+        "warning: This process (pid={}) is multi-threaded, use of fork() may lead to deadlocks in the child.",
+        state.pid
+    );
 }
 
 fn encode(state: &SessionState) -> String {
@@ -119,6 +147,7 @@ mod tests {
             children_numbered: 7,
             parent: Some((41, "Process-3".into())),
             daemon: true,
+            warned_multithreaded: true,
         };
         assert_eq!(decode(&encode(&state)), Some(state));
         assert_eq!(decode("zz"), None);

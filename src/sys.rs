@@ -19,14 +19,29 @@ pub(crate) const EXIT_PANIC: i32 = 1;
 /// code it returned; a panic that escapes `child_body` ends it with [`EXIT_PANIC`]. The child never
 /// returns into the caller: inside evcxr, returning would run the kernel's own code in the child and
 /// corrupt the session. In the parent, returns the child's pid.
+///
+/// Around the fork it also: warns once per process when this process runs several threads (as Python
+/// 3.12 does); flushes Rust's stdout and stderr buffers so the child does not inherit, and print again,
+/// what the parent had buffered; and holds the lock of this process's child registry
+/// ([`crate::registry`]), so the child gets a consistent copy of it, which it empties at once (closing
+/// the inherited descriptors of its siblings' pipes: they are the parent's business).
 pub(crate) fn fork_child(child_body: impl FnOnce() -> i32) -> Result<Pid> {
+    crate::session::warn_if_multithreaded();
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    let registry = crate::registry::lock();
     // SAFETY: after fork only the calling thread exists in the child. The child runs `child_body`
     // and then `_exit`s, so it never returns into code that expects the parent's other threads.
     // When the parent had several threads, locks they held (malloc's, stdio's) may be held forever
-    // in the child; the caller warns about that case (see `warn_if_multithreaded`), as Python 3.12 does.
+    // in the child; `warn_if_multithreaded` above says so once, as Python 3.12 does. The registry
+    // lock is held by this thread across the fork, so the child's copy of it is consistent.
     match unsafe { nix::unistd::fork() } {
-        Ok(ForkResult::Parent { child }) => Ok(child),
+        Ok(ForkResult::Parent { child }) => {
+            drop(registry);
+            Ok(child)
+        }
         Ok(ForkResult::Child) => {
+            crate::registry::forget_in_child(registry);
             let code = panic::catch_unwind(AssertUnwindSafe(child_body)).unwrap_or(EXIT_PANIC);
             exit_now(code)
         }
@@ -75,4 +90,49 @@ pub(crate) fn thread_count() -> usize {
                 .and_then(|n| n.trim().parse().ok())
         })
         .unwrap_or(1)
+}
+
+/// Returns this process's one instance of a process-wide value, shared by every copy of this crate
+/// in the process (evcxr links a copy into each cell, each with its own `static`s).
+///
+/// The instance is leaked on the heap once per process; its address is kept in the environment
+/// variable `var` together with the pid it belongs to, the size and alignment of `T`, and `version`
+/// (bump it whenever `T`'s definition changes). A forked child inherits the variable but sees
+/// another pid, so it makes its own instance on first use. If two threads race to make the first
+/// instance, one of them is lost; this crate makes it from the thread that forks, in practice the
+/// notebook's main thread.
+pub(crate) fn process_global<T: Sync + 'static>(
+    var: &str,
+    version: u32,
+    make: impl FnOnce() -> T,
+) -> &'static T {
+    let me = std::process::id();
+    let stamp = |addr: usize| {
+        format!(
+            "{me}:{addr:x}:{}:{}:{version}",
+            std::mem::size_of::<T>(),
+            std::mem::align_of::<T>()
+        )
+    };
+    if let Ok(value) = std::env::var(var) {
+        if let Some(addr) = value
+            .split_once(':')
+            .and_then(|(_, rest)| rest.split_once(':'))
+            .and_then(|(addr, _)| usize::from_str_radix(addr, 16).ok())
+        {
+            if addr != 0 && value == stamp(addr) {
+                // SAFETY: the variable carries this process's pid, so this process wrote it, in the
+                // branch below, with the address of a `T` leaked by `Box::leak`: never freed, never
+                // moved, so valid for 'static. The type is the same: the stamp also matches `T`'s size
+                // and alignment and the layout `version` its caller bumps when `T` changes; every copy
+                // of this crate in the process is the same compiled rlib (evcxr links one build into
+                // each cell), so `T` has the same layout in each. Only shared references are handed
+                // out, and `T: Sync` makes sharing them between threads sound.
+                return unsafe { &*(addr as *const T) };
+            }
+        }
+    }
+    let leaked: &'static T = Box::leak(Box::new(make()));
+    std::env::set_var(var, stamp(leaked as *const T as usize));
+    leaked
 }

@@ -40,7 +40,11 @@ fn thousand_start_join_cycles_leak_nothing() {
     let elapsed = started.elapsed();
     let fds_after = process_support::open_fds();
     let children_after = child_pids();
-    println!("open fds before: {} after: {}", fds_before.len(), fds_after.len());
+    println!(
+        "open fds before: {} after: {}",
+        fds_before.len(),
+        fds_after.len()
+    );
     println!("children before: {children_before:?} after: {children_after:?}");
     println!("1000 start/join cycles in {elapsed:?}");
     assert_eq!(fds_before, fds_after);
@@ -65,7 +69,13 @@ fn sigkilled_parent_inner() {
 #[test]
 fn child_dies_within_a_second_of_its_parent_sigkill() {
     let mut parent = Command::new(std::env::current_exe().unwrap())
-        .args(["sigkilled_parent_inner", "--exact", "--nocapture", "--test-threads=1"])
+        .args([
+            "sigkilled_parent_inner",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+            "-q",
+        ])
         .env("MULTIPROCESSING_TEST_INNER", "sigkilled_parent_inner")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -73,9 +83,12 @@ fn child_dies_within_a_second_of_its_parent_sigkill() {
         .unwrap();
     let mut lines = BufReader::new(parent.stdout.take().unwrap()).lines();
     let child_pid: i32 = loop {
-        let line = lines.next().expect("the inner parent printed its child's pid").unwrap();
-        if let Some(pid) = line.strip_prefix("child pid ") {
-            break pid.parse().unwrap();
+        let line = lines
+            .next()
+            .expect("the inner parent printed its child's pid")
+            .unwrap();
+        if let Some((_, pid)) = line.split_once("child pid ") {
+            break pid.trim().parse().unwrap();
         }
     };
     assert!(!is_dead(child_pid));
@@ -83,8 +96,14 @@ fn child_dies_within_a_second_of_its_parent_sigkill() {
     parent.kill().unwrap(); // SIGKILL
     parent.wait().unwrap();
     while !is_dead(child_pid) {
-        assert!(killed.elapsed() < Duration::from_secs(1), "child {child_pid} still alive 1 s after its parent's SIGKILL");
+        assert!(
+            killed.elapsed() < Duration::from_secs(1),
+            "child {child_pid} still alive 1 s after its parent's SIGKILL"
+        );
         std::thread::sleep(Duration::from_micros(200));
     }
-    println!("child {child_pid} died {:?} after its parent was SIGKILLed", killed.elapsed());
+    println!(
+        "child {child_pid} died {:?} after its parent was SIGKILLed",
+        killed.elapsed()
+    );
 }

@@ -25,7 +25,13 @@ pub struct Outcome {
 impl Outcome {
     /// Panics with both streams shown unless the inner test passed.
     pub fn assert_success(&self) -> &Self {
-        assert!(self.status.success(), "inner test failed: {:?}\n--- stdout\n{}\n--- stderr\n{}", self.status, self.stdout, self.stderr);
+        assert!(
+            self.status.success(),
+            "inner test failed: {:?}\n--- stdout\n{}\n--- stderr\n{}",
+            self.status,
+            self.stdout,
+            self.stderr
+        );
         self
     }
 
@@ -34,7 +40,10 @@ impl Outcome {
         self.stdout
             .lines()
             .filter(|l| {
-                !(l.is_empty() || *l == "." || l.starts_with("running ") || l.starts_with("test result:"))
+                !(l.is_empty()
+                    || *l == "."
+                    || l.starts_with("running ")
+                    || l.starts_with("test result:"))
             })
             .collect()
     }
@@ -85,13 +94,20 @@ pub fn isolate_with(name: &str, timeout: Duration, env: &[(&str, &str)]) -> Opti
         if started.elapsed() > timeout {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("inner test {name} still running after {timeout:?}: killed (a hang or a deadlock)");
+            panic!(
+                "inner test {name} still running after {timeout:?}: killed (a hang or a deadlock)"
+            );
         }
         std::thread::sleep(Duration::from_millis(5));
     };
     let stdout = String::from_utf8_lossy(&out_reader.join().unwrap()).into_owned();
     let stderr = String::from_utf8_lossy(&err_reader.join().unwrap()).into_owned();
-    Some(Outcome { stdout, stderr, status, elapsed: started.elapsed() })
+    Some(Outcome {
+        stdout,
+        stderr,
+        status,
+        elapsed: started.elapsed(),
+    })
 }
 
 /// The pids of this process's children (all threads), from `/proc`.
@@ -100,7 +116,10 @@ pub fn child_pids() -> Vec<i32> {
     if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
         for task in tasks.flatten() {
             if let Ok(text) = std::fs::read_to_string(task.path().join("children")) {
-                pids.extend(text.split_whitespace().filter_map(|p| p.parse::<i32>().ok()));
+                pids.extend(
+                    text.split_whitespace()
+                        .filter_map(|p| p.parse::<i32>().ok()),
+                );
             }
         }
     }
@@ -114,7 +133,9 @@ pub fn open_fds() -> Vec<String> {
         .expect("/proc/self/fd")
         .flatten()
         .map(|e| {
-            let link = std::fs::read_link(e.path()).map(|p| p.display().to_string()).unwrap_or_default();
+            let link = std::fs::read_link(e.path())
+                .map(|p| p.display().to_string())
+                .unwrap_or_default();
             format!("{} -> {link}", e.file_name().to_string_lossy())
         })
         .collect();
@@ -126,6 +147,10 @@ pub fn open_fds() -> Vec<String> {
 pub fn is_dead(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Err(_) => true,
-        Ok(stat) => stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next()) == Some("Z"),
+        Ok(stat) => {
+            stat.rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().next())
+                == Some("Z")
+        }
     }
 }
