@@ -185,15 +185,19 @@ fn cubes(n: u64) -> u64 {
 }
 """),
     md(r"""
-Now the pool: four worker processes, `map` sends them the five numbers and gives back the results
-**in the order of the inputs**, whichever worker computed each one. Every call that can fail returns a
-`Result`; `?` stops the cell with the error if something goes wrong. Watch for `[1, 8, 27, 64, 125]`.
+Now the pool. Python's `with Pool(processes=4) as pool:` block becomes `Pool::with(4, |pool| { ... })`:
+the pool exists inside the braces and is shut down when they end. `map` sends the five numbers to the
+four workers and gives back the results **in the order of the inputs**, whichever worker computed each
+one. Calls that can fail return a `Result`: `?` stops at the first error and passes it on, and the
+block ends with `Ok(out)` to hand the list out. Watch for `[1, 8, 27, 64, 125]`.
 """),
     code(r"""
-let mut pool = Pool::new(4)?;
-let out = pool.map(cubes, vec![1, 2, 3, 4, 5])?;
-pool.close()?;
-pool.join()?;
+let out = Pool::with(4, |pool| {
+    let out = pool.map(cubes, vec![1, 2, 3, 4, 5])?;
+    pool.close();
+    pool.join()?;
+    Ok(out)
+})?;
 println!("{:?}", out);
 """),
     md(r"""
@@ -270,13 +274,13 @@ Then the pool, the tasks, closing and waiting, as in the Python code. Watch for 
 """),
     code(r"""
 // Create a pool of 4 worker processes.
-let mut pool = Pool::new(4)?;
+let pool = Pool::new(4)?;
 
 // Submit tasks to the pool; map waits for all of them and returns the results in order.
 let results = pool.map(worker_function, vec![1, 2, 3, 4, 5])?;
 
 // Close the pool to prevent further submissions.
-pool.close()?;
+pool.close();
 
 // Wait for the worker processes to exit.
 pool.join()?;
@@ -451,17 +455,17 @@ the pool is shown separately (it is small here, see `04_cost.ipynb`). Watch the 
 workers, and **not** from 2 to 4: there are only 2 cores.
 """),
     code(r"""
-let mut pool_times: Vec<(usize, f64)> = Vec::new();
+let pool_times: Vec<(usize, f64)> = Vec::new();
 for workers in [1, 2, 4] {
     let started = Instant::now();
-    let mut pool = Pool::new(workers)?;
+    let pool = Pool::new(workers)?;
     let start_up = started.elapsed().as_secs_f64();
 
     let start = Instant::now();
     let total: u64 = pool.map(count_primes, work.clone())?.iter().sum();
     let seconds = start.elapsed().as_secs_f64();
 
-    pool.close()?;
+    pool.close();
     pool.join()?;
     pool_times.push((workers, seconds));
     println!("pool of {workers}: {total} primes in {seconds:.3} s (starting the pool: {:.1} ms)", start_up * 1e3);
@@ -766,7 +770,7 @@ fn risky(n: u64) -> u64 {
 }
 """),
     code(r"""
-let mut pool = Pool::new(2)?;
+let pool = Pool::new(2)?;
 match pool.map(risky, vec![1, 2, 3, 4, 5]) {
     Ok(results) => println!("results: {results:?}"),
     Err(error) => println!("map returned an error: {error}"),
@@ -797,7 +801,7 @@ match pool.map(fragile, vec![1, 2, 3, 4, 5, 6]) {
     Err(error) => println!("map returned an error: {error}"),
 }
 println!("the pool still works: {:?}", pool.map(fragile, vec![1, 2, 3])?);
-pool.close()?;
+pool.close();
 pool.join()?;
 """, IGNORE),
     md(r"""
@@ -1018,9 +1022,9 @@ A pool pays this price once, when it starts its workers:
 """),
     code(r"""
 let start = Instant::now();
-let mut pool = Pool::new(2)?;
+let pool = Pool::new(2)?;
 let started = start.elapsed().as_secs_f64();
-pool.close()?;
+pool.close();
 pool.join()?;
 println!("a pool of 2: started in {:.1} ms, closed and joined in {:.1} ms", started * 1e3, (start.elapsed().as_secs_f64() - started) * 1e3);
 """),
@@ -1079,11 +1083,11 @@ fn compare(name: &str, task: fn(u64) -> u64) -> Result<()> {
     }
     println!("{name:>8}, 8 processes:       {:.2} s", start.elapsed().as_secs_f64());
 
-    let mut pool = Pool::new(2)?;
+    let pool = Pool::new(2)?;
     let start = Instant::now();
     pool.map(task, tasks.clone())?;
     println!("{name:>8}, pool of 2 workers: {:.2} s", start.elapsed().as_secs_f64());
-    pool.close()?;
+    pool.close();
     pool.join()?;
     Ok(())
 }
@@ -1214,9 +1218,9 @@ workers stay busy and finish at about the same time. The numbers in the boxes sh
 are started in order, 0, 1, 2, ..., by whichever worker is free.
 """),
     code(r"""
-let mut pool = Pool::new(3)?;
+let pool = Pool::new(3)?;
 let t0 = now();
-let runs_1 = pool.map_chunked(timed_task, tasks(t0), 1)?;
+let runs_1 = pool.chunked(1).map(timed_task, tasks(t0))?;
 for (task, worker, started, ended) in &runs_1 {
     println!("task {task:>2} ran in {worker} from {started:>5.0} ms to {ended:>5.0} ms");
 }
@@ -1233,7 +1237,7 @@ worker that got the slow tasks finishes last while the others sit idle.
 """),
     code(r"""
 let t0 = now();
-let runs_4 = pool.map_chunked(timed_task, tasks(t0), 4)?;
+let runs_4 = pool.chunked(4).map(timed_task, tasks(t0))?;
 timeline("chunksize 4: the same 12 tasks, in chunks of 4", &runs_4)
 """, IGNORE),
     md(r"""
@@ -1252,17 +1256,17 @@ fn cubes(n: u64) -> u64 {
     code(r"""
 use std::time::Instant;
 
-let mut pool2 = Pool::new(2)?;
+let pool2 = Pool::new(2)?;
 let inputs: Vec<u64> = (0..100_000).collect();
 for chunksize in [1, 10, 100, 1_000, 10_000] {
     let start = Instant::now();
-    let out = pool2.map_chunked(cubes, inputs.clone(), chunksize)?;
+    let out = pool2.chunked(chunksize).map(cubes, inputs.clone())?;
     let seconds = start.elapsed().as_secs_f64();
     println!("chunksize {chunksize:>6}: {:.3} s, {:>9.0} tasks/s (last result {})", seconds, out.len() as f64 / seconds, out[out.len() - 1]);
 }
-pool2.close()?;
+pool2.close();
 pool2.join()?;
-pool.close()?;
+pool.close();
 pool.join()?;
 """, IGNORE),
     md(r"""
