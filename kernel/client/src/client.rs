@@ -719,6 +719,14 @@ impl KernelClient {
     }
 
     fn keep_stray(&mut self, channel: Channel, message: Message) {
+        // Status changes and the answers to the extra kernel_info_requests of
+        // startup say nothing about outputs: not kept.
+        if matches!(
+            message.msg_type(),
+            "status" | "execute_input" | "kernel_info_reply"
+        ) {
+            return;
+        }
         if self.stray.len() >= MAX_STRAY_MESSAGES {
             self.stray.pop_front();
         }

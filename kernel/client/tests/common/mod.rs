@@ -127,3 +127,32 @@ impl Checks {
 pub fn seconds(duration: Duration) -> String {
     format!("{:.3} s", duration.as_secs_f64())
 }
+
+/// Pid of evcxr's code-running subprocess (the "runtime"), asked from a cell.
+pub fn runtime_pid(kernel: &mut KernelClient) -> u32 {
+    run_value(kernel, "println!(\"{}\", std::process::id());")
+}
+
+/// Running (non-zombie) processes among `snapshot` (compared by pid and start time,
+/// so a reused pid does not count), after waiting up to `timeout` for them to end.
+pub fn still_running(
+    snapshot: &[kernel_client::procs::ProcessInfo],
+    timeout: Duration,
+) -> Vec<kernel_client::procs::ProcessInfo> {
+    kernel_client::procs::wait_until_none(timeout, || {
+        snapshot
+            .iter()
+            .filter(|p| kernel_client::procs::is_running(p.pid, p.start_time))
+            .cloned()
+            .collect()
+    })
+}
+
+/// One line per process, for failure messages.
+pub fn describe(processes: &[kernel_client::procs::ProcessInfo]) -> String {
+    processes
+        .iter()
+        .map(|p| format!("  {p}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
