@@ -37,13 +37,25 @@ pub struct AsyncResult<R> {
 
 impl<R> std::fmt::Debug for AsyncResult<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AsyncResult").field("job", &self.job).field("taken", &self.taken).finish()
+        f.debug_struct("AsyncResult")
+            .field("job", &self.job)
+            .field("taken", &self.taken)
+            .finish()
     }
 }
 
 impl<R> AsyncResult<R> {
-    pub(crate) fn new(pool: Rc<RefCell<Inner>>, job: u64, decode: fn(Vec<Arrived>) -> Result<R>) -> Self {
-        AsyncResult { pool, job, decode, taken: false }
+    pub(crate) fn new(
+        pool: Rc<RefCell<Inner>>,
+        job: u64,
+        decode: fn(Vec<Arrived>) -> Result<R>,
+    ) -> Self {
+        AsyncResult {
+            pool,
+            job,
+            decode,
+            taken: false,
+        }
     }
 
     /// Waits for the result and returns it (Python: `get()`). The error of a failed task
@@ -94,7 +106,10 @@ impl<R> AsyncResult<R> {
         let mut inner = borrow(&self.pool)?;
         let deadline = timeout.map(|t| Instant::now() + t);
         if !inner.drive(deadline, |i| i.job_finished(job))? {
-            return Err(Error::Timeout { waited: timeout.unwrap_or_default(), what: "the async result".into() });
+            return Err(Error::Timeout {
+                waited: timeout.unwrap_or_default(),
+                what: "the async result".into(),
+            });
         }
         let (arrived, failure) = inner.take(job);
         drop(inner);
@@ -163,7 +178,9 @@ impl<R> AsyncResult<R> {
         }
         let job = self.job;
         match borrow(&self.pool) {
-            Ok(mut inner) => inner.drive(Some(Instant::now()), |i| i.job_finished(job)).unwrap_or(true),
+            Ok(mut inner) => inner
+                .drive(Some(Instant::now()), |i| i.job_finished(job))
+                .unwrap_or(true),
             Err(_) => false,
         }
     }

@@ -62,14 +62,22 @@ fn locate(addr: usize) -> Option<Located> {
     } else {
         // SAFETY: on success dli_fname points to the loader's NUL-terminated copy of the object's
         // name, which lives as long as the object stays loaded; we copy it at once.
-        unsafe { CStr::from_ptr(info.dli_fname) }.to_bytes().to_vec()
+        unsafe { CStr::from_ptr(info.dli_fname) }
+            .to_bytes()
+            .to_vec()
     };
-    Some(Located { path, base: info.dli_fbase as usize })
+    Some(Located {
+        path,
+        base: info.dli_fbase as usize,
+    })
 }
 
 /// In the parent: describes a code address for a worker.
 pub(crate) fn describe(addr: usize) -> FnRef {
-    FnRef { addr, lib: locate(addr).map(|l| (l.path, l.base)) }
+    FnRef {
+        addr,
+        lib: locate(addr).map(|l| (l.path, l.base)),
+    }
 }
 
 /// In a worker: turns parent addresses into verified local ones, loading later libraries as needed.
@@ -141,7 +149,8 @@ struct LinkMapPrefix {
 fn open_library(path: &[u8]) -> std::result::Result<usize, String> {
     let shown = String::from_utf8_lossy(path).into_owned();
     let fix = "create the Pool after defining the function (or define it before creating the Pool)";
-    let c_path = CString::new(path).map_err(|_| format!("its library path {shown:?} contains a NUL byte; {fix}"))?;
+    let c_path = CString::new(path)
+        .map_err(|_| format!("its library path {shown:?} contains a NUL byte; {fix}"))?;
     // SAFETY: c_path is a valid NUL-terminated string. dlopen runs the library's initialisers; the
     // library is one the parent process already loaded and runs, so they are the same code the
     // parent ran at its own load.
@@ -155,7 +164,13 @@ fn open_library(path: &[u8]) -> std::result::Result<usize, String> {
     let mut map: *mut LinkMapPrefix = std::ptr::null_mut();
     // SAFETY: handle is a live dlopen handle; RTLD_DI_LINKMAP stores one `struct link_map *` into the
     // pointer-sized location we pass.
-    let rc = unsafe { libc::dlinfo(handle, libc::RTLD_DI_LINKMAP, (&mut map as *mut *mut LinkMapPrefix).cast()) };
+    let rc = unsafe {
+        libc::dlinfo(
+            handle,
+            libc::RTLD_DI_LINKMAP,
+            (&mut map as *mut *mut LinkMapPrefix).cast(),
+        )
+    };
     if rc != 0 || map.is_null() {
         return Err(format!("dlinfo failed for {shown}: {}; {fix}", dl_error()));
     }
@@ -166,7 +181,9 @@ fn open_library(path: &[u8]) -> std::result::Result<usize, String> {
     // same terms as the parent's dladdr.
     match locate(dynamic) {
         Some(found) => Ok(found.base),
-        None => Err(format!("could not find where {shown} was loaded in the worker; {fix}")),
+        None => Err(format!(
+            "could not find where {shown} was loaded in the worker; {fix}"
+        )),
     }
 }
 
@@ -178,7 +195,9 @@ fn dl_error() -> String {
         "unknown error".into()
     } else {
         // SAFETY: see above.
-        unsafe { CStr::from_ptr(msg) }.to_string_lossy().into_owned()
+        unsafe { CStr::from_ptr(msg) }
+            .to_string_lossy()
+            .into_owned()
     }
 }
 
@@ -205,7 +224,8 @@ pub(crate) const STATUS_CODEC: u32 = 2;
 
 /// The C signature every trampoline has:
 /// `(function, input bytes, input length, progress slot, index of the first item, sink) -> status`.
-pub(crate) type Trampoline = unsafe extern "C" fn(usize, *const u8, usize, *mut u64, u64, *const Sink) -> u32;
+pub(crate) type Trampoline =
+    unsafe extern "C" fn(usize, *const u8, usize, *mut u64, u64, *const Sink) -> u32;
 
 /// A shape of function a pool can call: how to call the function at an address on one input.
 pub(crate) trait Shape: 'static {
@@ -271,22 +291,30 @@ unsafe extern "C" fn trampoline<S: Shape>(
 ) -> u32 {
     // SAFETY: the worker loop passes a live byte slice, a progress slot mapped for the worker's life
     // (8-byte aligned, only accessed atomically), and a live sink.
-    let (input, progress, sink) =
-        unsafe { (std::slice::from_raw_parts(input, len), AtomicU64::from_ptr(progress), &*sink) };
+    let (input, progress, sink) = unsafe {
+        (
+            std::slice::from_raw_parts(input, len),
+            AtomicU64::from_ptr(progress),
+            &*sink,
+        )
+    };
     let emit = |bytes: &[u8]| {
         // SAFETY: `sink.write` is `append_to_vec` with its own context; bytes is a live slice.
         unsafe { (sink.write)(sink.ctx, bytes.as_ptr(), bytes.len()) }
     };
-    let outcome = panic::catch_unwind(AssertUnwindSafe(|| -> std::result::Result<Vec<u8>, String> {
-        let items: Vec<S::In> = postcard::from_bytes(input).map_err(|e| format!("task arguments: {e}"))?;
-        let mut out = Vec::with_capacity(items.len());
-        for (k, item) in items.into_iter().enumerate() {
-            progress.store(first + k as u64 + 1, Ordering::Relaxed);
-            // SAFETY: the parent sends this trampoline only together with a function of shape S.
-            out.push(unsafe { S::call(func, item) });
-        }
-        postcard::to_allocvec(&out).map_err(|e| format!("task results: {e}"))
-    }));
+    let outcome = panic::catch_unwind(AssertUnwindSafe(
+        || -> std::result::Result<Vec<u8>, String> {
+            let items: Vec<S::In> =
+                postcard::from_bytes(input).map_err(|e| format!("task arguments: {e}"))?;
+            let mut out = Vec::with_capacity(items.len());
+            for (k, item) in items.into_iter().enumerate() {
+                progress.store(first + k as u64 + 1, Ordering::Relaxed);
+                // SAFETY: the parent sends this trampoline only together with a function of shape S.
+                out.push(unsafe { S::call(func, item) });
+            }
+            postcard::to_allocvec(&out).map_err(|e| format!("task results: {e}"))
+        },
+    ));
     let _ = std::io::stdout().flush();
     let _ = std::io::stderr().flush();
     match outcome {
@@ -324,10 +352,22 @@ pub(crate) fn call_trampoline(
     // SAFETY: `tramp` was resolved and verified by `Resolver` from an address the parent took from
     // `trampoline_addr`, so it is a function with the `Trampoline` signature.
     let t: Trampoline = unsafe { std::mem::transmute::<usize, Trampoline>(tramp) };
-    let sink = Sink { ctx: (out as *mut Vec<u8>).cast(), write: append_to_vec };
+    let sink = Sink {
+        ctx: (out as *mut Vec<u8>).cast(),
+        write: append_to_vec,
+    };
     // SAFETY: all pointers are to live data of this frame for the duration of the call; the
     // trampoline catches every panic.
-    unsafe { t(func, input.as_ptr(), input.len(), progress.item_ptr(), first, &sink) }
+    unsafe {
+        t(
+            func,
+            input.as_ptr(),
+            input.len(),
+            progress.item_ptr(),
+            first,
+            &sink,
+        )
+    }
 }
 
 /// A page of memory shared between the parent and one worker (mapped before the fork): the worker
@@ -380,19 +420,27 @@ impl ProgressSlot {
         if id.is_some() {
             self.item().store(0, Ordering::Release);
         }
-        self.chunk().store(id.map_or(0, |id| id + 1), Ordering::Release);
+        self.chunk()
+            .store(id.map_or(0, |id| id + 1), Ordering::Release);
     }
 
     /// In the parent: the chunk the worker was running and the task inside it, if any.
     pub(crate) fn running(&self) -> Option<(u64, Option<usize>)> {
         let chunk = self.chunk().load(Ordering::Acquire).checked_sub(1)?;
-        let item = self.item().load(Ordering::Acquire).checked_sub(1).map(|i| i as usize);
+        let item = self
+            .item()
+            .load(Ordering::Acquire)
+            .checked_sub(1)
+            .map(|i| i as usize);
         Some((chunk, item))
     }
 
     /// In the worker: the task index the trampoline last started (after a panic, the one that panicked).
     pub(crate) fn current_item(&self) -> Option<usize> {
-        self.item().load(Ordering::Acquire).checked_sub(1).map(|i| i as usize)
+        self.item()
+            .load(Ordering::Acquire)
+            .checked_sub(1)
+            .map(|i| i as usize)
     }
 }
 

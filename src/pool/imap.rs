@@ -45,7 +45,10 @@ pub struct IMap<R> {
 
 impl<R> std::fmt::Debug for IMap<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("IMap").field("job", &self.job).field("ordered", &self.ordered).finish()
+        f.debug_struct("IMap")
+            .field("job", &self.job)
+            .field("ordered", &self.ordered)
+            .finish()
     }
 }
 
@@ -119,7 +122,10 @@ impl<R: DeserializeOwned> IMap<R> {
             match inner.drive(deadline, |i| i.job_has_news(job)) {
                 Ok(true) => {}
                 Ok(false) => {
-                    return Some(Err(Error::Timeout { waited: timeout, what: "the next imap result".into() }))
+                    return Some(Err(Error::Timeout {
+                        waited: timeout,
+                        what: "the next imap result".into(),
+                    }))
                 }
                 Err(e) => return Some(Err(e)),
             }

@@ -72,7 +72,8 @@ struct Job {
 
 impl Job {
     fn finished(&self) -> bool {
-        self.failure.is_some() || (self.source.is_none() && self.requeued.is_empty() && self.outstanding == 0)
+        self.failure.is_some()
+            || (self.source.is_none() && self.requeued.is_empty() && self.outstanding == 0)
     }
 
     fn deliver(&mut self, seq: usize, first: usize, result: Result<Vec<u8>>) {
@@ -138,7 +139,14 @@ impl std::fmt::Debug for Inner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Pool")
             .field("state", &self.state)
-            .field("workers", &self.workers.iter().map(|w| (&w.name, w.child.pid().as_raw())).collect::<Vec<_>>())
+            .field(
+                "workers",
+                &self
+                    .workers
+                    .iter()
+                    .map(|w| (&w.name, w.child.pid().as_raw()))
+                    .collect::<Vec<_>>(),
+            )
             .field("jobs", &self.jobs.len())
             .finish()
     }
@@ -154,7 +162,11 @@ enum Slot {
 }
 
 impl Inner {
-    pub(crate) fn new(processes: usize, initializer: Option<Rc<dyn Fn()>>, maxtasks: Option<usize>) -> Result<Inner> {
+    pub(crate) fn new(
+        processes: usize,
+        initializer: Option<Rc<dyn Fn()>>,
+        maxtasks: Option<usize>,
+    ) -> Result<Inner> {
         let mut inner = Inner {
             processes,
             initializer,
@@ -213,27 +225,44 @@ impl Inner {
     }
 
     pub(crate) fn worker_info(&self) -> Vec<(String, i32)> {
-        self.workers.iter().map(|w| (w.name.clone(), w.child.pid().as_raw())).collect()
+        self.workers
+            .iter()
+            .map(|w| (w.name.clone(), w.child.pid().as_raw()))
+            .collect()
     }
 
     /// The error for new work, if the pool takes none.
     pub(crate) fn check_running(&self) -> Result<()> {
         if let Some((worker, message)) = &self.broken {
-            return Err(Error::InitializerFailed { worker: worker.clone(), message: message.clone() });
+            return Err(Error::InitializerFailed {
+                worker: worker.clone(),
+                message: message.clone(),
+            });
         }
         match self.state {
             State::Running => Ok(()),
             State::Closed => Err(Error::PoolNotRunning { state: "closed" }),
-            State::Terminated | State::Joined => Err(Error::PoolNotRunning { state: "terminated" }),
+            State::Terminated | State::Joined => Err(Error::PoolNotRunning {
+                state: "terminated",
+            }),
         }
     }
 
     fn describe(&mut self, addr: usize) -> FnRef {
-        self.described.entry(addr).or_insert_with(|| function::describe(addr)).clone()
+        self.described
+            .entry(addr)
+            .or_insert_with(|| function::describe(addr))
+            .clone()
     }
 
     /// Adds a job and starts handing out its chunks. Returns its id.
-    pub(crate) fn submit(&mut self, tramp: usize, func: usize, source: ChunkSource, stop_on_error: bool) -> Result<u64> {
+    pub(crate) fn submit(
+        &mut self,
+        tramp: usize,
+        func: usize,
+        source: ChunkSource,
+        stop_on_error: bool,
+    ) -> Result<u64> {
         self.check_running()?;
         let (tramp, func) = (self.describe(tramp), self.describe(func));
         let id = self.next_job;
@@ -264,18 +293,27 @@ impl Inner {
 
     /// True when the caller has something to take: results, a failure, or the end.
     pub(crate) fn job_has_news(&self, job: u64) -> bool {
-        self.jobs.get(&job).map_or(true, |j| j.finished() || !j.arrived.is_empty())
+        self.jobs
+            .get(&job)
+            .map_or(true, |j| j.finished() || !j.arrived.is_empty())
     }
 
     /// Whether the job ended without error so far (no failure, no error delivered in place).
     pub(crate) fn job_ok(&self, job: u64) -> bool {
-        self.jobs.get(&job).is_some_and(|j| j.failure.is_none() && j.arrived.iter().all(|a| a.result.is_ok()))
+        self.jobs
+            .get(&job)
+            .is_some_and(|j| j.failure.is_none() && j.arrived.iter().all(|a| a.result.is_ok()))
     }
 
     /// Takes what arrived for the job; the failure too, once (which removes the job).
     pub(crate) fn take(&mut self, job: u64) -> (Vec<Arrived>, Option<Error>) {
         let Some(j) = self.jobs.get_mut(&job) else {
-            return (Vec::new(), Some(Error::PoolNotRunning { state: "terminated" }));
+            return (
+                Vec::new(),
+                Some(Error::PoolNotRunning {
+                    state: "terminated",
+                }),
+            );
         };
         let arrived = std::mem::take(&mut j.arrived);
         let failure = j.failure.take();
@@ -307,7 +345,11 @@ impl Inner {
 
     /// Runs the poll loop until `done` holds (true) or `deadline` passes (false). Always polls at least
     /// once, so a deadline of "now" still collects what has arrived.
-    pub(crate) fn drive(&mut self, deadline: Option<Instant>, done: impl Fn(&Inner) -> bool) -> Result<bool> {
+    pub(crate) fn drive(
+        &mut self,
+        deadline: Option<Instant>,
+        done: impl Fn(&Inner) -> bool,
+    ) -> Result<bool> {
         loop {
             self.dispatch();
             if done(self) {
@@ -404,27 +446,51 @@ impl Inner {
     }
 
     fn handle_frame(&mut self, i: usize, body: &[u8]) {
-        let Ok((header, payload)) = channel::decode_body::<FromWorker>(body) else { return };
+        let Ok((header, payload)) = channel::decode_body::<FromWorker>(body) else {
+            return;
+        };
         match header {
             FromWorker::InitFailed { message } => {
                 let worker = self.workers[i].name.clone();
-                self.fail_everything(|| Error::InitializerFailed { worker: worker.clone(), message: message.clone() });
+                self.fail_everything(|| Error::InitializerFailed {
+                    worker: worker.clone(),
+                    message: message.clone(),
+                });
                 self.broken = Some((worker, message));
             }
             FromWorker::Done { chunk, status } => {
                 let w = &mut self.workers[i];
-                let Some(pos) = w.in_flight.iter().position(|c| c.id == chunk) else { return };
-                let Some(c) = w.in_flight.remove(pos) else { return };
+                let Some(pos) = w.in_flight.iter().position(|c| c.id == chunk) else {
+                    return;
+                };
+                let Some(c) = w.in_flight.remove(pos) else {
+                    return;
+                };
+                // The worker flushed the task's output before it wrote the result: relay it now. Once
+                // it has nothing queued, all it printed is in the pipe: end a line its last task left
+                // open, so nothing lingers for a later cell (a task's unfinished line followed by the
+                // next task's output of the same worker stays one line, as in a terminal).
+                if w.in_flight.is_empty() {
+                    w.relay.pump_and_complete_lines();
+                } else {
+                    w.relay.pump();
+                }
                 let name = w.name.clone();
                 let result = match status {
                     Status::Ok => Ok(payload.to_vec()),
-                    Status::Panicked { index, message } => {
-                        Err(Error::TaskPanicked { index: index as usize, worker: name, message })
+                    Status::Panicked { index, message } => Err(Error::TaskPanicked {
+                        index: index as usize,
+                        worker: name,
+                        message,
+                    }),
+                    Status::Codec { message } => Err(Error::Codec {
+                        direction: "move",
+                        what: "task arguments or results",
+                        message,
+                    }),
+                    Status::Unavailable { message } => {
+                        Err(Error::FunctionUnavailable { reason: message })
                     }
-                    Status::Codec { message } => {
-                        Err(Error::Codec { direction: "move", what: "task arguments or results", message })
-                    }
-                    Status::Unavailable { message } => Err(Error::FunctionUnavailable { reason: message }),
                 };
                 self.chunk_done(c, result);
             }
@@ -443,7 +509,9 @@ impl Inner {
 
     /// Reaps worker `i` if it ended; then settles its chunks and replaces it.
     fn check_exit(&mut self, i: usize) -> Result<()> {
-        let Some(code) = self.workers[i].child.try_reap()? else { return Ok(()) };
+        let Some(code) = self.workers[i].child.try_reap()? else {
+            return Ok(());
+        };
         // Results it wrote before it ended still count; its last output lines are relayed.
         self.read_results(i);
         let mut w = self.workers.remove(i);
@@ -456,7 +524,10 @@ impl Inner {
                 c.attempts += 1;
             }
             if was_running || c.attempts >= 2 {
-                let task = running.and_then(|(_, item)| item).filter(|_| was_running).unwrap_or(c.first);
+                let task = running
+                    .and_then(|(_, item)| item)
+                    .filter(|_| was_running)
+                    .unwrap_or(c.first);
                 let err = Error::WorkerDied {
                     worker: w.name.clone(),
                     pid: w.child.pid().as_raw(),
@@ -478,7 +549,10 @@ impl Inner {
         if code == worker::EXIT_INIT_FAILED && self.broken.is_none() {
             let message = "the initializer failed".to_string();
             let worker = w.name.clone();
-            self.fail_everything(|| Error::InitializerFailed { worker: worker.clone(), message: message.clone() });
+            self.fail_everything(|| Error::InitializerFailed {
+                worker: worker.clone(),
+                message: message.clone(),
+            });
             self.broken = Some((w.name.clone(), message));
         }
         // Replaced unless the pool is winding down: join() told it to exit, or terminate() ran.
@@ -521,9 +595,13 @@ impl Inner {
                 if w.in_flight.len() >= depth {
                     break;
                 }
-                let Some(chunk) = self.next_chunk() else { return };
+                let Some(chunk) = self.next_chunk() else {
+                    return;
+                };
                 backlog = backlog.saturating_sub(1);
-                let Some(job) = self.jobs.get(&chunk.job) else { continue };
+                let Some(job) = self.jobs.get(&chunk.job) else {
+                    continue;
+                };
                 let header = ToWorker::Task {
                     chunk: chunk.id,
                     first: chunk.first as u64,
@@ -560,7 +638,14 @@ impl Inner {
                         job.outstanding += 1;
                         let chunk_id = self.next_chunk;
                         self.next_chunk += 1;
-                        return Some(Chunk { id: chunk_id, job: id, seq, first, payload, attempts: 0 });
+                        return Some(Chunk {
+                            id: chunk_id,
+                            job: id,
+                            seq,
+                            first,
+                            payload,
+                            attempts: 0,
+                        });
                     }
                     Some(Err(e)) => {
                         let seq = job.next_seq;
@@ -591,7 +676,9 @@ impl Inner {
         for mut w in self.workers.drain(..) {
             let _ = w.child.wait_relaying(Some(&mut w.relay), None);
         }
-        self.fail_everything(|| Error::PoolNotRunning { state: "terminated" });
+        self.fail_everything(|| Error::PoolNotRunning {
+            state: "terminated",
+        });
         self.jobs.retain(|_, j| !j.abandoned);
         for job in self.jobs.values_mut() {
             job.outstanding = 0;
@@ -610,7 +697,9 @@ impl Inner {
             }
             State::Closed => {}
         }
-        self.drive(None, |inner| inner.broken.is_some() || inner.jobs.values().all(Job::finished))?;
+        self.drive(None, |inner| {
+            inner.broken.is_some() || inner.jobs.values().all(Job::finished)
+        })?;
         if self.broken.is_some() {
             self.terminate();
             self.state = State::Joined;

@@ -207,16 +207,18 @@ impl PoolBuilder {
             });
         }
         let inner = Inner::new(processes, self.initializer, self.maxtasksperchild)?;
-        Ok(Pool { inner: Rc::new(RefCell::new(inner)) })
+        Ok(Pool {
+            inner: Rc::new(RefCell::new(inner)),
+        })
     }
 }
 
 /// Borrows the pool's engine; fails (instead of panicking) if a call is re-entered from inside the
 /// pool's own loop, e.g. from an `imap` input iterator.
 pub(crate) fn borrow(inner: &Rc<RefCell<Inner>>) -> Result<RefMut<'_, Inner>> {
-    inner
-        .try_borrow_mut()
-        .map_err(|_| Error::PoolNotRunning { state: "busy (used from inside one of its own input iterators)" })
+    inner.try_borrow_mut().map_err(|_| Error::PoolNotRunning {
+        state: "busy (used from inside one of its own input iterators)",
+    })
 }
 
 /// Rejects a zero timeout (it would mean "never wait"; Python's `get(0)` is a busy check).
@@ -372,7 +374,10 @@ impl Pool {
     /// # Ok::<(), multiprocessing::Error>(())
     /// ```
     pub fn workers(&self) -> Vec<(String, i32)> {
-        self.inner.try_borrow().map(|i| i.worker_info()).unwrap_or_default()
+        self.inner
+            .try_borrow()
+            .map(|i| i.worker_info())
+            .unwrap_or_default()
     }
 
     /// The chunk size `map` uses for `len` inputs, Python's rule:
@@ -401,14 +406,27 @@ impl Pool {
     /// # Ok::<(), multiprocessing::Error>(())
     /// ```
     pub fn chunked(&self, chunksize: usize) -> Chunked<'_> {
-        Chunked { pool: self, chunksize }
+        Chunked {
+            pool: self,
+            chunksize,
+        }
     }
 
-    fn submit<S: Shape>(&self, func: usize, source: ChunkSource, stop_on_error: bool) -> Result<u64> {
+    fn submit<S: Shape>(
+        &self,
+        func: usize,
+        source: ChunkSource,
+        stop_on_error: bool,
+    ) -> Result<u64> {
         borrow(&self.inner)?.submit(trampoline_addr::<S>(), func, source, stop_on_error)
     }
 
-    fn run_map<S: Shape>(&self, func: usize, items: Vec<S::In>, chunksize: Option<usize>) -> Result<Vec<S::Out>> {
+    fn run_map<S: Shape>(
+        &self,
+        func: usize,
+        items: Vec<S::In>,
+        chunksize: Option<usize>,
+    ) -> Result<Vec<S::Out>> {
         let mut inner = borrow(&self.inner)?;
         inner.check_running()?;
         if items.is_empty() {
@@ -418,7 +436,11 @@ impl Pool {
             Some(c) => check_chunksize(c)?,
             None => self.default_chunksize_of(items.len(), inner.processes),
         };
-        let source = Box::new(VecChunks { items, chunksize, next: 0 });
+        let source = Box::new(VecChunks {
+            items,
+            chunksize,
+            next: 0,
+        });
         let job = inner.submit(trampoline_addr::<S>(), func, source, true)?;
         let mut parts = std::collections::BTreeMap::new();
         let outcome = (|| loop {
@@ -481,7 +503,11 @@ impl Pool {
     /// assert_eq!(pool.starmap(power, [(2, 3), (3, 2)])?, [8, 9]);
     /// # Ok::<(), multiprocessing::Error>(())
     /// ```
-    pub fn starmap<A, B, R>(&self, f: fn(A, B) -> R, items: impl IntoIterator<Item = (A, B)>) -> Result<Vec<R>>
+    pub fn starmap<A, B, R>(
+        &self,
+        f: fn(A, B) -> R,
+        items: impl IntoIterator<Item = (A, B)>,
+    ) -> Result<Vec<R>>
     where
         A: Serialize + DeserializeOwned + 'static,
         B: Serialize + DeserializeOwned + 'static,
@@ -532,9 +558,17 @@ impl Pool {
         T: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + 'static,
     {
-        let source = Box::new(VecChunks { items: vec![arg], chunksize: 1, next: 0 });
+        let source = Box::new(VecChunks {
+            items: vec![arg],
+            chunksize: 1,
+            next: 0,
+        });
         let job = self.submit::<Unary<T, R>>(f as usize, source, true)?;
-        Ok(AsyncResult::new(self.inner.clone(), job, async_result::decode_one::<R>))
+        Ok(AsyncResult::new(
+            self.inner.clone(),
+            job,
+            async_result::decode_one::<R>,
+        ))
     }
 
     /// Starts a [`map`](Self::map) and returns at once (Python: `pool.map_async(f, iterable)`).
@@ -549,7 +583,11 @@ impl Pool {
     /// assert_eq!(r.get()?, [1, 8, 27]);
     /// # Ok::<(), multiprocessing::Error>(())
     /// ```
-    pub fn map_async<T, R>(&self, f: fn(T) -> R, items: impl IntoIterator<Item = T>) -> Result<AsyncResult<Vec<R>>>
+    pub fn map_async<T, R>(
+        &self,
+        f: fn(T) -> R,
+        items: impl IntoIterator<Item = T>,
+    ) -> Result<AsyncResult<Vec<R>>>
     where
         T: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + 'static,
@@ -559,14 +597,27 @@ impl Pool {
         self.map_async_chunked(f, items, chunksize)
     }
 
-    fn map_async_chunked<T, R>(&self, f: fn(T) -> R, items: Vec<T>, chunksize: usize) -> Result<AsyncResult<Vec<R>>>
+    fn map_async_chunked<T, R>(
+        &self,
+        f: fn(T) -> R,
+        items: Vec<T>,
+        chunksize: usize,
+    ) -> Result<AsyncResult<Vec<R>>>
     where
         T: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + 'static,
     {
-        let source = Box::new(VecChunks { items, chunksize: check_chunksize(chunksize)?, next: 0 });
+        let source = Box::new(VecChunks {
+            items,
+            chunksize: check_chunksize(chunksize)?,
+            next: 0,
+        });
         let job = self.submit::<Unary<T, R>>(f as usize, source, true)?;
-        Ok(AsyncResult::new(self.inner.clone(), job, async_result::decode_all::<R>))
+        Ok(AsyncResult::new(
+            self.inner.clone(),
+            job,
+            async_result::decode_all::<R>,
+        ))
     }
 
     /// A lazy [`map`](Self::map): an iterator of results in input order, each available as soon as
@@ -618,14 +669,24 @@ impl Pool {
         self.imap_impl(f, items, 1, false)
     }
 
-    fn imap_impl<T, R, I>(&self, f: fn(T) -> R, items: I, chunksize: usize, ordered: bool) -> Result<IMap<R>>
+    fn imap_impl<T, R, I>(
+        &self,
+        f: fn(T) -> R,
+        items: I,
+        chunksize: usize,
+        ordered: bool,
+    ) -> Result<IMap<R>>
     where
         T: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + 'static,
         I: IntoIterator<Item = T>,
         I::IntoIter: 'static,
     {
-        let source = Box::new(IterChunks { iter: items.into_iter(), chunksize: check_chunksize(chunksize)?, next: 0 });
+        let source = Box::new(IterChunks {
+            iter: items.into_iter(),
+            chunksize: check_chunksize(chunksize)?,
+            next: 0,
+        });
         let job = self.submit::<Unary<T, R>>(f as usize, source, false)?;
         Ok(IMap::new(self.inner.clone(), job, ordered))
     }
@@ -734,7 +795,11 @@ impl Chunked<'_> {
         R: Serialize + DeserializeOwned + 'static,
     {
         check_chunksize(self.chunksize)?;
-        self.pool.run_map::<Unary<T, R>>(f as usize, items.into_iter().collect(), Some(self.chunksize))
+        self.pool.run_map::<Unary<T, R>>(
+            f as usize,
+            items.into_iter().collect(),
+            Some(self.chunksize),
+        )
     }
 
     /// [`Pool::starmap`] with this chunk size.
@@ -748,14 +813,22 @@ impl Chunked<'_> {
     /// assert_eq!(pool.chunked(2).starmap(add, [(1, 2), (3, 4), (5, 6)])?, [3, 7, 11]);
     /// # Ok::<(), multiprocessing::Error>(())
     /// ```
-    pub fn starmap<A, B, R>(&self, f: fn(A, B) -> R, items: impl IntoIterator<Item = (A, B)>) -> Result<Vec<R>>
+    pub fn starmap<A, B, R>(
+        &self,
+        f: fn(A, B) -> R,
+        items: impl IntoIterator<Item = (A, B)>,
+    ) -> Result<Vec<R>>
     where
         A: Serialize + DeserializeOwned + 'static,
         B: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + 'static,
     {
         check_chunksize(self.chunksize)?;
-        self.pool.run_map::<Binary<A, B, R>>(f as usize, items.into_iter().collect(), Some(self.chunksize))
+        self.pool.run_map::<Binary<A, B, R>>(
+            f as usize,
+            items.into_iter().collect(),
+            Some(self.chunksize),
+        )
     }
 
     /// [`Pool::map_async`] with this chunk size.
@@ -769,12 +842,17 @@ impl Chunked<'_> {
     /// assert_eq!(pool.chunked(10).map_async(cubes, 1..=3)?.get()?, [1, 8, 27]);
     /// # Ok::<(), multiprocessing::Error>(())
     /// ```
-    pub fn map_async<T, R>(&self, f: fn(T) -> R, items: impl IntoIterator<Item = T>) -> Result<AsyncResult<Vec<R>>>
+    pub fn map_async<T, R>(
+        &self,
+        f: fn(T) -> R,
+        items: impl IntoIterator<Item = T>,
+    ) -> Result<AsyncResult<Vec<R>>>
     where
         T: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + 'static,
     {
-        self.pool.map_async_chunked(f, items.into_iter().collect(), self.chunksize)
+        self.pool
+            .map_async_chunked(f, items.into_iter().collect(), self.chunksize)
     }
 
     /// [`Pool::imap`] with this chunk size.

@@ -17,7 +17,12 @@ use crate::session;
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum ToWorker {
     /// Run a chunk; the payload (postcard `Vec<input>`) follows the header.
-    Task { chunk: u64, first: u64, tramp: FnRef, func: FnRef },
+    Task {
+        chunk: u64,
+        first: u64,
+        tramp: FnRef,
+        func: FnRef,
+    },
     /// Finish: `close()` + `join()`.
     Exit,
 }
@@ -92,16 +97,24 @@ pub(crate) fn run(setup: WorkerSetup, progress: &ProgressSlot) -> i32 {
             Ok(true) => {}
             Ok(false) | Err(_) => return 0,
         }
-        let Ok((header, payload)) = channel::decode_body::<ToWorker>(&body) else { return 2 };
+        let Ok((header, payload)) = channel::decode_body::<ToWorker>(&body) else {
+            return 2;
+        };
         let (chunk, first, tramp, func) = match header {
             ToWorker::Exit => return 0,
-            ToWorker::Task { chunk, first, tramp, func } => (chunk, first, tramp, func),
+            ToWorker::Task {
+                chunk,
+                first,
+                tramp,
+                func,
+            } => (chunk, first, tramp, func),
         };
         out.clear();
         let status = match (resolver.resolve(&tramp), resolver.resolve(&func)) {
             (Ok(tramp), Ok(func)) => {
                 progress.set_chunk(Some(chunk));
-                let code = function::call_trampoline(tramp, func, payload, progress, first, &mut out);
+                let code =
+                    function::call_trampoline(tramp, func, payload, progress, first, &mut out);
                 progress.set_chunk(None);
                 match code {
                     function::STATUS_OK => Status::Ok,
@@ -109,14 +122,20 @@ pub(crate) fn run(setup: WorkerSetup, progress: &ProgressSlot) -> i32 {
                         index: progress.current_item().map_or(first, |i| i as u64),
                         message: String::from_utf8_lossy(&out).into_owned(),
                     },
-                    _ => Status::Codec { message: String::from_utf8_lossy(&out).into_owned() },
+                    _ => Status::Codec {
+                        message: String::from_utf8_lossy(&out).into_owned(),
+                    },
                 }
             }
             (Err(message), _) | (_, Err(message)) => Status::Unavailable { message },
         };
         flush_std();
         frame.clear();
-        let payload: &[u8] = if matches!(status, Status::Ok) { &out } else { &[] };
+        let payload: &[u8] = if matches!(status, Status::Ok) {
+            &out
+        } else {
+            &[]
+        };
         if channel::encode_frame(&mut frame, &FromWorker::Done { chunk, status }, payload).is_err()
             || channel::write_all(results.as_fd(), &frame).is_err()
         {
