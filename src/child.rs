@@ -24,7 +24,6 @@ pub(crate) fn exit_code_of(status: WaitStatus) -> Option<i32> {
     }
 }
 
-#[allow(dead_code)] // used by the pool (src/pool)
 /// Describes an exit code for people: "with exit code 3", "killed by signal 9 (SIGKILL)".
 pub(crate) fn describe_exit_code(code: i32) -> String {
     if code >= 0 {
@@ -111,7 +110,6 @@ impl Child {
         }
     }
 
-    #[allow(dead_code)] // used by the pool (src/pool)
     /// Waits until the child ends or `deadline` passes, relaying `output` meanwhile. Returns the exit
     /// code, or `None` at the deadline. After the child ends, its remaining output is relayed.
     pub(crate) fn wait_relaying(
