@@ -41,16 +41,27 @@ pub(crate) fn pipe(read_nonblocking: bool, write_nonblocking: bool) -> Result<(O
 
 fn set_nonblocking(fd: &OwnedFd) -> Result<()> {
     let flags = fcntl(fd, FcntlArg::F_GETFL).map_err(|e| Error::os("fcntl", e))?;
-    fcntl(fd, FcntlArg::F_SETFL(OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK))
-        .map_err(|e| Error::os("fcntl", e))?;
+    fcntl(
+        fd,
+        FcntlArg::F_SETFL(OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK),
+    )
+    .map_err(|e| Error::os("fcntl", e))?;
     Ok(())
 }
 
 /// Appends one frame (`header` then `payload`) to `out`.
-pub(crate) fn encode_frame(out: &mut Vec<u8>, header: &impl Serialize, payload: &[u8]) -> Result<()> {
+pub(crate) fn encode_frame(
+    out: &mut Vec<u8>,
+    header: &impl Serialize,
+    payload: &[u8],
+) -> Result<()> {
     let start = out.len();
     out.extend_from_slice(&[0; LEN]);
-    let codec = |e: postcard::Error| Error::Codec { direction: "serialize", what: "a frame header", message: e.to_string() };
+    let codec = |e: postcard::Error| Error::Codec {
+        direction: "serialize",
+        what: "a frame header",
+        message: e.to_string(),
+    };
     let mut buf = std::mem::take(out);
     buf = postcard::to_extend(header, buf).map_err(codec)?;
     buf.extend_from_slice(payload);
@@ -79,7 +90,10 @@ pub(crate) fn read_frame(fd: BorrowedFd<'_>, body: &mut Vec<u8>) -> Result<bool>
     body.clear();
     body.resize(n, 0);
     if !read_exact(fd, body, false)? {
-        return Err(Error::Disconnected { peer: "the pool".into(), message: "a frame was cut short".into() });
+        return Err(Error::Disconnected {
+            peer: "the pool".into(),
+            message: "a frame was cut short".into(),
+        });
     }
     Ok(true)
 }
@@ -122,7 +136,11 @@ pub(crate) struct NbWriter {
 
 impl NbWriter {
     pub(crate) fn new(fd: OwnedFd) -> Self {
-        NbWriter { fd, buf: Vec::new(), pos: 0 }
+        NbWriter {
+            fd,
+            buf: Vec::new(),
+            pos: 0,
+        }
     }
 
     pub(crate) fn fd(&self) -> BorrowedFd<'_> {
@@ -171,7 +189,12 @@ pub(crate) struct NbReader {
 
 impl NbReader {
     pub(crate) fn new(fd: OwnedFd) -> Self {
-        NbReader { fd: Some(fd), buf: Vec::new(), start: 0, filled: 0 }
+        NbReader {
+            fd: Some(fd),
+            buf: Vec::new(),
+            start: 0,
+            filled: 0,
+        }
     }
 
     /// The descriptor, until end of file was read.
@@ -189,7 +212,9 @@ impl NbReader {
                 self.filled -= self.start;
                 self.start = 0;
             }
-            let want = self.pending_frame_len().map_or(0, |n| (LEN + n).saturating_sub(self.filled - self.start));
+            let want = self
+                .pending_frame_len()
+                .map_or(0, |n| (LEN + n).saturating_sub(self.filled - self.start));
             let room = want.max(64 * 1024);
             if self.buf.len() - self.filled < room {
                 self.buf.resize(self.filled + room, 0);
@@ -212,7 +237,8 @@ impl NbReader {
 
     fn pending_frame_len(&self) -> Option<usize> {
         let have = &self.buf[self.start..self.filled];
-        (have.len() >= LEN).then(|| u64::from_le_bytes(have[..LEN].try_into().unwrap_or([0; LEN])) as usize)
+        (have.len() >= LEN)
+            .then(|| u64::from_le_bytes(have[..LEN].try_into().unwrap_or([0; LEN])) as usize)
     }
 
     /// The next complete frame body, if one has arrived.

@@ -374,13 +374,27 @@ fn worker_output_arrives_as_whole_lines() {
         let lines = out.lines();
         for n in 0..20 {
             let line = format!("line {n} from ForkPoolWorker-");
-            assert_eq!(lines.iter().filter(|l| l.contains(&line)).count(), 1, "{lines:?}");
+            assert_eq!(
+                lines.iter().filter(|l| l.contains(&line)).count(),
+                1,
+                "{lines:?}"
+            );
             let partial = format!("partial {n}");
             let glued = format!("{partial}line ");
-            assert_eq!(lines.iter().filter(|l| **l == partial || l.starts_with(&glued)).count(), 1, "{lines:?}");
+            assert_eq!(
+                lines
+                    .iter()
+                    .filter(|l| **l == partial || l.starts_with(&glued))
+                    .count(),
+                1,
+                "{lines:?}"
+            );
         }
         for l in &lines {
-            assert!(l.matches("ForkPoolWorker-").count() <= 1, "two workers glued on one line: {l:?}");
+            assert!(
+                l.matches("ForkPoolWorker-").count() <= 1,
+                "two workers glued on one line: {l:?}"
+            );
         }
         assert!(out.stdout.contains("\ndone\n"), "{:?}", out.stdout);
         return;

@@ -52,9 +52,21 @@ fn call(f: LaterMap, pool: &Pool, n: u64, panic: bool) -> Result<Vec<u64>, Strin
     let mut out = vec![0u64; n as usize];
     let mut msg = vec![0u8; 4096];
     // SAFETY: `pool` is live and built from the same sources; out and msg have the stated room.
-    let got = unsafe { f(pool, n, panic as u32, out.as_mut_ptr(), msg.as_mut_ptr(), msg.len()) };
+    let got = unsafe {
+        f(
+            pool,
+            n,
+            panic as u32,
+            out.as_mut_ptr(),
+            msg.as_mut_ptr(),
+            msg.len(),
+        )
+    };
     if got < 0 {
-        Err(CStr::from_bytes_until_nul(&msg).unwrap().to_string_lossy().into_owned())
+        Err(CStr::from_bytes_until_nul(&msg)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned())
     } else {
         out.truncate(got as usize);
         Ok(out)
@@ -66,7 +78,10 @@ fn pool_runs_a_function_from_a_library_loaded_after_its_workers() {
     let library = build_fixture();
     let copy = std::env::temp_dir().join(format!("later_cell_{}.so", std::process::id()));
     std::fs::copy(&library, &copy).unwrap();
-    let (lib, tmp) = (library.to_str().unwrap().to_owned(), copy.to_str().unwrap().to_owned());
+    let (lib, tmp) = (
+        library.to_str().unwrap().to_owned(),
+        copy.to_str().unwrap().to_owned(),
+    );
     let out = isolate_with(
         "pool_runs_a_function_from_a_library_loaded_after_its_workers",
         std::time::Duration::from_secs(120),
@@ -77,7 +92,10 @@ fn pool_runs_a_function_from_a_library_loaded_after_its_workers() {
         out.assert_success();
         let lines = out.lines();
         for n in 0..10 {
-            assert!(lines.contains(&format!("later cell squares {n}").as_str()), "{lines:?}");
+            assert!(
+                lines.contains(&format!("later cell squares {n}").as_str()),
+                "{lines:?}"
+            );
         }
         return;
     }
@@ -88,7 +106,10 @@ fn pool_runs_a_function_from_a_library_loaded_after_its_workers() {
     assert_eq!(got, (0..10u64).map(|n| n * n + 1).collect::<Vec<_>>());
     // A panic in the later cell's function is reported like any other.
     let err = call(later, &pool, 4, true).unwrap_err();
-    assert!(err.contains("TaskPanicked") && err.contains("panic from the later cell"), "{err}");
+    assert!(
+        err.contains("TaskPanicked") && err.contains("panic from the later cell"),
+        "{err}"
+    );
     // Again (the workers cached the library), and after a worker was replaced.
     assert_eq!(call(later, &pool, 3, false).unwrap(), [1, 2, 5]);
 
@@ -98,7 +119,11 @@ fn pool_runs_a_function_from_a_library_loaded_after_its_workers() {
     let gone = load(Path::new(&copy));
     std::fs::remove_file(&copy).unwrap();
     let err = call(gone, &pool2, 3, false).unwrap_err();
-    assert!(err.contains("FunctionUnavailable") && err.contains("create the Pool after defining the function"), "{err}");
+    assert!(
+        err.contains("FunctionUnavailable")
+            && err.contains("create the Pool after defining the function"),
+        "{err}"
+    );
     // The pool is still usable with a function it can reach.
     assert_eq!(call(later, &pool2, 2, false).unwrap(), [1, 2]);
     // A pool created after the library was loaded reaches it directly.

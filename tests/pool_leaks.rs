@@ -41,7 +41,11 @@ fn twenty_pools_leave_no_fd_and_no_child() {
                 let mut r = pool.apply_async(sleep_ms, 10_000).unwrap();
                 std::thread::sleep(Duration::from_millis(20));
                 let pid = pool.workers()[0].1;
-                nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
+                nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                )
+                .unwrap();
                 assert!(r.get().is_err());
                 worker_pids.extend(pool.workers().into_iter().map(|(_, pid)| pid));
             }
@@ -58,6 +62,9 @@ fn twenty_pools_leave_no_fd_and_no_child() {
     assert_eq!(open_fds(), fds_before);
     assert_eq!(child_pids(), children_before);
     for pid in worker_pids {
-        assert!(std::fs::metadata(format!("/proc/{pid}")).is_err(), "worker {pid} still exists (zombie or orphan)");
+        assert!(
+            std::fs::metadata(format!("/proc/{pid}")).is_err(),
+            "worker {pid} still exists (zombie or orphan)"
+        );
     }
 }

@@ -583,17 +583,17 @@ impl Inner {
         }
         let live = self.workers.iter().filter(|w| !w.retiring).count().max(1);
         let mut backlog: usize = self.jobs.values().map(Job::backlog).sum();
-        for i in 0..self.workers.len() {
-            loop {
+        // Round 1 gives every idle worker a chunk, round 2 a second one queued behind it (which keeps
+        // a worker busy across the round trip), but only while plenty is left, so that at the end no
+        // chunk waits behind a slow one while another worker idles.
+        for round in 1..=2 {
+            for i in 0..self.workers.len() {
                 let w = &self.workers[i];
                 if w.retiring || self.maxtasks.is_some_and(|m| w.sent >= m) {
-                    break;
+                    continue;
                 }
-                // One queued chunk behind the running one keeps a worker busy between round trips;
-                // only while there is plenty left, so that at the end no chunk waits behind a slow one.
-                let depth = if backlog > 2 * live { 2 } else { 1 };
-                if w.in_flight.len() >= depth {
-                    break;
+                if w.in_flight.len() >= round || (round == 2 && backlog <= 2 * live) {
+                    continue;
                 }
                 let Some(chunk) = self.next_chunk() else {
                     return;
