@@ -433,7 +433,8 @@ impl KernelClient {
     }
 
     /// Messages that arrived while waiting for something else and belonged to no
-    /// awaited request (e.g. output of an earlier cell), oldest first. Empties the list.
+    /// awaited request (e.g. output of an earlier cell), oldest first; `status`,
+    /// `execute_input` and `kernel_info_reply` messages are not kept. Empties the list.
     pub fn take_stray(&mut self) -> Vec<(Channel, Message)> {
         self.stray.drain(..).collect()
     }
