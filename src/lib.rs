@@ -20,6 +20,20 @@
 //! | `parent_process()` | `parent_process()` (`Option<ParentProcess>`) |
 //! | `active_children()` | `active_children()` (`Vec<ActiveChild>`) |
 //! | `cpu_count()` | `cpu_count()` |
+//! | `with Pool(4) as pool: pool.map(f, xs)` | `Pool::with(4, \|pool\| pool.map(f, xs))?` (terminates at the end, as `__exit__`) |
+//! | `pool = Pool()`, `Pool(processes=4)` | `Pool::builder().build()?` (one per CPU), `Pool::new(4)?` |
+//! | `Pool(2, initializer=init, initargs=(a,), maxtasksperchild=10)` | `Pool::builder().processes(2).initializer(move \|\| init(a)).maxtasksperchild(10).build()?` |
+//! | `pool.map(f, xs)`, `pool.starmap(g, pairs)` | `pool.map(f, xs)?`, `pool.starmap(g, pairs)?` (`f`: a `fn` or non-capturing closure) |
+//! | `pool.map(f, xs, chunksize=100)` | `pool.chunked(100).map(f, xs)?` |
+//! | `pool.apply(f, (x,))` | `pool.apply(f, x)?` |
+//! | `r = pool.apply_async(f, (x,))`, `pool.map_async(f, xs)` | `let mut r = pool.apply_async(f, x)?;`, `pool.map_async(f, xs)?` |
+//! | `r.get()`, `r.get(timeout=1)` | `r.get()?`, `r.get_timeout(Duration::from_secs(1))?` |
+//! | `r.wait()`, `r.ready()`, `r.successful()` | `r.wait()?`, `r.ready()`, `r.successful()?` |
+//! | `for y in pool.imap(f, xs)`, `imap_unordered` | `for y in pool.imap(f, xs)? { let y = y?; }`, `pool.imap_unordered(f, xs)?` |
+//! | `pool.close()`, `pool.join()`, `pool.terminate()` | `pool.close()`, `pool.join()?`, `pool.terminate()` |
+//! | an exception in a pool task | `Err(Error::TaskPanicked { index, worker, message })`; the pool stays usable |
+//! | a pool worker killed: Python hangs forever | `Err(Error::WorkerDied { worker, pid, how, task })` at once; the worker is replaced |
+//! | `ValueError: Pool not running` | `Err(Error::PoolNotRunning { .. })` |
 //! | `AssertionError: cannot start a process twice` | `Err(Error::AlreadyStarted { .. })` |
 //! | `AssertionError: can only join a started process` | `Err(Error::NotStarted { .. })` |
 //! | `AssertionError: daemonic processes are not allowed to have children` | `Err(Error::DaemonChildren { .. })` |

@@ -120,6 +120,16 @@ impl OutputRelay {
         }
     }
 
+    /// Reads what is available without blocking, then writes out any unfinished last line with a
+    /// newline added, keeping the pipes open. The pool calls it when a worker has finished all the tasks
+    /// it was given, so their output ends in whole lines in the cell that waits for them.
+    pub(crate) fn pump_and_complete_lines(&mut self) {
+        for pipe in &mut self.pipes {
+            pipe.pump();
+            pipe.flush_partial_line();
+        }
+    }
+
     /// Reads what is left without blocking, then writes out any unfinished last line with a newline
     /// added, and closes the pipes. Called once the child has exited.
     pub(crate) fn finish(&mut self) {
