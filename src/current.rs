@@ -1,7 +1,7 @@
 //! Questions a process asks about itself and its family: Python's `current_process()`,
 //! `parent_process()`, `active_children()`, `cpu_count()`, and `sys.exit(n)` in a child.
 //!
-//! The answers come from process-wide state ([`crate::session`], [`crate::registry`]), not from Rust
+//! The answers come from process-wide state (an environment variable, a registry of children), not from Rust
 //! `static`s, so a function defined in one notebook cell and run in a process started from a later
 //! cell sees the right name.
 
