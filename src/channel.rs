@@ -8,6 +8,8 @@
 //! [`NbWriter`] and [`NbReader`] on nonblocking pipe ends inside one `poll(2)` loop, so it keeps
 //! reading results while its task writes are still pending (no deadlock at any size, no thread).
 
+use std::fs::File;
+use std::io::Read;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use nix::errno::Errno;
@@ -49,6 +51,46 @@ fn set_nonblocking(fd: &OwnedFd) -> Result<()> {
     Ok(())
 }
 
+/// Serializes `value` with postcard into a new `Vec` with room for `capacity` bytes.
+///
+/// Faster than `postcard::to_allocvec` for sequences of numbers: postcard hands each varint (1 to 10
+/// bytes) to its output as a slice, and `Vec::extend_from_slice` turns each into a `memcpy` call;
+/// here short slices are pushed byte by byte, which the compiler keeps inline.
+pub(crate) fn to_vec<T: Serialize + ?Sized>(
+    value: &T,
+    capacity: usize,
+) -> postcard::Result<Vec<u8>> {
+    postcard::serialize_with_flavor(value, FastVec(Vec::with_capacity(capacity)))
+}
+
+struct FastVec(Vec<u8>);
+
+impl postcard::ser_flavors::Flavor for FastVec {
+    type Output = Vec<u8>;
+
+    #[inline]
+    fn try_push(&mut self, byte: u8) -> postcard::Result<()> {
+        self.0.push(byte);
+        Ok(())
+    }
+
+    #[inline]
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        if data.len() <= 16 {
+            for &byte in data {
+                self.0.push(byte);
+            }
+        } else {
+            self.0.extend_from_slice(data);
+        }
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<Vec<u8>> {
+        Ok(self.0)
+    }
+}
+
 /// Appends one frame (`header` then `payload`) to `out`.
 pub(crate) fn encode_frame(
     out: &mut Vec<u8>,
@@ -68,6 +110,38 @@ pub(crate) fn encode_frame(
     let body = (buf.len() - start - LEN) as u64;
     buf[start..start + LEN].copy_from_slice(&body.to_le_bytes());
     *out = buf;
+    Ok(())
+}
+
+/// Writes into `out` (cleared first) the length prefix and `header` of a frame whose payload of
+/// `payload_len` bytes the caller sends right after (see [`write_all2`]): no copy of the payload.
+pub(crate) fn encode_frame_head(
+    out: &mut Vec<u8>,
+    header: &impl Serialize,
+    payload_len: usize,
+) -> Result<()> {
+    out.clear();
+    encode_frame(out, header, &[])?;
+    let body = (out.len() - LEN + payload_len) as u64;
+    out[..LEN].copy_from_slice(&body.to_le_bytes());
+    Ok(())
+}
+
+/// Blocking: writes all of `a` then all of `b`, with `writev` (one system call in the usual case).
+pub(crate) fn write_all2(fd: BorrowedFd<'_>, mut a: &[u8], mut b: &[u8]) -> Result<()> {
+    while !a.is_empty() || !b.is_empty() {
+        let parts = [std::io::IoSlice::new(a), std::io::IoSlice::new(b)];
+        match nix::sys::uio::writev(fd, &parts) {
+            Ok(mut n) => {
+                let from_a = n.min(a.len());
+                a = &a[from_a..];
+                n -= from_a;
+                b = &b[n..];
+            }
+            Err(Errno::EINTR) => {}
+            Err(e) => return Err(Error::os("writev", e)),
+        }
+    }
     Ok(())
 }
 
@@ -179,56 +253,99 @@ impl NbWriter {
 }
 
 /// The parent's nonblocking, buffered reading end: reads what is there, hands out whole frames.
+///
+/// Small frames are cut out of one reusable buffer. A large frame (results of a big chunk) is read
+/// straight into a buffer of its own, which is then handed out as is: megabytes are not copied again.
 #[derive(Debug)]
 pub(crate) struct NbReader {
-    fd: Option<OwnedFd>,
+    file: Option<File>,
     buf: Vec<u8>,
     start: usize,
     filled: usize,
+    /// A large frame being read into its own buffer: (body so far, body length).
+    big: Option<(Vec<u8>, usize)>,
 }
+
+/// Frames from this size on are read into their own buffer.
+const BIG: usize = 256 * 1024;
 
 impl NbReader {
     pub(crate) fn new(fd: OwnedFd) -> Self {
         NbReader {
-            fd: Some(fd),
+            file: Some(File::from(fd)),
             buf: Vec::new(),
             start: 0,
             filled: 0,
+            big: None,
         }
     }
 
     /// The descriptor, until end of file was read.
     pub(crate) fn fd(&self) -> Option<BorrowedFd<'_>> {
-        self.fd.as_ref().map(|fd| fd.as_fd())
+        self.file.as_ref().map(|f| f.as_fd())
     }
 
-    /// Reads everything available now without blocking. Closes the descriptor at end of file.
+    /// Reads everything available now without blocking (or up to the end of a large frame).
+    /// Closes the descriptor at end of file.
     pub(crate) fn fill(&mut self) -> Result<()> {
         loop {
-            let Some(fd) = &self.fd else { return Ok(()) };
-            // Make room: at least 64 KiB, or the rest of a frame whose length is known.
+            let Some(file) = &self.file else {
+                return Ok(());
+            };
+            if let Some((body, need)) = &mut self.big {
+                if body.len() >= *need {
+                    return Ok(());
+                }
+                let want = (*need - body.len()) as u64;
+                // read_to_end reads into the spare capacity without zeroing it first; on a
+                // nonblocking pipe it stops with WouldBlock, keeping what it read.
+                match file.take(want).read_to_end(body) {
+                    Ok(_) => {
+                        if body.len() < *need {
+                            self.file = None;
+                        }
+                        return Ok(());
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
+                    Err(e) => {
+                        self.file = None;
+                        let errno = Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO));
+                        return Err(Error::os("read", errno));
+                    }
+                }
+            }
             if self.start > 0 && (self.start == self.filled || self.start * 2 > self.buf.len()) {
                 self.buf.copy_within(self.start..self.filled, 0);
                 self.filled -= self.start;
                 self.start = 0;
             }
-            let want = self
-                .pending_frame_len()
-                .map_or(0, |n| (LEN + n).saturating_sub(self.filled - self.start));
-            let room = want.max(64 * 1024);
+            // The first pending frame is large and not all here: read the rest into its own buffer.
+            if let Some(n) = self.pending_frame_len() {
+                let have = self.filled - self.start - LEN;
+                if n >= BIG && have < n {
+                    let mut body = Vec::with_capacity(n);
+                    body.extend_from_slice(&self.buf[self.start + LEN..self.filled]);
+                    self.start = 0;
+                    self.filled = 0;
+                    self.big = Some((body, n));
+                    continue;
+                }
+            }
+            let room = 64 * 1024;
             if self.buf.len() - self.filled < room {
                 self.buf.resize(self.filled + room, 0);
             }
-            match nix::unistd::read(fd, &mut self.buf[self.filled..]) {
+            match nix::unistd::read(file, &mut self.buf[self.filled..]) {
                 Ok(0) => {
-                    self.fd = None;
+                    self.file = None;
                     return Ok(());
                 }
                 Ok(n) => self.filled += n,
                 Err(Errno::EINTR) => {}
                 Err(Errno::EAGAIN) => return Ok(()),
                 Err(e) => {
-                    self.fd = None;
+                    self.file = None;
                     return Err(Error::os("read", e));
                 }
             }
@@ -243,6 +360,12 @@ impl NbReader {
 
     /// The next complete frame body, if one has arrived.
     pub(crate) fn next_frame(&mut self) -> Option<Vec<u8>> {
+        if let Some((body, need)) = &self.big {
+            if body.len() < *need {
+                return None;
+            }
+            return self.big.take().map(|(body, _)| body);
+        }
         let n = self.pending_frame_len()?;
         if self.filled - self.start < LEN + n {
             return None;
@@ -266,9 +389,9 @@ mod tests {
         let (r, w) = pipe(true, true).unwrap();
         let mut writer = NbWriter::new(w);
         let mut reader = NbReader::new(r);
-        let big = vec![7u8; 300_000];
+        let big = vec![7u8; 900_000];
         for i in 0..3u32 {
-            encode_frame(writer.queue(), &(i, "header"), &big[..100_000 * i as usize]).unwrap();
+            encode_frame(writer.queue(), &(i, "header"), &big[..300_000 * i as usize]).unwrap();
         }
         let mut got = Vec::new();
         while got.len() < 3 {
@@ -277,7 +400,8 @@ mod tests {
             while let Some(body) = reader.next_frame() {
                 let ((i, h), payload): ((u32, String), &[u8]) = decode_body(&body).unwrap();
                 assert_eq!(h, "header");
-                assert_eq!(payload.len(), 100_000 * i as usize);
+                assert_eq!(payload.len(), 300_000 * i as usize);
+                assert!(payload.iter().all(|&b| b == 7));
                 got.push(i);
             }
         }

@@ -234,7 +234,7 @@ pub(crate) fn decode_all<R: DeserializeOwned>(mut arrived: Vec<Arrived>) -> Resu
     arrived.sort_by_key(|a| a.first);
     let mut out = Vec::new();
     for a in arrived {
-        out.extend(super::decode_chunk::<R>(&a.result?)?);
+        out.extend(super::decode_chunk::<R>(a.result?.bytes())?);
     }
     Ok(out)
 }

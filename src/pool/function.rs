@@ -312,7 +312,9 @@ unsafe extern "C" fn trampoline<S: Shape>(
                 // SAFETY: the parent sends this trampoline only together with a function of shape S.
                 out.push(unsafe { S::call(func, item) });
             }
-            postcard::to_allocvec(&out).map_err(|e| format!("task results: {e}"))
+            let guess = out.len().saturating_mul(std::mem::size_of::<S::Out>() + 2) + 16;
+            crate::channel::to_vec(&out, guess.min(1 << 28))
+                .map_err(|e| format!("task results: {e}"))
         },
     ));
     let _ = std::io::stdout().flush();

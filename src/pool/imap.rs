@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 
-use super::inner::Inner;
+use super::inner::{Inner, Payload};
 use super::{borrow, check_timeout, decode_chunk};
 use crate::error::{Error, Result};
 
@@ -37,7 +37,7 @@ pub struct IMap<R> {
     ordered: bool,
     next_seq: usize,
     arrivals: usize,
-    pending: BTreeMap<usize, Result<Vec<u8>>>,
+    pending: BTreeMap<usize, Result<Payload>>,
     buffer: VecDeque<R>,
     done: bool,
     _results: PhantomData<fn() -> R>,
@@ -105,7 +105,7 @@ impl<R: DeserializeOwned> IMap<R> {
                 self.pending.pop_first().map(|(_, e)| e)
             };
             if let Some(result) = entry {
-                match result.and_then(|bytes| decode_chunk::<R>(&bytes)) {
+                match result.and_then(|p| decode_chunk::<R>(p.bytes())) {
                     Ok(values) => self.buffer.extend(values),
                     Err(e) => return Some(Err(e)),
                 }

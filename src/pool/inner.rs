@@ -52,7 +52,21 @@ struct Chunk {
 pub(crate) struct Arrived {
     pub seq: usize,
     pub first: usize,
-    pub result: Result<Vec<u8>>,
+    pub result: Result<Payload>,
+}
+
+/// The encoded results of a chunk: the frame body as read, and where the payload starts in it (kept
+/// in place: no copy of megabytes of results).
+#[derive(Debug)]
+pub(crate) struct Payload {
+    body: Vec<u8>,
+    start: usize,
+}
+
+impl Payload {
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.body[self.start..]
+    }
 }
 
 struct Job {
@@ -76,7 +90,7 @@ impl Job {
             || (self.source.is_none() && self.requeued.is_empty() && self.outstanding == 0)
     }
 
-    fn deliver(&mut self, seq: usize, first: usize, result: Result<Vec<u8>>) {
+    fn deliver(&mut self, seq: usize, first: usize, result: Result<Payload>) {
         if self.abandoned || self.failure.is_some() {
             return;
         }
@@ -441,14 +455,15 @@ impl Inner {
     fn read_results(&mut self, i: usize) {
         let _ = self.workers[i].rx.fill();
         while let Some(body) = self.workers[i].rx.next_frame() {
-            self.handle_frame(i, &body);
+            self.handle_frame(i, body);
         }
     }
 
-    fn handle_frame(&mut self, i: usize, body: &[u8]) {
-        let Ok((header, payload)) = channel::decode_body::<FromWorker>(body) else {
+    fn handle_frame(&mut self, i: usize, body: Vec<u8>) {
+        let Ok((header, payload)) = channel::decode_body::<FromWorker>(&body) else {
             return;
         };
+        let start = body.len() - payload.len();
         match header {
             FromWorker::InitFailed { message } => {
                 let worker = self.workers[i].name.clone();
@@ -477,7 +492,7 @@ impl Inner {
                 }
                 let name = w.name.clone();
                 let result = match status {
-                    Status::Ok => Ok(payload.to_vec()),
+                    Status::Ok => Ok(Payload { body, start }),
                     Status::Panicked { index, message } => Err(Error::TaskPanicked {
                         index: index as usize,
                         worker: name,
@@ -497,7 +512,7 @@ impl Inner {
         }
     }
 
-    fn chunk_done(&mut self, c: Chunk, result: Result<Vec<u8>>) {
+    fn chunk_done(&mut self, c: Chunk, result: Result<Payload>) {
         if let Some(job) = self.jobs.get_mut(&c.job) {
             job.outstanding = job.outstanding.saturating_sub(1);
             job.deliver(c.seq, c.first, result);

@@ -242,7 +242,10 @@ pub(crate) fn decode_chunk<R: DeserializeOwned>(bytes: &[u8]) -> Result<Vec<R>> 
 }
 
 fn encode_items<T: Serialize>(items: &[T]) -> Result<Vec<u8>> {
-    postcard::to_allocvec(items).map_err(|e| Error::Codec {
+    // Room for the usual case up front (small numbers take fewer bytes in postcard, not more),
+    // instead of growing and copying the buffer as it fills.
+    let guess = items.len().saturating_mul(std::mem::size_of::<T>() + 2) + 16;
+    crate::channel::to_vec(items, guess.min(1 << 28)).map_err(|e| Error::Codec {
         direction: "serialize",
         what: "task arguments",
         message: e.to_string(),
@@ -450,7 +453,7 @@ impl Pool {
                 return Err(e);
             }
             for a in arrived {
-                parts.insert(a.first, decode_chunk::<S::Out>(&a.result?)?);
+                parts.insert(a.first, decode_chunk::<S::Out>(a.result?.bytes())?);
             }
             if inner.job_finished(job) {
                 return Ok(());
@@ -460,7 +463,11 @@ impl Pool {
             inner.abandon(job);
             return Err(e);
         }
-        Ok(parts.into_values().flatten().collect())
+        let mut out = Vec::with_capacity(parts.values().map(Vec::len).sum());
+        for part in parts.into_values() {
+            out.extend(part);
+        }
+        Ok(out)
     }
 
     fn default_chunksize_of(&self, len: usize, processes: usize) -> usize {

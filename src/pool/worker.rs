@@ -130,14 +130,14 @@ pub(crate) fn run(setup: WorkerSetup, progress: &ProgressSlot) -> i32 {
             (Err(message), _) | (_, Err(message)) => Status::Unavailable { message },
         };
         flush_std();
-        frame.clear();
         let payload: &[u8] = if matches!(status, Status::Ok) {
             &out
         } else {
             &[]
         };
-        if channel::encode_frame(&mut frame, &FromWorker::Done { chunk, status }, payload).is_err()
-            || channel::write_all(results.as_fd(), &frame).is_err()
+        let header = FromWorker::Done { chunk, status };
+        if channel::encode_frame_head(&mut frame, &header, payload.len()).is_err()
+            || channel::write_all2(results.as_fd(), &frame, payload).is_err()
         {
             return 2;
         }
