@@ -142,7 +142,7 @@ Why it is useful:
 | **communication** | data must be serialized and sent through pipes or shared-memory segments (Python: pickle; here: serde) | threads read and write the same values; they need locks or atomics to do it safely (Rust checks this at compile time) |
 | **CPU-bound work** | runs in parallel, in Python and in Rust | **in CPython: one thread at a time (GIL); in Rust: in parallel** |
 | **waiting (I/O-bound) work** | works, at a higher cost per process | works, cheaply: a waiting thread costs almost nothing |
-| **cost** | starting a process costs much more than starting a thread (measured below: tens of times more) | cheap to start; memory shared |
+| **cost** | starting a process costs much more than starting a thread (`04_cost.ipynb` measures it) | cheap to start; memory shared |
 | **fault isolation** | a crash ends only that process | a crash (segfault, abort) ends the whole process with all its threads; an exception (Python) or a panic (Rust) in a thread is caught at `join` |
 
 Two corrections to the original:
@@ -630,28 +630,33 @@ def count_primes(r):
             d += 1
         c += p
     return c
-if __name__ == '__main__':
-    work = [(i * 10000, (i + 1) * 10000) for i in range(16)]
-    t = time.perf_counter(); s = sum(map(count_primes, work)); serial = time.perf_counter() - t
-    print(f"python serial:  {s} primes in {serial:.3f} s")
-    out = []; lock = threading.Lock()
+def fastest_of_3(job):
+    best = None
+    for _ in range(3):
+        t = time.perf_counter(); result = job(); dt = time.perf_counter() - t
+        best = dt if best is None else min(best, dt)
+    return result, best
+def with_threads(work):
+    out = []
     def run(part):
-        for r in part:
-            c = count_primes(r)
-            with lock: out.append(c)
-    t = time.perf_counter()
+        for r in part: out.append(count_primes(r))
     ts = [threading.Thread(target=run, args=(work[i::2],)) for i in range(2)]
-    [x.start() for x in ts]; [x.join() for x in ts]
-    dt = time.perf_counter() - t
-    print(f"python 2 threads: {sum(out)} primes in {dt:.3f} s, speedup {serial / dt:.2f}x")
+    [t.start() for t in ts]; [t.join() for t in ts]
+    return sum(out)
+if __name__ == '__main__':
+    work = [(i * 6000, (i + 1) * 6000) for i in range(16)]
+    total, serial = fastest_of_3(lambda: sum(map(count_primes, work)))
+    print(f"python serial:    {total} primes in {serial:.3f} s")
+    total, dt = fastest_of_3(lambda: with_threads(work))
+    print(f"python 2 threads: {total} primes in {dt:.3f} s, speedup {serial / dt:.2f}x")
     with mp.get_context("fork").Pool(2) as pool:
-        t = time.perf_counter(); s = sum(pool.map(count_primes, work, chunksize=1)); dt = time.perf_counter() - t
-    print(f"python Pool(2): {s} primes in {dt:.3f} s, speedup {serial / dt:.2f}x")
+        total, dt = fastest_of_3(lambda: sum(pool.map(count_primes, work, chunksize=1)))
+    print(f"python Pool(2):   {total} primes in {dt:.3f} s, speedup {serial / dt:.2f}x")
 "#;
 
 let python = std::env::var("RUST_MP_PYTHON").unwrap_or_else(|_| "python3".to_string());
 match std::process::Command::new(&python).arg("-c").arg(PYTHON_TWIN).output() {
-    Ok(out) if out.status.success() => print!("{}", String::from_utf8_lossy(&out.stdout)),
+    Ok(out) if out.status.success() => println!("{}", String::from_utf8_lossy(&out.stdout).trim_end()),
     Ok(out) => println!("{python} failed: {}", String::from_utf8_lossy(&out.stderr)),
     Err(e) => println!("no Python here ({python}: {e}); skipped"),
 };
@@ -1043,10 +1048,41 @@ println!("100 processes: {:.1} ms, {:.1} µs each", process_time * 1e3, process_
 println!("a process costs about {:.0} times as much as a thread to start", process_time / thread_time);
 """, IGNORE),
     md(r"""
-For scale: CPython's `multiprocessing` (fork) takes about 6.7 ms to start and join 4 processes on this
-kind of machine (`notes/baselines.md`), that is about 1.7 ms each; its *spawn* method, the default on
-macOS and Windows, starts a new interpreter for each child and costs far more (the seed's Q6 took 0.24 s).
+For scale, the same in CPython, if the kernel knows a Python 3 (`RUST_MP_PYTHON`): 100 threads, 100
+processes with `multiprocessing` and the *fork* start method (as here), and 10 with *spawn*, the
+default on macOS and Windows, which starts a fresh interpreter for every child (the seed's Q6 run took
+0.24 s for 4 of them).
+"""),
+    code(r'''
+const PYTHON_TWIN: &str = r#"
+import multiprocessing as mp, threading, time
+def nothing(): pass
+if __name__ == '__main__':
+    t = time.perf_counter()
+    ts = [threading.Thread(target=nothing) for _ in range(100)]
+    [x.start() for x in ts]; [x.join() for x in ts]
+    dt = time.perf_counter() - t
+    print(f"python, 100 threads:           {dt * 1e3:.1f} ms, {dt * 1e4:.1f} µs each")
+    for method, n in [("fork", 100), ("spawn", 10)]:
+        ctx = mp.get_context(method)
+        t = time.perf_counter()
+        ps = [ctx.Process(target=nothing) for _ in range(n)]
+        [p.start() for p in ps]; [p.join() for p in ps]
+        dt = time.perf_counter() - t
+        print(f"python, {n} processes ({method}): {dt * 1e3:.1f} ms, {dt / n * 1e6:.1f} µs each")
+"#;
 
+let python = std::env::var("RUST_MP_PYTHON").unwrap_or_else(|_| "python3".to_string());
+// A file rather than `python -c`: spawned children import the script again to find `nothing`.
+let script = std::env::temp_dir().join("multiprocessing_cost_twin.py");
+std::fs::write(&script, PYTHON_TWIN).unwrap();
+match std::process::Command::new(&python).arg(&script).output() {
+    Ok(out) if out.status.success() => println!("{}", String::from_utf8_lossy(&out.stdout).trim_end()),
+    Ok(out) => println!("{python} failed: {}", String::from_utf8_lossy(&out.stderr)),
+    Err(e) => println!("no Python here ({python}: {e}); skipped"),
+};
+''', IGNORE),
+    md(r"""
 A pool pays this price once, when it starts its workers:
 """),
     code(r"""
