@@ -7,7 +7,8 @@
 //!
 //! Workloads (2-core machine in mind): Q3 (`with Pool(4): map(cubes, [1..5])`, creation included,
 //! median of 10); `Pool(2).map(cubes, range(1_000_000))` with the default chunksize; `apply` round
-//! trip (2000 calls); counting primes below 400 000 in 16 chunks, pool vs serial.
+//! trip (2000 calls); counting primes below 400 000 in 16 chunks, pool vs serial. Every figure but
+//! Q3 is the best of several runs, on both sides (the machine is shared).
 
 use std::collections::HashMap;
 use std::process::Command;
@@ -44,6 +45,21 @@ fn median(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
+/// The best (shortest) of `runs` timings of `f`, in seconds: the run least disturbed by other work on
+/// a shared machine (the Python twin does the same).
+fn best(
+    runs: usize,
+    mut f: impl FnMut() -> multiprocessing::Result<()>,
+) -> multiprocessing::Result<f64> {
+    let mut best = f64::MAX;
+    for _ in 0..runs {
+        let t = Instant::now();
+        f()?;
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    Ok(best)
+}
+
 fn python_twin() -> Option<HashMap<String, f64>> {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/bench/python_twin.py");
     let out = Command::new("python3").arg(script).output().ok()?;
@@ -78,43 +94,61 @@ fn main() -> multiprocessing::Result<()> {
 
     let pool = Pool::new(2)?;
     pool.map(cubes, 0..100)?;
-    // map over 1,000,000 tiny tasks, default chunksize (125 000): best of 3.
-    let mut best = Duration::MAX;
-    for _ in 0..3 {
-        let t = Instant::now();
+    // map over 1,000,000 tiny tasks, default chunksize (125 000).
+    let map_s = best(5, || {
         let out = pool.map(cubes, 0..1_000_000u64)?;
-        best = best.min(t.elapsed());
         assert_eq!(out[999_999], 999_999u64.pow(3));
-    }
-    let map_rate = 1e6 / best.as_secs_f64();
+        Ok(())
+    })?;
+    let map_rate = 1e6 / map_s;
 
     // apply round trip.
     for i in 0..200 {
         pool.apply(cubes, i)?;
     }
-    let t = Instant::now();
-    for i in 0..2000 {
-        pool.apply(cubes, i)?;
-    }
-    let apply_us = t.elapsed().as_secs_f64() / 2000.0 * 1e6;
+    let apply_us = best(3, || {
+        for i in 0..2000 {
+            pool.apply(cubes, i)?;
+        }
+        Ok(())
+    })? / 2000.0
+        * 1e6;
 
-    // CPU-bound: primes below 400 000 in 16 chunks.
+    // CPU-bound: primes below 400 000 in 16 inputs.
     let chunks: Vec<(u64, u64)> = (0..16).map(|i| (i * 25_000, (i + 1) * 25_000)).collect();
-    let t = Instant::now();
-    let serial: u64 = chunks.iter().copied().map(count_primes).sum();
-    let serial_s = t.elapsed().as_secs_f64();
-    let t = Instant::now();
-    let parallel: u64 = pool.map(count_primes, chunks.clone())?.iter().sum();
-    let parallel_s = t.elapsed().as_secs_f64();
-    assert_eq!(serial, parallel);
-    let t = Instant::now();
-    let parallel1: u64 = pool
-        .chunked(1)
-        .map(count_primes, chunks.clone())?
-        .iter()
-        .sum();
-    let parallel1_s = t.elapsed().as_secs_f64();
-    assert_eq!(serial, parallel1);
+    let expected: u64 = chunks.iter().copied().map(count_primes).sum();
+    let serial_s = best(5, || {
+        let total: u64 = chunks.iter().copied().map(count_primes).sum();
+        assert_eq!(total, expected);
+        Ok(())
+    })?;
+    let parallel_s = best(5, || {
+        assert_eq!(
+            pool.map(count_primes, chunks.clone())?.iter().sum::<u64>(),
+            expected
+        );
+        Ok(())
+    })?;
+    let parallel1_s = best(5, || {
+        assert_eq!(
+            pool.chunked(1)
+                .map(count_primes, chunks.clone())?
+                .iter()
+                .sum::<u64>(),
+            expected
+        );
+        Ok(())
+    })?;
+    // The same, ten times the work per input (Rust only): less at the mercy of other processes.
+    let big: Vec<(u64, u64)> = (0..16).map(|i| (i * 250_000, (i + 1) * 250_000)).collect();
+    let big_serial_s = best(2, || {
+        big.iter().copied().map(count_primes).sum::<u64>();
+        Ok(())
+    })?;
+    let big_parallel_s = best(2, || {
+        pool.chunked(1).map(count_primes, big.clone())?;
+        Ok(())
+    })?;
     drop(pool);
 
     let py = if with_python { python_twin() } else { None };
@@ -161,6 +195,10 @@ fn main() -> multiprocessing::Result<()> {
     println!(
         "  serial: Rust {serial_s:.3} s, Python {} s (ideal greedy speedup of these 16 uneven inputs on 2 workers: 1.87 with chunksize 2, 1.93 with chunksize 1)",
         get("primes_serial_s").map_or("-".into(), |s| format!("{s:.2}"))
+    );
+    println!(
+        "primes < 4000000, 16 inputs, chunksize 1 (Rust only): serial {big_serial_s:.3} s, map {big_parallel_s:.3} s -> speedup {:.2}",
+        big_serial_s / big_parallel_s
     );
     println!("(ratio: how many times better Rust is; targets: map >= 10x, apply <= 20 us, primes speedup >= 1.9)");
     Ok(())
