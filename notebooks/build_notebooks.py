@@ -110,8 +110,10 @@ same time. Each process has its own memory and its own copy of the program (in P
 interpreter). The operating system runs the processes on different CPU cores when it has them.
 Python's `multiprocessing` module makes this look like working with threads: `Process` runs a function
 in a new process, `Pool` hands many calls of one function to a fixed set of worker processes, and
-queues and pipes move data between them. On Linux the usual way to start a process is `fork`: the child
-begins as an exact copy of the parent. The Rust crate used here works the same way.
+queues and pipes move data between them. On Linux, Python has long started children with `fork`: the
+child begins as an exact copy of the parent (since Python 3.14 the default there is *forkserver*, which
+forks from a clean helper process; macOS and Windows use *spawn*, a fresh interpreter per child). The
+Rust crate used here always forks.
 
 Why it is useful:
 
@@ -318,9 +320,9 @@ if __name__ == '__main__':
 ```
 
 Its saved output is only `Process finished in 0.24 seconds`: the four lines printed by the child
-processes never reached the notebook. The children wrote to the standard output of the program that
-runs the notebook, which Jupyter does not show. Here the crate passes each child's output on to the
-cell, so the four lines appear.
+processes never reached the notebook. That run used the *spawn* start method: each child was a new
+Python program, whose output went to the terminal that started Jupyter, not to the notebook. Here the
+crate passes each child's output on to the cell, so the four lines appear.
 
 The function each process runs:
 """),
