@@ -676,3 +676,37 @@ fn workers_die_with_their_owner() {
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+/// A forked child (a `Process`) holding a copy of a pool can neither use it nor, by dropping it,
+/// kill the workers of the process that created it.
+#[test]
+fn a_forked_copy_of_a_pool_leaves_the_workers_alone() {
+    if let Some(out) = isolate("a_forked_copy_of_a_pool_leaves_the_workers_alone") {
+        out.assert_success();
+        assert!(
+            out.lines().contains(&"child: created by another process"),
+            "{}",
+            out.stdout
+        );
+        return;
+    }
+    let pool = std::rc::Rc::new(Pool::new(2).unwrap());
+    let before = pool.workers();
+    let copy = pool.clone();
+    let mut child = multiprocessing::Process::new(move || {
+        match copy.apply(cubes, 2) {
+            Err(Error::PoolNotRunning { state })
+                if state.starts_with("created by another process") =>
+            {
+                say("child: created by another process")
+            }
+            other => say(&format!("child: unexpected {other:?}")),
+        }
+        // What dropping the last copy does.
+        copy.terminate();
+    });
+    child.start().unwrap();
+    assert_eq!(child.join().unwrap(), 0);
+    assert_eq!(pool.workers(), before);
+    assert_eq!(pool.map(cubes, 0..10).unwrap().len(), 10);
+}

@@ -136,6 +136,9 @@ impl Worker {
 }
 
 pub(crate) struct Inner {
+    /// The pid of the process that created the pool: only it may use or stop the workers (a forked
+    /// child holding a copy of the pool must not kill its parent's workers when it drops the copy).
+    owner: u32,
     pub processes: usize,
     initializer: Option<Rc<dyn Fn()>>,
     maxtasks: Option<usize>,
@@ -182,6 +185,7 @@ impl Inner {
         maxtasks: Option<usize>,
     ) -> Result<Inner> {
         let mut inner = Inner {
+            owner: std::process::id(),
             processes,
             initializer,
             maxtasks,
@@ -679,8 +683,19 @@ impl Inner {
         }
     }
 
+    /// True in the process that created the pool; false in a forked copy.
+    pub(crate) fn is_owner(&self) -> bool {
+        self.owner == std::process::id()
+    }
+
     /// Kills every worker (SIGKILL), reaps it, relays its last output, and fails unfinished jobs.
+    /// In a forked copy of the pool it only forgets the workers: they belong to the creator.
     pub(crate) fn terminate(&mut self) {
+        if !self.is_owner() {
+            self.state = State::Terminated;
+            self.workers.clear();
+            return;
+        }
         if matches!(self.state, State::Terminated | State::Joined) && self.workers.is_empty() {
             return;
         }

@@ -216,9 +216,15 @@ impl PoolBuilder {
 /// Borrows the pool's engine; fails (instead of panicking) if a call is re-entered from inside the
 /// pool's own loop, e.g. from an `imap` input iterator.
 pub(crate) fn borrow(inner: &Rc<RefCell<Inner>>) -> Result<RefMut<'_, Inner>> {
-    inner.try_borrow_mut().map_err(|_| Error::PoolNotRunning {
+    let inner = inner.try_borrow_mut().map_err(|_| Error::PoolNotRunning {
         state: "busy (used from inside one of its own input iterators)",
-    })
+    })?;
+    if !inner.is_owner() {
+        return Err(Error::PoolNotRunning {
+            state: "created by another process (this is a forked copy; its workers belong to the creator)",
+        });
+    }
+    Ok(inner)
 }
 
 /// Rejects a zero timeout (it would mean "never wait"; Python's `get(0)` is a busy check).
