@@ -9,6 +9,7 @@ Outputs come from a real run through the project's kernel afterwards:
         --ExecutePreprocessor.timeout=600 notebooks/NAME.ipynb
 
 Re-running this script wipes the saved outputs of the notebooks it writes: execute them again.
+Then `build_notebooks.py --metadata` sets language_info.name back to "rust" (evcxr reports "Rust").
 """
 
 import sys
@@ -1364,7 +1365,20 @@ NOTEBOOKS = {
 }
 
 
+def fix_metadata():
+    """After a run: evcxr reports its language as "Rust"; keep the lower-case name Jupyter tools expect."""
+    for path in sorted(HERE.glob("*.ipynb")):
+        nb = nbformat.read(path, as_version=4)
+        if nb.metadata.get("language_info", {}).get("name") != "rust":
+            nb.metadata.setdefault("language_info", {})["name"] = "rust"
+            nbformat.write(nb, path)
+            print("fixed metadata of", path.name)
+
+
 def main():
+    if sys.argv[1:] == ["--metadata"]:
+        fix_metadata()
+        return
     wanted = sys.argv[1:]
     for name, cells in NOTEBOOKS.items():
         if wanted and not any(name.startswith(w) for w in wanted):
