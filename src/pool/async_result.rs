@@ -104,7 +104,7 @@ impl<R> AsyncResult<R> {
         }
         let job = self.job;
         let mut inner = borrow(&self.pool)?;
-        let deadline = timeout.map(|t| Instant::now() + t);
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         if !inner.drive(deadline, |i| i.job_finished(job))? {
             return Err(Error::Timeout {
                 waited: timeout.unwrap_or_default(),
@@ -156,7 +156,7 @@ impl<R> AsyncResult<R> {
     pub fn wait_timeout(&self, timeout: Duration) -> Result<bool> {
         check_timeout(timeout)?;
         let job = self.job;
-        borrow(&self.pool)?.drive(Some(Instant::now() + timeout), |i| i.job_finished(job))
+        borrow(&self.pool)?.drive(Instant::now().checked_add(timeout), |i| i.job_finished(job))
     }
 
     /// True once the result is ready, successful or not (Python: `ready()`). Never waits.

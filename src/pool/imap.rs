@@ -86,7 +86,8 @@ impl<R: DeserializeOwned> IMap<R> {
         if let Err(e) = check_timeout(timeout) {
             return Some(Err(e));
         }
-        self.next_until(Some(Instant::now() + timeout), timeout)
+        // A timeout too large to represent waits without limit.
+        self.next_until(Instant::now().checked_add(timeout), timeout)
     }
 
     fn next_until(&mut self, deadline: Option<Instant>, timeout: Duration) -> Option<Result<R>> {
