@@ -714,3 +714,47 @@ fn a_forked_copy_of_a_pool_leaves_the_workers_alone() {
     assert_eq!(pool.workers(), before);
     assert_eq!(pool.map(cubes, 0..10).unwrap().len(), 10);
 }
+
+/// What a worker holds open: its own four pipes (task, result, stdout, stderr) besides what the
+/// test process held before, no pidfd, and none of its siblings' parent-side descriptors (which
+/// would keep their pipes from ever reaching EOF).
+fn pipes_and_pidfds(_: u8) -> (usize, usize) {
+    let links: Vec<(i32, String)> = std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let fd = e.file_name().to_string_lossy().parse().ok()?;
+            Some((fd, std::fs::read_link(e.path()).ok()?.display().to_string()))
+        })
+        .collect();
+    let pipes = links
+        .iter()
+        .filter(|(fd, l)| *fd > 2 && l.starts_with("pipe:"))
+        .count();
+    let pidfds = links.iter().filter(|(_, l)| l.contains("pidfd")).count();
+    (pipes, pidfds)
+}
+
+#[test]
+fn workers_hold_only_their_own_pipes() {
+    if let Some(out) = isolate("workers_hold_only_their_own_pipes") {
+        out.assert_success();
+        return;
+    }
+    // Pipes above fd 2 this process already had (e.g. a jobserver's), inherited by any child.
+    let (before, _) = pipes_and_pidfds(0);
+    let pool = Pool::new(4).unwrap();
+    // A replacement worker, forked after the others, too.
+    let victim = pool.workers()[0].1;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(victim),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let counts = pool.chunked(1).map(pipes_and_pidfds, [0u8; 64]).unwrap();
+    assert!(!pool.workers().iter().any(|(_, pid)| *pid == victim));
+    for (pipes, pidfds) in counts {
+        // Above fd 2: the task and result pipes only (stdout and stderr are fds 1 and 2).
+        assert_eq!((pipes, pidfds), (before + 2, 0));
+    }
+}
