@@ -33,6 +33,15 @@
 //! `Serialize` and `Deserialize`; any other type is a compile error. Each argument is serialized in
 //! the notebook, sent through a pipe, and deserialized in the worker; results come back the same way.
 //!
+//! ```compile_fail
+//! use multiprocessing::Pool;
+//! struct Handle(std::fs::File); // no Serialize: cannot be sent to another process
+//! fn size(h: Handle) -> u64 { h.0.metadata().map_or(0, |m| m.len()) }
+//! let pool = Pool::new(1)?;
+//! pool.apply(size, Handle(std::fs::File::open("/etc/hostname")?))?; // error: `Handle: Serialize` is not satisfied
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! In a notebook, a pool created in one cell can run a function defined in a later cell: evcxr loads
 //! each cell as a new shared library, and the worker loads that library by path (`dlopen`) the first
 //! time it needs it. If it cannot, the call returns [`Error::FunctionUnavailable`]; creating the pool
