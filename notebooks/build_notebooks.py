@@ -842,6 +842,34 @@ pool.close();
 pool.join()?;
 """, IGNORE),
     md(r"""
+The same in CPython, if the kernel knows a Python 3 (`RUST_MP_PYTHON`). So that the cell ends, it asks
+for the result with a timeout of 2 seconds instead of calling `map`, which would wait forever.
+"""),
+    code(r'''
+const PYTHON_TWIN: &str = r#"
+import multiprocessing as mp, os, signal, time
+def fragile(n):
+    if n == 4:
+        os.kill(os.getpid(), signal.SIGKILL)
+    time.sleep(0.05)
+    return n * 10
+if __name__ == '__main__':
+    with mp.get_context("fork").Pool(2) as pool:
+        result = pool.map_async(fragile, [1, 2, 3, 4, 5, 6], chunksize=1)
+        try:
+            print("python:", result.get(timeout=2))
+        except mp.TimeoutError:
+            print("python: no result and no error after 2 s: Pool.map would wait forever")
+"#;
+
+let python = std::env::var("RUST_MP_PYTHON").unwrap_or_else(|_| "python3".to_string());
+match std::process::Command::new(&python).arg("-c").arg(PYTHON_TWIN).output() {
+    Ok(out) if out.status.success() => println!("{}", String::from_utf8_lossy(&out.stdout).trim_end()),
+    Ok(out) => println!("{python} failed: {}", String::from_utf8_lossy(&out.stderr)),
+    Err(e) => println!("no Python here ({python}: {e}); skipped"),
+};
+''', IGNORE),
+    md(r"""
 ### What this shows
 
 | what fails | in a child process | in a thread |
