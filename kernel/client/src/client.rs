@@ -199,7 +199,8 @@ const MAX_STRAY_MESSAGES: usize = 10_000;
 static KERNEL_COUNTER: AtomicUsize = AtomicUsize::new(0);
 
 /// A running kernel and the client's connection to it. The kernel is shut
-/// down, then killed with its whole process group, when this is dropped.
+/// down, then killed with its whole process group, when this is dropped; it is
+/// also killed if the thread that started it ends first.
 pub struct KernelClient {
     // Sockets before the context, so they close first.
     shell: zmq::Socket,
@@ -219,6 +220,8 @@ pub struct KernelClient {
     options: KernelOptions,
     spec_name: String,
     startup_time: Duration,
+    /// Not `Send`: the kernel dies with the thread that started it (see `die_with_this_thread`).
+    _not_send: std::marker::PhantomData<*const ()>,
 }
 
 impl std::fmt::Debug for KernelClient {
@@ -293,6 +296,7 @@ impl KernelClient {
             command.current_dir(dir);
         }
         std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        die_with_this_thread(&mut command);
         let child = command
             .spawn()
             .map_err(Error::io(format!("start kernel {argv:?}")))?;
@@ -336,6 +340,7 @@ impl KernelClient {
             options,
             spec_name,
             startup_time: Duration::ZERO,
+            _not_send: std::marker::PhantomData,
         };
         client.wait_ready(started + client.options.startup_timeout)?;
         client.startup_time = started.elapsed();
@@ -735,6 +740,28 @@ impl KernelClient {
     }
 }
 
+/// Makes the kernel process get SIGKILL when the thread that starts it ends, so a
+/// test process that is killed (e.g. by a CI time-out) leaves no kernel behind; the
+/// kernel's own children then follow (the launcher's evcxr has a parent-death signal,
+/// evcxr's runtime ends when its stdin closes, the crate's children have one too).
+/// Linux sends the signal when the *thread* that forked exits: a client must be
+/// used and dropped on the thread that started it, so [`KernelClient`] is not `Send`.
+fn die_with_this_thread(command: &mut Command) {
+    let parent = std::process::id();
+    // SAFETY: the closure runs in the forked child before exec and only makes two
+    // async-signal-safe system calls (prctl, getppid) and `_exit`; it allocates nothing.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(command, move || {
+            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)?;
+            // The parent may have died before the call took effect.
+            if nix::unistd::getppid().as_raw() as u32 != parent {
+                nix::libc::_exit(1);
+            }
+            Ok(())
+        });
+    }
+}
+
 /// Adds one iopub message of a cell to its outcome.
 fn collect_output(outcome: &mut ExecuteOutcome, message: &Message, after_idle: bool) -> Result<()> {
     match message.msg_type() {
@@ -806,6 +833,32 @@ impl Drop for KernelClient {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_started_process_dies_with_the_thread_that_started_it() {
+        let child = std::thread::spawn(|| {
+            let mut command = Command::new("sleep");
+            command.arg("60");
+            die_with_this_thread(&mut command);
+            command.spawn().unwrap()
+        })
+        .join()
+        .unwrap();
+        let mut child = child;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break Some(status);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(status.and_then(|s| s.signal()), Some(9), "{status:?}");
+    }
 
     #[test]
     fn tail_keeps_the_end() {
