@@ -688,14 +688,22 @@ child exited with, and `-N` means the child was killed by signal `N` (6 is `SIGA
     md(r"""
 Two settings first. evcxr, the program that runs this notebook's code, asks Rust for a full backtrace
 with every panic message; here they would bury the messages, so we install a *panic hook* that prints
-only the message and where it comes from. (The hook is one per process; children inherit it.) And
+only the message. (The hook is one per process; forked children inherit it.) And
 `libc` gives us the C library's `signal` function, used below.
 """),
     code(r"""
 :dep libc = "0.2"
 """),
     code(r"""
-std::panic::set_hook(Box::new(|info| eprintln!("{info}")));
+std::panic::set_hook(Box::new(|info| {
+    let payload = info.payload();
+    let message = payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)");
+    eprintln!("panicked: {message}");
+}));
 """),
     md(r"""
 ### Three children that fail
