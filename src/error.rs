@@ -205,6 +205,39 @@ pub enum Error {
         /// What happened.
         message: String,
     },
+
+    /// Nothing arrived within the timeout: `Queue::get_timeout` on an empty queue (Python's
+    /// `queue.Empty`), or `Connection::recv_timeout` with no message.
+    #[error("nothing arrived in {what} within {waited:?}; the sender has not sent yet: wait longer, check first (empty() / poll()), or call get() / recv() to wait without a limit")]
+    Empty {
+        /// What was read from, e.g. "the Queue".
+        what: &'static str,
+        /// How long was waited.
+        waited: Duration,
+    },
+
+    /// This thread already holds the lock it tries to acquire again (Python would hang forever).
+    #[error("this process already holds {what} (a guard of it is still alive), so acquiring it again would wait forever; drop the guard (or call release()) first, or use the guard you have")]
+    WouldDeadlock {
+        /// What was locked, e.g. "this Lock".
+        what: &'static str,
+    },
+
+    /// The process holding a `Lock` died (killed, or exited) without releasing it. The lock is free
+    /// again; what it protected may be half-updated. Python's `Lock` would stay locked forever.
+    #[error("process {pid} died while holding this Lock; the lock is released now, but what it protected may be half-updated: check that data, then acquire() again")]
+    LockOwnerDied {
+        /// The pid of the process that died holding the lock (0 if unknown).
+        pid: i32,
+    },
+
+    /// A process died in the middle of putting or getting an item, so the queue's stream of bytes is
+    /// cut inside an item: every later call on that queue returns this error.
+    #[error("a process died in the middle of {during} an item on this Queue, so its stream of bytes is cut; create a new Queue, and stop producers and consumers only between put()s and get()s (e.g. send them a stop item instead of terminate())")]
+    QueueBroken {
+        /// "putting" or "getting".
+        during: &'static str,
+    },
 }
 
 /// `Result` with this crate's [`Error`].

@@ -37,6 +37,18 @@
 //! | `AssertionError: cannot start a process twice` | `Err(Error::AlreadyStarted { .. })` |
 //! | `AssertionError: can only join a started process` | `Err(Error::NotStarted { .. })` |
 //! | `AssertionError: daemonic processes are not allowed to have children` | `Err(Error::DaemonChildren { .. })` |
+//! | `a, b = Pipe()` | `let (a, b) = Pipe::new()?;` |
+//! | `a.send(obj)`, `b.recv()` | `a.send(&obj)?`, `b.recv::<T>()?` |
+//! | `b.poll(1)`, `if b.poll(1): b.recv()` | `b.poll(Duration::from_secs(1))?`, `b.recv_timeout::<T>(Duration::from_secs(1))?` |
+//! | `EOFError` from `recv()` (the other end closed) | `Err(Error::Disconnected { .. })` |
+//! | `q = Queue()`, `q.put(x)`, `q.get()` | `let q = Queue::new()?;` (or `Queue::<T>::new()?`), `q.put(&x)?`, `q.get()?` |
+//! | `q.get(timeout=1)`, `q.get_nowait()`, `queue.Empty` | `q.get_timeout(Duration::from_secs(1))?`, `q.get_nowait()?`, `Err(Error::Empty { .. })` |
+//! | `q.empty()`, `q.qsize()` | `q.empty()`, `q.qsize()` |
+//! | `lock = Lock()`, `with lock: ...` | `let lock = Lock::new()?;`, `{ let _g = lock.acquire()?; ... }` or `lock.with(\|\| ...)?` |
+//! | `lock.acquire(False)`, `lock.acquire(timeout=1)` | `lock.try_acquire()?`, `lock.acquire_timeout(Duration::from_secs(1))?` (`Option<LockGuard>`) |
+//! | a Lock holder dies: Python's lock stays locked forever | `Err(Error::LockOwnerDied { pid })`, then the lock is free |
+//! | `v = Value('i', 0)`, `v.value`, `v.value = 3` | `let v = Value::new(0i32)?;`, `v.get()`, `v.set(3)` |
+//! | `with v.get_lock(): v.value += 1` | `v.update(\|x\| *x += 1)`, or `*v.lock() += 1` |
 //!
 //! No `if __name__ == '__main__':` is needed: children are forked, never re-imported, so a closure
 //! may capture any variable. Output a child prints shows in the cell that waits for it (`join`,
@@ -45,14 +57,19 @@
 
 pub mod current;
 pub mod error;
+pub mod pipe;
 pub mod pool;
 pub mod process;
+pub mod queue;
+pub mod shared;
+pub mod sync;
 
 mod channel;
 mod child;
 mod output;
 mod registry;
 mod session;
+mod shm;
 mod sys;
 
 pub use current::{
@@ -60,13 +77,21 @@ pub use current::{
     ParentProcess,
 };
 pub use error::{Error, Result};
+pub use pipe::{Connection, Pipe};
 pub use pool::{AsyncResult, Chunked, IMap, Pool, PoolBuilder};
 pub use process::{Process, ProcessBuilder};
+pub use queue::Queue;
+pub use shared::{Shareable, Value, ValueGuard};
+pub use sync::{Lock, LockGuard};
 
 /// Everything a notebook needs, in one `use` (the project's kernel imports it at start-up).
 pub mod prelude {
     pub use crate::current::{active_children, cpu_count, current_process, parent_process};
     pub use crate::error::{Error, Result};
+    pub use crate::pipe::{Connection, Pipe};
     pub use crate::pool::{AsyncResult, IMap, Pool};
     pub use crate::process::Process;
+    pub use crate::queue::Queue;
+    pub use crate::shared::{Shareable, Value};
+    pub use crate::sync::Lock;
 }

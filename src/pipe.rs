@@ -1,0 +1,322 @@
+//! [`Pipe`] and [`Connection`]: Python's `multiprocessing.Pipe()`, two connected ends that send
+//! serde values to each other across `fork`.
+//!
+//! | Python | Rust |
+//! |---|---|
+//! | `a, b = Pipe()` | `let (a, b) = Pipe::new()?;` (both ends send and receive) |
+//! | `a.send(obj)` | `a.send(&obj)?` (any `Serialize`) |
+//! | `b.recv()` | `b.recv::<T>()?` (any `Deserialize`; the type must match what was sent) |
+//! | `b.poll(timeout)` | `b.poll(Duration::from_secs(1))?` (`true`: a message, or the end, is there) |
+//! | `if b.poll(1): b.recv()` | `b.recv_timeout::<T>(Duration::from_secs(1))?` ([`Error::Empty`] when nothing came) |
+//! | `EOFError` once the other end is closed | [`Error::Disconnected`] |
+//! | `a.close()` | `a.close()` (or let `a` drop) |
+//!
+//! Built on `socketpair(AF_UNIX, SOCK_STREAM)`: each message is one frame (an 8-byte length, then
+//! the postcard bytes of the value). A `Process` closure that captures one end takes it into the
+//! child; once the child has started, the parent's copy of that end is closed with the closure, so
+//! when the child ends (or drops its end) the parent's `recv` returns [`Error::Disconnected`]
+//! instead of waiting forever.
+//!
+//! Like Python's connections, one end is meant for one process at a time: two processes reading
+//! the same end at once may each get half a message.
+
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::socket::{socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+
+/// Creates connected pairs of [`Connection`]s (Python's `multiprocessing.Pipe()`).
+///
+/// ```
+/// use multiprocessing::{Pipe, Process};
+///
+/// # fn main() -> multiprocessing::Result<()> {
+/// let (parent_end, child_end) = Pipe::new()?;
+/// let mut p = Process::new(move || {
+///     let n: u32 = child_end.recv().unwrap();
+///     child_end.send(&(n * 2)).unwrap();
+/// });
+/// p.start()?;
+/// parent_end.send(&21u32)?;
+/// assert_eq!(parent_end.recv::<u32>()?, 42);
+/// p.join()?;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug)]
+pub enum Pipe {}
+
+impl Pipe {
+    /// Two connected ends; what one sends, the other receives, both ways (Python's
+    /// `Pipe(duplex=True)`). Only processes forked after this call can hold an end.
+    ///
+    /// ```
+    /// # fn main() -> multiprocessing::Result<()> {
+    /// let (a, b) = multiprocessing::Pipe::new()?;
+    /// a.send("hello")?;
+    /// b.send(&[1, 2, 3])?;
+    /// assert_eq!(b.recv::<String>()?, "hello");
+    /// assert_eq!(a.recv::<Vec<i32>>()?, [1, 2, 3]);
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[allow(clippy::new_ret_no_self)]
+    pub fn new() -> Result<(Connection, Connection)> {
+        let (a, b) = socketpair(
+            AddressFamily::Unix,
+            SockType::Stream,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .map_err(|e| Error::os("socketpair", e))?;
+        Ok((Connection { fd: a }, Connection { fd: b }))
+    }
+}
+
+/// One end of a [`Pipe`]. Sends and receives serde values; closed when dropped.
+///
+/// ```
+/// use multiprocessing::{Error, Pipe};
+///
+/// # fn main() -> multiprocessing::Result<()> {
+/// let (a, b) = Pipe::new()?;
+/// a.send(&(1, "one"))?;
+/// a.close();
+/// assert_eq!(b.recv::<(i32, String)>()?, (1, "one".to_owned()));
+/// assert!(matches!(b.recv::<i32>(), Err(Error::Disconnected { .. })));
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct Connection {
+    fd: OwnedFd,
+}
+
+const PEER: &str = "the other end of the Pipe";
+
+impl Connection {
+    /// Sends `value` to the other end (Python's `send(obj)`). Waits while the connection's buffer is
+    /// full, until the other side receives. [`Error::Disconnected`] when the other end is closed.
+    ///
+    /// ```
+    /// # fn main() -> multiprocessing::Result<()> {
+    /// let (a, b) = multiprocessing::Pipe::new()?;
+    /// a.send(&vec![0u8; 100_000])?; // any size; the other side gets it whole
+    /// assert_eq!(b.recv::<Vec<u8>>()?.len(), 100_000);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn send<T: Serialize + ?Sized>(&self, value: &T) -> Result<()> {
+        let frame = encode(value)?;
+        let mut rest = &frame[..];
+        while !rest.is_empty() {
+            match nix::sys::socket::send(self.fd.as_raw_fd(), rest, MsgFlags::MSG_NOSIGNAL) {
+                Ok(n) => rest = &rest[n..],
+                Err(Errno::EINTR) => {}
+                Err(Errno::EPIPE | Errno::ECONNRESET) => {
+                    return Err(Error::Disconnected {
+                        peer: PEER.into(),
+                        message: "it was closed (every copy dropped, or its process ended), so \
+                                  nobody can receive; keep it open until the last send"
+                            .into(),
+                    })
+                }
+                Err(e) => return Err(Error::os("send", e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits for the next message and returns it as a `T` (Python's `recv()`). `T` must be the type
+    /// that was sent (or one with the same serde shape), else [`Error::Codec`].
+    /// [`Error::Disconnected`] when the other end is closed and every message was received.
+    ///
+    /// ```
+    /// # fn main() -> multiprocessing::Result<()> {
+    /// let (a, b) = multiprocessing::Pipe::new()?;
+    /// a.send(&3.5f64)?;
+    /// let x: f64 = b.recv()?;
+    /// assert_eq!(x, 3.5);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn recv<T: DeserializeOwned>(&self) -> Result<T> {
+        match read_message(self.fd.as_fd())? {
+            Some(body) => decode(&body),
+            None => Err(Error::Disconnected {
+                peer: PEER.into(),
+                message: "it was closed (every copy dropped, or its process ended) and sent nothing \
+                          more; if more was expected, keep it open until the last send, and drop the \
+                          copies no process will use"
+                    .into(),
+            }),
+        }
+    }
+
+    /// Like [`recv`](Connection::recv), waiting at most `timeout`: [`Error::Empty`] when no message
+    /// arrived in time (the message, if it comes later, stays for the next call).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use multiprocessing::{Error, Pipe};
+    ///
+    /// # fn main() -> multiprocessing::Result<()> {
+    /// let (_a, b) = Pipe::new()?;
+    /// let got = b.recv_timeout::<i32>(Duration::from_millis(10));
+    /// assert!(matches!(got, Err(Error::Empty { .. })));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn recv_timeout<T: DeserializeOwned>(&self, timeout: Duration) -> Result<T> {
+        if self.poll(timeout)? {
+            self.recv()
+        } else {
+            Err(Error::Empty {
+                what: "this Connection",
+                waited: timeout,
+            })
+        }
+    }
+
+    /// Waits at most `timeout` (zero: just checks) for something to receive; `true` when a message is
+    /// there or the other end is closed (then `recv` returns [`Error::Disconnected`]), as Python's
+    /// `poll(timeout)`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// # fn main() -> multiprocessing::Result<()> {
+    /// let (a, b) = multiprocessing::Pipe::new()?;
+    /// assert!(!b.poll(Duration::ZERO)?);
+    /// a.send(&1u8)?;
+    /// assert!(b.poll(Duration::from_secs(1))?);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn poll(&self, timeout: Duration) -> Result<bool> {
+        poll_readable(self.fd.as_fd(), Instant::now().checked_add(timeout))
+    }
+
+    /// Closes this end (Python's `close()`); the same as dropping it. The other end's `recv` then
+    /// returns [`Error::Disconnected`] once no process holds a copy of this end any more.
+    ///
+    /// ```
+    /// # fn main() -> multiprocessing::Result<()> {
+    /// let (a, b) = multiprocessing::Pipe::new()?;
+    /// a.close();
+    /// assert!(b.recv::<u8>().is_err());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn close(self) {}
+}
+
+impl AsFd for Connection {
+    /// The socket, e.g. to wait on several connections with `poll(2)`.
+    ///
+    /// ```
+    /// use std::os::fd::AsFd;
+    ///
+    /// # fn main() -> multiprocessing::Result<()> {
+    /// let (a, _b) = multiprocessing::Pipe::new()?;
+    /// let _fd = a.as_fd();
+    /// # Ok(())
+    /// # }
+    /// ```
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+/// One frame: 8-byte little-endian body length, then the postcard bytes of `value`.
+pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
+    let mut frame = postcard::to_extend(value, vec![0; 8]).map_err(|e| Error::Codec {
+        direction: "serialize",
+        what: "a message",
+        message: e.to_string(),
+    })?;
+    let len = (frame.len() - 8) as u64;
+    frame[..8].copy_from_slice(&len.to_le_bytes());
+    Ok(frame)
+}
+
+/// Deserializes one frame body.
+pub(crate) fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T> {
+    postcard::from_bytes(body).map_err(|e| Error::Codec {
+        direction: "deserialize",
+        what: "a message (is the type asked for the type that was sent?)",
+        message: e.to_string(),
+    })
+}
+
+/// Blocking: reads one frame's body; `None` at end of file before it. End of file inside a frame
+/// is [`Error::Disconnected`].
+pub(crate) fn read_message(fd: BorrowedFd<'_>) -> Result<Option<Vec<u8>>> {
+    let mut len = [0u8; 8];
+    match read_exact(fd, &mut len)? {
+        0 => return Ok(None),
+        8 => {}
+        _ => return Err(cut_short()),
+    }
+    let mut body = vec![0u8; u64::from_le_bytes(len) as usize];
+    if read_exact(fd, &mut body)? != body.len() {
+        return Err(cut_short());
+    }
+    Ok(Some(body))
+}
+
+fn cut_short() -> Error {
+    Error::Disconnected {
+        peer: "the sender".into(),
+        message: "its process ended in the middle of a message; make senders finish their send before they end"
+            .into(),
+    }
+}
+
+/// Reads until `buf` is full or end of file; returns how many bytes were read.
+fn read_exact(fd: BorrowedFd<'_>, buf: &mut [u8]) -> Result<usize> {
+    let mut done = 0;
+    while done < buf.len() {
+        match nix::unistd::read(fd, &mut buf[done..]) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(Errno::EINTR) => {}
+            Err(Errno::ECONNRESET) => break,
+            Err(e) => return Err(Error::os("read", e)),
+        }
+    }
+    Ok(done)
+}
+
+/// Waits until `fd` is readable (data, or end of file) or `deadline` passes (`None`: no limit).
+pub(crate) fn poll_readable(fd: BorrowedFd<'_>, deadline: Option<Instant>) -> Result<bool> {
+    loop {
+        let timeout = match deadline {
+            None => PollTimeout::NONE,
+            Some(deadline) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                // Round up so a short wait does not become a busy loop of zero-millisecond polls.
+                let millis = left.as_nanos().div_ceil(1_000_000);
+                PollTimeout::try_from(millis.min(i32::MAX as u128) as i32)
+                    .unwrap_or(PollTimeout::MAX)
+            }
+        };
+        let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
+        match poll(&mut fds, timeout) {
+            Ok(0) => {
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    return Ok(false);
+                }
+            }
+            Ok(_) => return Ok(true),
+            Err(Errno::EINTR) => {}
+            Err(e) => return Err(Error::os("poll", e)),
+        }
+    }
+}

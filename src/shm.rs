@@ -1,0 +1,267 @@
+//! Memory shared between forked processes, guarded by a process-shared robust mutex: what [`Lock`],
+//! [`Value`] and [`Queue`] are built on. Every `unsafe` block of those types lives here, each with
+//! the invariant that makes it sound.
+//!
+//! A [`Shared<T>`] is one anonymous `MAP_SHARED` mapping holding a glibc `pthread_mutex_t` (set up
+//! `PTHREAD_PROCESS_SHARED`, `PTHREAD_MUTEX_ROBUST`, `PTHREAD_MUTEX_ERRORCHECK`), the pid of its
+//! holder, a counter and a `T`. A forked child inherits the mapping at the same address, so parent
+//! and children see the same bytes; each process unmaps its own view when its last handle drops.
+//!
+//! Robust: when the holder dies (killed, or `_exit` while holding), the kernel marks the mutex and
+//! the next locker gets it with `EOWNERDEAD` ([`Acquired::OwnerDied`]); unless that locker calls
+//! [`SharedGuard::make_consistent`], unlocking makes the mutex unusable for good
+//! ([`Acquired::Unrecoverable`]). Error-checking: the thread that holds it gets `EDEADLK`
+//! ([`Acquired::Deadlock`]) instead of hanging when it locks again.
+//!
+//! [`Lock`]: crate::Lock
+//! [`Value`]: crate::Value
+//! [`Queue`]: crate::Queue
+
+use std::cell::UnsafeCell;
+use std::marker::PhantomData;
+use std::ops::{Deref, DerefMut};
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicI32, AtomicI64, Ordering};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use nix::errno::Errno;
+
+use crate::error::{Error, Result};
+
+/// The layout of a mapping. `repr(C)`: the same in every process (they all run the same code anyway).
+#[repr(C)]
+struct Slot<T> {
+    mutex: UnsafeCell<libc::pthread_mutex_t>,
+    /// Pid of the process holding the mutex, 0 when free (written by the holder only).
+    holder: AtomicI32,
+    /// A counter for the owner type's own use (the queue's item count).
+    count: AtomicI64,
+    /// Read and written only by the mutex's holder.
+    value: UnsafeCell<T>,
+}
+
+/// A `T` in memory shared with every process forked after it was made, behind a robust mutex.
+///
+/// `T` must mean the same in every process (no pointers into one process's heap): the public types
+/// only put [`Shareable`](crate::Shareable) values or `bool`s in here.
+pub(crate) struct Shared<T: Copy> {
+    slot: NonNull<Slot<T>>,
+}
+
+// SAFETY: the mapping is not tied to a thread; `value` is only reached through a `SharedGuard`,
+// i.e. while holding the mutex, exactly like `std::sync::Mutex<T>`, which is Send + Sync for T: Send.
+unsafe impl<T: Copy + Send> Send for Shared<T> {}
+// SAFETY: as above; `holder` and `count` are atomics.
+unsafe impl<T: Copy + Send> Sync for Shared<T> {}
+
+/// How long [`Shared::lock`] may wait.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Wait {
+    /// Until the mutex is free.
+    Forever,
+    /// Not at all (`trylock`).
+    No,
+    /// Until this instant.
+    Until(Instant),
+}
+
+/// What [`Shared::lock`] got.
+pub(crate) enum Acquired<'a, T: Copy> {
+    /// The mutex is ours.
+    Locked(SharedGuard<'a, T>),
+    /// The mutex is ours, but the process that held it (pid, 0 if unknown) died holding it: the
+    /// value may be half-updated. Call [`SharedGuard::make_consistent`] to keep using the mutex.
+    OwnerDied(SharedGuard<'a, T>, i32),
+    /// Held by someone else until the wait ended.
+    Busy,
+    /// This thread already holds it.
+    Deadlock,
+    /// A locker after a dead holder did not make it consistent: unusable for good.
+    Unrecoverable,
+}
+
+impl<T: Copy> Shared<T> {
+    /// Maps a new shared region holding `value` and an unlocked mutex.
+    pub(crate) fn new(value: T) -> Result<Self> {
+        let len = std::mem::size_of::<Slot<T>>();
+        if std::mem::align_of::<Slot<T>>() > 4096 {
+            return Err(Error::InvalidArgument {
+                name: "value type",
+                value: format!("alignment {}", std::mem::align_of::<T>()),
+                fix: "use a type aligned to at most 4096 bytes",
+            });
+        }
+        // SAFETY: a new anonymous shared mapping at an address the kernel picks; it touches no
+        // existing memory. The kernel fills it with zeros.
+        let addr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if addr == libc::MAP_FAILED {
+            return Err(Error::os("mmap", Errno::last()));
+        }
+        let slot =
+            NonNull::new(addr.cast::<Slot<T>>()).expect("mmap never returns null on success");
+        // SAFETY: the mapping is `len` = size_of::<Slot<T>>() bytes, page-aligned (so aligned for
+        // Slot<T>, checked above), writable, and nobody else can see it yet (no fork since). `holder`
+        // and `count` are already valid (zero bytes are a valid AtomicI32/AtomicI64); `value` is
+        // written once here, without reading the zeros; the mutex is initialised in place, where it
+        // stays: a pthread mutex must not move after init, and the mapping never moves.
+        unsafe {
+            std::ptr::write(
+                UnsafeCell::raw_get(std::ptr::addr_of!((*slot.as_ptr()).value)),
+                value,
+            );
+            let mut attr: libc::pthread_mutexattr_t = std::mem::zeroed();
+            let mut rc = libc::pthread_mutexattr_init(&mut attr);
+            if rc == 0 {
+                rc = libc::pthread_mutexattr_setpshared(&mut attr, libc::PTHREAD_PROCESS_SHARED);
+            }
+            if rc == 0 {
+                rc = libc::pthread_mutexattr_setrobust(&mut attr, libc::PTHREAD_MUTEX_ROBUST);
+            }
+            if rc == 0 {
+                rc = libc::pthread_mutexattr_settype(&mut attr, libc::PTHREAD_MUTEX_ERRORCHECK);
+            }
+            if rc == 0 {
+                rc = libc::pthread_mutex_init(
+                    UnsafeCell::raw_get(std::ptr::addr_of!((*slot.as_ptr()).mutex)),
+                    &attr,
+                );
+            }
+            libc::pthread_mutexattr_destroy(&mut attr);
+            if rc != 0 {
+                libc::munmap(addr, len);
+                return Err(Error::os("pthread_mutex_init", Errno::from_raw(rc)));
+            }
+        }
+        Ok(Shared { slot })
+    }
+
+    fn slot(&self) -> &Slot<T> {
+        // SAFETY: the mapping stays mapped while `self` lives (Drop unmaps it) and holds an
+        // initialised Slot<T> (written by `new`). Shared references only: the mutex and value are
+        // behind UnsafeCell, the other fields are atomics.
+        unsafe { self.slot.as_ref() }
+    }
+
+    /// The counter in the mapping, shared by every process (for the owner type's own bookkeeping).
+    pub(crate) fn count(&self) -> &AtomicI64 {
+        &self.slot().count
+    }
+
+    /// Pid of the process holding the mutex now, 0 if none (a snapshot).
+    pub(crate) fn holder(&self) -> i32 {
+        self.slot().holder.load(Ordering::Relaxed)
+    }
+
+    /// Locks the mutex, waiting as `wait` says.
+    pub(crate) fn lock(&self, wait: Wait) -> Result<Acquired<'_, T>> {
+        let mutex = self.slot().mutex.get();
+        let rc = match wait {
+            // SAFETY: `mutex` points to a mutex initialised by `new`, in a mapping alive for `self`.
+            Wait::Forever => unsafe { libc::pthread_mutex_lock(mutex) },
+            // SAFETY: as above.
+            Wait::No => unsafe { libc::pthread_mutex_trylock(mutex) },
+            Wait::Until(deadline) => {
+                let abs = SystemTime::now()
+                    .checked_add(deadline.saturating_duration_since(Instant::now()))
+                    .and_then(|t| t.duration_since(UNIX_EPOCH).ok());
+                match abs {
+                    // Beyond what SystemTime holds: wait without limit.
+                    None => return self.lock(Wait::Forever),
+                    Some(abs) => {
+                        let ts = libc::timespec {
+                            tv_sec: abs.as_secs().min(libc::time_t::MAX as u64) as libc::time_t,
+                            tv_nsec: abs.subsec_nanos() as _,
+                        };
+                        // SAFETY: as above; `ts` lives on our stack for the call.
+                        unsafe { libc::pthread_mutex_timedlock(mutex, &ts) }
+                    }
+                }
+            }
+        };
+        let me = std::process::id() as i32;
+        let guard = || SharedGuard {
+            shared: self,
+            _not_send: PhantomData,
+        };
+        Ok(match rc {
+            0 => {
+                self.slot().holder.store(me, Ordering::Relaxed);
+                Acquired::Locked(guard())
+            }
+            libc::EOWNERDEAD => {
+                let dead = self.slot().holder.swap(me, Ordering::Relaxed);
+                Acquired::OwnerDied(guard(), dead)
+            }
+            libc::EBUSY | libc::ETIMEDOUT => Acquired::Busy,
+            libc::EDEADLK => Acquired::Deadlock,
+            libc::ENOTRECOVERABLE => Acquired::Unrecoverable,
+            rc => return Err(Error::os("pthread_mutex_lock", Errno::from_raw(rc))),
+        })
+    }
+}
+
+impl<T: Copy> Drop for Shared<T> {
+    fn drop(&mut self) {
+        // A guard of this process that was leaked (mem::forget) still holds the mutex, which is then
+        // on this thread's robust list: at thread exit the kernel would write into that address.
+        // Keep the page mapped in that case (a page leaked, never a wild write).
+        if self.holder() == std::process::id() as i32 {
+            return;
+        }
+        // SAFETY: nothing borrows the mapping any more (guards borrow `self`); the mutex is not held
+        // by this process (checked above), so no robust list of ours points into it. Other processes'
+        // mappings are their own. `T: Copy` has no destructor to run.
+        unsafe {
+            libc::munmap(self.slot.as_ptr().cast(), std::mem::size_of::<Slot<T>>());
+        }
+    }
+}
+
+/// The mutex of a [`Shared`], held: gives the value; unlocks when dropped. Not `Send`: a pthread
+/// mutex must be unlocked by the thread that locked it.
+pub(crate) struct SharedGuard<'a, T: Copy> {
+    shared: &'a Shared<T>,
+    _not_send: PhantomData<*const ()>,
+}
+
+impl<T: Copy> SharedGuard<'_, T> {
+    /// After [`Acquired::OwnerDied`]: declares the value fine, so the mutex stays usable.
+    pub(crate) fn make_consistent(&self) {
+        // SAFETY: we hold the mutex (a guard exists only while it is held), initialised by `new`.
+        unsafe { libc::pthread_mutex_consistent(self.shared.slot().mutex.get()) };
+    }
+}
+
+impl<T: Copy> Deref for SharedGuard<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: the guard holds the mutex, so no other thread or process touches the value; the
+        // value was initialised by `new`. The borrow is tied to the guard.
+        unsafe { &*self.shared.slot().value.get() }
+    }
+}
+
+impl<T: Copy> DerefMut for SharedGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: as in `deref`; `&mut self` makes this the only borrow through this guard, and
+        // there is one guard at a time (the mutex is not recursive: EDEADLK on a second lock).
+        unsafe { &mut *self.shared.slot().value.get() }
+    }
+}
+
+impl<T: Copy> Drop for SharedGuard<'_, T> {
+    fn drop(&mut self) {
+        self.shared.slot().holder.store(0, Ordering::Relaxed);
+        // SAFETY: this thread holds the mutex (the guard exists), initialised by `new`.
+        unsafe { libc::pthread_mutex_unlock(self.shared.slot().mutex.get()) };
+    }
+}
