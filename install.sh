@@ -99,6 +99,22 @@ if ! meta_err=$("$CARGO" metadata --offline --format-version 1 --filter-platform
     fi
 fi
 
+# Crates that notebooks add with `:dep` (kernel/evcxr/prebuild.evcxr): a scratch package that
+# depends on them, to download them here (the kernel runs with `:offline 1`).
+prebuild_pkg=$STATE/prebuild-fetch
+{
+    printf '[package]\nname = "rust-mp-prebuild"\nversion = "0.0.0"\nedition = "2021"\n\n[lib]\npath = "lib.rs"\n\n[dependencies]\n'
+    sed -n 's/^:dep[[:space:]]\+//p' "$REPO/kernel/evcxr/prebuild.evcxr" 2>/dev/null || true
+} >"$STATE/prebuild-Cargo.toml.new"
+mkdir -p "$prebuild_pkg"
+touch "$prebuild_pkg/lib.rs"
+cmp -s "$STATE/prebuild-Cargo.toml.new" "$prebuild_pkg/Cargo.toml" || mv "$STATE/prebuild-Cargo.toml.new" "$prebuild_pkg/Cargo.toml"
+rm -f "$STATE/prebuild-Cargo.toml.new"
+if ! "$CARGO" metadata --offline --format-version 1 --filter-platform "$HOST" \
+    --manifest-path "$prebuild_pkg/Cargo.toml" >/dev/null 2>&1; then
+    need_crates=1
+fi
+
 if ((${#apt_missing[@]} || need_evcxr || need_venv || need_crates)); then
     what=()
     ((${#apt_missing[@]})) && what+=("apt packages: ${apt_missing[*]}")
@@ -178,7 +194,6 @@ if ! diff -rq "$spec_src" "$spec_dst" >/dev/null 2>&1; then
     "$VENV/bin/jupyter" kernelspec install --sys-prefix --replace --name "$KERNEL_NAME" "$spec_src" >/dev/null
 fi
 mkdir -p "$STATE"
-rust_mp_render_config "$STATE"
 
 # ---------------------------------------------------------------------------------------------
 # 5. warm builds
@@ -191,6 +206,8 @@ tool_versions="evcxr=$evcxr_installed-$EVCXR_VERSION $(rustc -V) $(command -v mo
 if ((need_crates)); then
     say "cargo fetch --target $HOST"
     "$CARGO" fetch --target "$HOST" --manifest-path "$REPO/Cargo.toml" || warn "cargo fetch failed: builds may need the network later"
+    "$CARGO" fetch --target "$HOST" --manifest-path "$prebuild_pkg/Cargo.toml" ||
+        warn "cargo fetch of the crates in kernel/evcxr/prebuild.evcxr failed: notebooks that add them need the network"
 fi
 
 # 5a. the kernel: start it once in slot 0, run a cell, then copy slot 0 to the other slots.

@@ -37,18 +37,23 @@ rust_mp_write_if_changed() {
     mv -f "$tmp" "$path"
 }
 
-# Renders the evcxr config dirs under $STATE:
-#   config/        init.evcxr + prelude.rs, used with a build slot (fixed EVCXR_TMPDIR)
-#   config-fresh/  the same with `:cache` first, used when every slot is busy (fresh temp dir):
-#                  registry crates then come from evcxr's cache in ~/.cache/evcxr.
+# Renders one evcxr config dir (EVCXR_CONFIG_DIR) under $STATE/evcxr-config/ and prints its path.
+#   $2 cache=1: `:cache` first, for a fresh build dir (registry crates then come from evcxr's
+#               cache in ~/.cache/evcxr; path crates are never cached, so ours is rebuilt)
+#   $3 warm=1:  prelude.rs also runs kernel/evcxr/warm-up.rs: one `let`, so that evcxr's
+#               rust-analyzer does its first type inference (~2 s) before the kernel answers
+#               kernel_info instead of in the notebook's first cell that defines a variable.
 rust_mp_render_config() {
-    local state=$1
+    local state=$1 cache=${2:-0} warm=${3:-0}
+    local dir=$state/evcxr-config/cache$cache-warm$warm
     local init prelude
     init=$(sed "s|@REPO@|$REPO|g" "$REPO/kernel/evcxr/init.evcxr.in")
-    prelude=$(cat "$REPO/kernel/evcxr/prelude.rs")
-    rust_mp_write_if_changed "$state/config/init.evcxr" "$init"
-    rust_mp_write_if_changed "$state/config/prelude.rs" "$prelude"
-    rust_mp_write_if_changed "$state/config-fresh/init.evcxr" ":cache 2048
+    ((cache)) && init=":cache 2048
 $init"
-    rust_mp_write_if_changed "$state/config-fresh/prelude.rs" "$prelude"
+    prelude=$(cat "$REPO/kernel/evcxr/prelude.rs")
+    ((warm)) && prelude="$prelude
+$(cat "$REPO/kernel/evcxr/warm-up.rs")"
+    rust_mp_write_if_changed "$dir/init.evcxr" "$init"
+    rust_mp_write_if_changed "$dir/prelude.rs" "$prelude"
+    printf '%s\n' "$dir"
 }

@@ -8,6 +8,7 @@ kernel tries evcxr again.
 usage: python error_kernel.py CONNECTION_FILE MESSAGE_FILE
 """
 
+import asyncio
 import sys
 
 from ipykernel.kernelapp import IPKernelApp
@@ -30,18 +31,24 @@ class RustStartupErrorKernel(Kernel):
     }
     banner = "Rust (multiprocessing): the kernel could not start.\n\n" + MESSAGE
 
-    def do_execute(
+    _first = True
+
+    async def do_execute(
         self, code, silent, store_history=True, user_expressions=None, allow_stdin=False, **kwargs
     ):
-        if not silent:
-            self.send_response(self.iopub_socket, "stream", {"name": "stderr", "text": MESSAGE})
-        return {
-            "status": "error",
-            "execution_count": self.execution_count,
+        if self._first:
+            # This kernel took over ports whose first owner (evcxr) died: give the clients' iopub
+            # sockets a moment to reconnect, or the first cell's output is lost.
+            type(self)._first = False
+            await asyncio.sleep(1.5)
+        error = {
             "ename": "KernelStartupError",
             "evalue": MESSAGE.splitlines()[0] if MESSAGE else "the Rust kernel could not start",
-            "traceback": [],
+            "traceback": MESSAGE.splitlines(),
         }
+        if not silent:
+            self.send_response(self.iopub_socket, "error", error)
+        return {"status": "error", "execution_count": self.execution_count, **error}
 
     def do_is_complete(self, code):
         return {"status": "complete"}

@@ -20,6 +20,10 @@
 #   RUST_MP_PYTHON     python with ipykernel (for the error kernel)
 #   RUST_MP_SLOTS      number of build slots (default 3; 0 = always a fresh temp dir)
 #   RUST_MP_SLOT       use exactly this slot (fails if it is busy); used by install.sh to warm it
+#   RUST_MP_WARM_UP    1: the startup also runs kernel/evcxr/warm-up.rs (one `let`), so evcxr's
+#                      first rust-analyzer type inference (~2 s CPU) happens before the kernel is
+#                      ready instead of in the notebook's first cell that defines a variable.
+#                      Default 0: that keeps "ready" within ~1.3x of a plain evcxr kernel.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -44,7 +48,7 @@ evcxr=${RUST_MP_EVCXR:-$(command -v evcxr_jupyter || true)}
 
 STATE=$(rust_mp_state_dir)
 mkdir -p "$STATE"
-rust_mp_render_config "$STATE"
+warm=${RUST_MP_WARM_UP:-0}
 
 # Serves the connection with the error kernel (if there is a python for it), else exits 1.
 serve_error() {
@@ -87,13 +91,15 @@ fi
 
 if [[ -n $slot ]]; then
     export EVCXR_TMPDIR=$STATE/slot-$slot/build
-    export EVCXR_CONFIG_DIR=$STATE/config
+    EVCXR_CONFIG_DIR=$(rust_mp_render_config "$STATE" 0 "$warm")
+    export EVCXR_CONFIG_DIR
     mkdir -p "$EVCXR_TMPDIR"
     errlog=$STATE/slot-$slot.log
     log "build slot $slot ($EVCXR_TMPDIR)"
 else
     unset EVCXR_TMPDIR
-    export EVCXR_CONFIG_DIR=$STATE/config-fresh
+    EVCXR_CONFIG_DIR=$(rust_mp_render_config "$STATE" 1 "$warm")
+    export EVCXR_CONFIG_DIR
     errlog=$STATE/fresh-$$.log
     log "all $RUST_MP_SLOTS build slots are busy: using a fresh build dir (slower start)"
 fi
@@ -124,8 +130,25 @@ msg=$STATE/launch-error-$$.txt
     printf 'The Rust kernel (evcxr_jupyter) stopped with exit code %s while starting.\n' "$rc"
     printf 'Its startup loads the helper crate at %s (see %s/init.evcxr).\n' "$REPO" "$EVCXR_CONFIG_DIR"
     printf 'Fix the problem below, then restart the kernel.\n\n'
-    # drop evcxr's own chatter, keep the compiler's messages
-    grep -v -e '^Loading startup configuration from' "$errlog" || true
+    # evcxr prints only the first line of a compiler error: when the crate itself does not build,
+    # show cargo's full messages instead.
+    # In a slot, rebuild evcxr's own build crate the way evcxr does (same RUSTFLAGS, so the
+    # dependencies it built are reused and this takes seconds); else check the crate alone.
+    if [[ -n $slot && -f $EVCXR_TMPDIR/Cargo.toml ]]; then
+        host=$(rustc -vV | sed -n 's/^host: //p')
+        check_out=$(cd "$EVCXR_TMPDIR" && RUSTFLAGS=-Cprefer-dynamic CARGO_TARGET_DIR=target \
+            CARGO_BUILD_BUILD_DIR=target timeout 300 cargo build --offline --quiet --color never \
+            --target "$host" 2>&1) && check_rc=0 || check_rc=$?
+    else
+        check_out=$(cd "$REPO" && timeout 300 cargo check --lib --offline --quiet --color never \
+            --manifest-path "$REPO/Cargo.toml" --target-dir "$STATE/check-target" 2>&1) && check_rc=0 || check_rc=$?
+    fi
+    if ((check_rc != 0)) && [[ -n $check_out ]]; then
+        printf 'Building the helper crate at %s gives:\n\n%s\n\n' "$REPO" "$(head -n 200 <<<"$check_out")"
+        printf 'evcxr said:\n'
+    fi
+    # drop evcxr's own chatter and cargo's progress lines
+    sed -e '/^Stack backtrace:/,$d' -e '/^Loading startup configuration from/d' -e '/^ *Compiling /d' "$errlog" || true
 } >"$msg"
 [[ -n $slot ]] || rm -f "$errlog"
 serve_error "$msg"

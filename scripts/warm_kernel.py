@@ -23,6 +23,17 @@ println!("warm-up done");
 """
 
 
+def prebuild_cell():
+    """kernel/evcxr/prebuild.evcxr: the `:dep` lines of crates that notebooks add themselves."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "kernel", "evcxr", "prebuild.evcxr")
+    try:
+        with open(path) as f:
+            lines = [l for l in f.read().splitlines() if l.strip().startswith(":dep")]
+    except OSError:
+        return None
+    return "\n".join(lines) or None
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--kernel", default="rust-multiprocessing")
@@ -44,6 +55,14 @@ def main():
             for o in other:
                 sys.stderr.write(str(o.get("evalue", o)) + "\n")
             return 1
+        pre = prebuild_cell()
+        if pre:
+            secs, status, out, err, other = kernel_session.execute(kc, pre, args.timeout)
+            print(f"prebuild cell (kernel/evcxr/prebuild.evcxr): {status} in {secs:.1f} s")
+            if status != "ok":
+                sys.stdout.write(out)
+                sys.stderr.write(err)
+                return 1
     finally:
         kernel_session.stop(km, kc)
     print(f"warm-up took {time.monotonic() - t0:.1f} s")
