@@ -17,6 +17,11 @@
 //! when the child ends (or drops its end) the parent's `recv` returns [`Error::Disconnected`]
 //! instead of waiting forever.
 //!
+//! As with Python's fork start method, a child inherits a copy of *every* end open in the parent
+//! when it starts, the parent's own end included. So the parent sees `Disconnected` when the child
+//! ends, but a child waiting for the parent to close its end waits forever (the child holds a copy
+//! of it). Signal the end with a message instead, e.g. send `Option<T>` and `None` last.
+//!
 //! Like Python's connections, one end is meant for one process at a time: two processes reading
 //! the same end at once may each get half a message.
 
@@ -135,7 +140,8 @@ impl Connection {
 
     /// Waits for the next message and returns it as a `T` (Python's `recv()`). `T` must be the type
     /// that was sent (or one with the same serde shape), else [`Error::Codec`].
-    /// [`Error::Disconnected`] when the other end is closed and every message was received.
+    /// [`Error::Disconnected`] when the other end is closed (in every process that had a copy: see
+    /// the [module docs](crate::pipe)) and every message was received.
     ///
     /// ```
     /// # fn main() -> multiprocessing::Result<()> {
