@@ -65,7 +65,7 @@ impl Pipe {
     /// # fn main() -> multiprocessing::Result<()> {
     /// let (a, b) = multiprocessing::Pipe::new()?;
     /// a.send("hello")?;
-    /// b.send(&[1, 2, 3])?;
+    /// b.send(&vec![1, 2, 3])?;
     /// assert_eq!(b.recv::<String>()?, "hello");
     /// assert_eq!(a.recv::<Vec<i32>>()?, [1, 2, 3]);
     /// # Ok(())
