@@ -210,31 +210,43 @@ if ((need_crates)); then
         warn "cargo fetch of the crates in kernel/evcxr/prebuild.evcxr failed: notebooks that add them need the network"
 fi
 
-# 5a. the kernel: start it once in slot 0, run a cell, then copy slot 0 to the other slots.
+# 5a. the kernel: start it once in a free build slot (0 unless busy), run a cell, then copy that
+# slot to the other free slots.
 kernel_want="$tool_versions $REPO $RUST_MP_SLOTS $(hash_tree src Cargo.toml Cargo.lock kernel/evcxr kernel/launch.sh kernel/common.sh)"
 if [[ "$(cat "$STATE/warm-kernel.stamp" 2>/dev/null)" != "$kernel_want" ]]; then
     rm -f "$STATE/warm-kernel.stamp"
-    exec {slot0}>>"$STATE/slot-0.lock"
-    if ! flock -n "$slot0"; then
-        warn "build slot 0 is in use by a running kernel: not warming it now (run $0 again later)"
+    warm_slot=
+    for ((i = 0; i < RUST_MP_SLOTS; i++)); do
+        exec {probe_fd}>>"$STATE/slot-$i.lock"
+        if flock -n "$probe_fd"; then
+            warm_slot=$i
+            exec {probe_fd}>&- # the launcher takes it again
+            break
+        fi
+        exec {probe_fd}>&-
+    done
+    if [[ -z $warm_slot ]]; then
+        warn "every build slot is in use by a running kernel: not warming now (run $0 again later)"
     else
-        exec {slot0}>&- # the launcher takes it again
-        say "warming the kernel: building the helper crate in build slot 0 (first time: ~1 min)"
-        if "$VENV/bin/python" "$REPO/scripts/warm_kernel.py" --slot 0 2>&1 | sed 's/^/    /'; then
+        say "warming the kernel: building the helper crate in build slot $warm_slot (first time: ~1 min)"
+        if "$VENV/bin/python" "$REPO/scripts/warm_kernel.py" --slot "$warm_slot" 2>&1 | sed 's/^/    /'; then
             ok=1
-            for ((i = 1; i < RUST_MP_SLOTS; i++)); do
-                exec {src_fd}>>"$STATE/slot-0.lock" {dst_fd}>>"$STATE/slot-$i.lock"
+            copied=()
+            for ((i = 0; i < RUST_MP_SLOTS; i++)); do
+                ((i == warm_slot)) && continue
+                exec {src_fd}>>"$STATE/slot-$warm_slot.lock" {dst_fd}>>"$STATE/slot-$i.lock"
                 if flock -n "$src_fd" && flock -n "$dst_fd"; then
                     rm -rf "$STATE/slot-$i"
                     mkdir -p "$STATE/slot-$i"
-                    cp -a "$STATE/slot-0/build" "$STATE/slot-$i/build"
+                    cp -a "$STATE/slot-$warm_slot/build" "$STATE/slot-$i/build"
+                    copied+=("$i")
                 else
-                    warn "build slot $i (or 0) is in use: not copying the warm build into it"
+                    warn "build slot $i is in use: not copying the warm build into it"
                     ok=0
                 fi
                 exec {src_fd}>&- {dst_fd}>&-
             done
-            ((RUST_MP_SLOTS > 1)) && say "copied build slot 0 to slots 1..$((RUST_MP_SLOTS - 1)) ($(du -sh "$STATE/slot-0" | cut -f1) each)"
+            ((${#copied[@]})) && say "copied build slot $warm_slot to slot(s) ${copied[*]} ($(du -sh "$STATE/slot-$warm_slot" | cut -f1) each)"
             ((ok)) && printf '%s\n' "$kernel_want" >"$STATE/warm-kernel.stamp"
         else
             warn "the kernel warm-up failed (see above). Notebooks will show this error when the kernel starts."
