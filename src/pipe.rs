@@ -29,7 +29,6 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -153,6 +152,8 @@ impl Connection {
     /// # }
     /// ```
     pub fn recv<T: DeserializeOwned>(&self) -> Result<T> {
+        // Wait in poll, relaying children's output, rather than blocked in read.
+        poll_readable(self.fd.as_fd(), None)?;
         match read_message(self.fd.as_fd())? {
             Some(body) => decode(&body),
             None => Err(Error::Disconnected {
@@ -300,29 +301,8 @@ fn read_exact(fd: BorrowedFd<'_>, buf: &mut [u8]) -> Result<usize> {
     Ok(done)
 }
 
-/// Waits until `fd` is readable (data, or end of file) or `deadline` passes (`None`: no limit).
+/// Waits until `fd` is readable (data, or end of file) or `deadline` passes (`None`: no limit),
+/// relaying the output of this process's children meanwhile (see [`crate::registry`]).
 pub(crate) fn poll_readable(fd: BorrowedFd<'_>, deadline: Option<Instant>) -> Result<bool> {
-    loop {
-        let timeout = match deadline {
-            None => PollTimeout::NONE,
-            Some(deadline) => {
-                let left = deadline.saturating_duration_since(Instant::now());
-                // Round up so a short wait does not become a busy loop of zero-millisecond polls.
-                let millis = left.as_nanos().div_ceil(1_000_000);
-                PollTimeout::try_from(millis.min(i32::MAX as u128) as i32)
-                    .unwrap_or(PollTimeout::MAX)
-            }
-        };
-        let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
-        match poll(&mut fds, timeout) {
-            Ok(0) => {
-                if deadline.is_some_and(|d| Instant::now() >= d) {
-                    return Ok(false);
-                }
-            }
-            Ok(_) => return Ok(true),
-            Err(Errno::EINTR) => {}
-            Err(e) => return Err(Error::os("poll", e)),
-        }
-    }
+    crate::registry::wait_readable(fd, deadline)
 }

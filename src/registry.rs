@@ -226,3 +226,54 @@ pub(crate) fn finish_children() {
         let _ = wait(child.pid, None);
     }
 }
+
+/// Waits until `fd` is readable (data or end of file) or `deadline` passes (`None`: no limit),
+/// relaying the output of all children and reaping those that ended meanwhile, as a `join` does: a
+/// child that prints while this process waits on a `Pipe` or `Queue` shows its lines as they come
+/// and never blocks on a full output pipe. Returns whether `fd` is readable.
+pub(crate) fn wait_readable(
+    fd: std::os::fd::BorrowedFd<'_>,
+    deadline: Option<Instant>,
+) -> Result<bool> {
+    loop {
+        let mut registry = lock();
+        registry.pump();
+        let mut fds = vec![PollFd::new(fd, PollFlags::POLLIN)];
+        for entry in &registry.entries {
+            fds.extend(
+                entry
+                    .child
+                    .exit_fd()
+                    .map(|fd| PollFd::new(fd, PollFlags::POLLIN)),
+            );
+            fds.extend(
+                entry
+                    .relay
+                    .fds()
+                    .map(|fd| PollFd::new(fd, PollFlags::POLLIN)),
+            );
+        }
+        let now = Instant::now();
+        let mut slice = match deadline {
+            Some(deadline) => deadline.saturating_duration_since(now),
+            None => Duration::MAX,
+        };
+        if fds.len() > 1 {
+            // Children to watch: come back now and then to reap one without a pidfd.
+            slice = slice.min(Duration::from_millis(200));
+        }
+        // Round up, so that a short wait is not a busy loop of zero-millisecond polls.
+        let millis = slice.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as i32;
+        let timeout = PollTimeout::try_from(millis).unwrap_or(PollTimeout::MAX);
+        match poll(&mut fds, timeout) {
+            Ok(_) | Err(Errno::EINTR) => {}
+            Err(e) => return Err(Error::os("poll", e)),
+        }
+        if fds[0].revents().is_some_and(|r| !r.is_empty()) {
+            return Ok(true);
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return Ok(false);
+        }
+    }
+}

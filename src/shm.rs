@@ -22,7 +22,7 @@ use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicI32, AtomicI64, Ordering};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use nix::errno::Errno;
 
@@ -161,8 +161,28 @@ impl<T: Copy> Shared<T> {
         self.slot().holder.load(Ordering::Relaxed)
     }
 
-    /// Locks the mutex, waiting as `wait` says.
+    /// Locks the mutex, waiting as `wait` says. While it waits, it relays this process's children's
+    /// output every 100 ms (as `join` does), so a child that prints a lot while it holds the lock
+    /// never blocks on a full output pipe while this process waits for the lock.
     pub(crate) fn lock(&self, wait: Wait) -> Result<Acquired<'_, T>> {
+        let deadline = match wait {
+            Wait::No => return self.lock_once(Wait::No),
+            Wait::Forever => None,
+            Wait::Until(deadline) => Some(deadline),
+        };
+        loop {
+            let slice_end = Instant::now() + Duration::from_millis(100);
+            let until = deadline.map_or(slice_end, |d| d.min(slice_end));
+            match self.lock_once(Wait::Until(until))? {
+                Acquired::Busy if deadline.map_or(true, |d| Instant::now() < d) => {
+                    crate::registry::lock().pump();
+                }
+                other => return Ok(other),
+            }
+        }
+    }
+
+    fn lock_once(&self, wait: Wait) -> Result<Acquired<'_, T>> {
         let mutex = self.slot().mutex.get();
         let rc = match wait {
             // SAFETY: `mutex` points to a mutex initialised by `new`, in a mapping alive for `self`.
@@ -175,7 +195,7 @@ impl<T: Copy> Shared<T> {
                     .and_then(|t| t.duration_since(UNIX_EPOCH).ok());
                 match abs {
                     // Beyond what SystemTime holds: wait without limit.
-                    None => return self.lock(Wait::Forever),
+                    None => return self.lock_once(Wait::Forever),
                     Some(abs) => {
                         let ts = libc::timespec {
                             tv_sec: abs.as_secs().min(libc::time_t::MAX as u64) as libc::time_t,

@@ -431,3 +431,54 @@ fn two_hundred_cycles_leak_no_fd_and_no_mapping() {
     assert_eq!(open_fds(), fds_before);
     assert_eq!(maps(), maps_before);
 }
+
+/// Waiting in `Queue::get`, `Connection::recv` or `Lock::acquire` relays the children's output as
+/// `join` does: a child that prints far more than a pipe holds before it puts, sends or releases
+/// does not block, and every line arrives.
+#[test]
+fn waits_relay_children_output() {
+    if let Some(out) = isolate("waits_relay_children_output") {
+        out.assert_success();
+        let lines = out.lines();
+        for who in ["queue", "pipe", "lock"] {
+            let n = lines.iter().filter(|l| l.starts_with(who)).count();
+            assert_eq!(n, 3000, "{who} lines");
+        }
+        return;
+    }
+    fn chatter(who: &str) {
+        for i in 0..3000 {
+            println!("{who} line {i:5} {}", "x".repeat(100));
+        }
+    }
+    let q = Queue::<u8>::new().unwrap();
+    let tx = q.clone();
+    let p = start(move || {
+        chatter("queue");
+        tx.put(&1).unwrap();
+    });
+    assert_eq!(q.get().unwrap(), 1);
+    p.join().unwrap();
+
+    let (here, there) = Pipe::new().unwrap();
+    let p = start(move || {
+        chatter("pipe");
+        there.send(&2u8).unwrap();
+    });
+    assert_eq!(here.recv::<u8>().unwrap(), 2);
+    p.join().unwrap();
+
+    let lock = Lock::new().unwrap();
+    let (here, there) = Pipe::new().unwrap();
+    let p = {
+        let lock = lock.clone();
+        start(move || {
+            let _guard = lock.acquire().unwrap();
+            there.send(&()).unwrap();
+            chatter("lock");
+        })
+    };
+    here.recv::<()>().unwrap();
+    drop(lock.acquire().unwrap());
+    p.join().unwrap();
+}
