@@ -1,5 +1,6 @@
-//! Python's `multiprocessing`, in Rust, on `fork`: [`Process`], [`current_process`], [`Pool`], made to
-//! be read side by side with the Python original and run inside a Jupyter notebook (evcxr).
+//! Python's `multiprocessing`, in Rust, on `fork`: [`Process`], [`current_process`], [`Pool`], and
+//! the ways processes talk ([`Pipe`], [`Queue`]) and share ([`Lock`], [`Value`]), made to be read
+//! side by side with the Python original and run inside a Jupyter notebook (evcxr).
 //!
 //! | Python | This crate |
 //! |---|---|
