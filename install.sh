@@ -42,7 +42,8 @@ CARGO=$(command -v cargo)
 PYTHON=${PYTHON:-python3}
 PY=$(command -v "$PYTHON" 2>/dev/null) ||
     die "$PYTHON was not found. Install Python 3.10 or newer (Debian: apt-get install python3 python3-venv), or set PYTHON=/path/to/python3."
-PY_VERSION=$("$PY" -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])')
+PY_VERSION=$("$PY" -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])' 2>/dev/null) ||
+    die "$PY does not run as Python 3. Install Python 3.10 or newer, or set PYTHON=/path/to/python3."
 "$PY" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else 1)' ||
     die "$PY is Python $PY_VERSION; this project needs Python 3.10 or newer. Install one and set PYTHON=/path/to/python3.x."
 for tool in flock setpriv sha256sum; do
