@@ -108,7 +108,12 @@ unset EVCXR_IS_RUNTIME
 # evcxr dies with this script (pdeathsig), so a client that kills only our pid leaves nothing
 # behind; its stderr goes to the Jupyter log and to $errlog for the error kernel.
 : >"$errlog"
-setpriv --pdeathsig KILL -- "$evcxr" --control_file "$conn" 2> >(tee "$errlog" >&2) &
+# (tee gets no copy of the slot lock: it may outlive evcxr while orphans still hold stderr.)
+if [[ -n $slot ]]; then
+    setpriv --pdeathsig KILL -- "$evcxr" --control_file "$conn" 2> >(exec {lock_fd}>&- && exec tee "$errlog" >&2) &
+else
+    setpriv --pdeathsig KILL -- "$evcxr" --control_file "$conn" 2> >(exec tee "$errlog" >&2) &
+fi
 pid=$!
 trap 'kill -TERM "$pid" 2>/dev/null || true' TERM INT HUP
 
