@@ -231,7 +231,6 @@ if [[ "$(cat "$STATE/warm-kernel.stamp" 2>/dev/null)" != "$kernel_want" ]]; then
     else
         say "warming the kernel: building the helper crate in build slot $warm_slot (first time: ~1 min)"
         if "$VENV/bin/python" "$REPO/scripts/warm_kernel.py" --slot "$warm_slot" 2>&1 | sed 's/^/    /'; then
-            ok=1
             copied=()
             for ((i = 0; i < RUST_MP_SLOTS; i++)); do
                 ((i == warm_slot)) && continue
@@ -242,13 +241,13 @@ if [[ "$(cat "$STATE/warm-kernel.stamp" 2>/dev/null)" != "$kernel_want" ]]; then
                     cp -a "$STATE/slot-$warm_slot/build" "$STATE/slot-$i/build"
                     copied+=("$i")
                 else
-                    warn "build slot $i is in use: not copying the warm build into it"
-                    ok=0
+                    # its kernel rebuilds what changed when it next starts there
+                    say "build slot $i is in use by a kernel: not copying the warm build into it"
                 fi
                 exec {src_fd}>&- {dst_fd}>&-
             done
             ((${#copied[@]})) && say "copied build slot $warm_slot to slot(s) ${copied[*]} ($(du -sh "$STATE/slot-$warm_slot" | cut -f1) each)"
-            ((ok)) && printf '%s\n' "$kernel_want" >"$STATE/warm-kernel.stamp"
+            printf '%s\n' "$kernel_want" >"$STATE/warm-kernel.stamp"
         else
             warn "the kernel warm-up failed (see above). Notebooks will show this error when the kernel starts."
         fi
