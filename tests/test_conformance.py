@@ -34,7 +34,13 @@ class RustMultiprocessingKernelTests(jkt.KernelTests):
     file_extension = ".rs"
 
     code_hello_world = 'println!("hello, world");'
-    code_stderr = 'eprintln!("written to stderr");'
+    # evcxr forwards stderr from a reader thread that races the end of the cell: stderr written
+    # just before a cell returns can arrive after `status: idle` (evcxr #353), which this test
+    # reads as "no output". The pause lets the reader forward it while the cell still runs.
+    code_stderr = (
+        'eprintln!("written to stderr"); '
+        "std::thread::sleep(std::time::Duration::from_millis(500));"
+    )
     code_execute_result = [
         {"code": "6 * 7", "result": "42"},
         {"code": 'format!("{}-{}", "a", 1)', "result": '"a-1"'},
