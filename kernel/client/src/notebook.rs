@@ -426,6 +426,26 @@ pub fn judge(cell: &Cell, fresh: &[Output], errored: bool, sanitizer: &Sanitizer
         ));
     }
     if cell.has_tag(TAG_IGNORE_OUTPUT) {
+        // evcxr reports a `?` error or a panic in a cell only as stderr text with status "ok",
+        // so an ignored cell that is silent on stderr in the saved run must stay silent now.
+        let writes_stderr = |outputs: &[Output]| {
+            outputs
+                .iter()
+                .any(|output| matches!(output, Output::Stream { name, .. } if name == "stderr"))
+        };
+        if !writes_stderr(&cell.outputs) && writes_stderr(fresh) && !cell.never_run() {
+            let text: Vec<&str> = fresh
+                .iter()
+                .filter_map(|output| match output {
+                    Output::Stream { name, text } if name == "stderr" => Some(text.as_str()),
+                    _ => None,
+                })
+                .collect();
+            return Verdict::Failed(format!(
+                "wrote to stderr, which the saved run did not (an error or a panic?):\n{}",
+                indent(&text.join(""))
+            ));
+        }
         return Verdict::Passed("outputs ignored (nbval-ignore-output)");
     }
     if cell.never_run() {
@@ -645,6 +665,22 @@ mod tests {
         assert!(
             matches!(judge(&raises, &[], false, &s), Verdict::Failed(why) if why.contains("errors differ"))
         );
+    }
+
+    #[test]
+    fn ignored_cell_that_starts_writing_stderr_fails() {
+        let s = Sanitizer::default();
+        let ignored = cell(&[TAG_IGNORE_OUTPUT], vec![stream("stdout", "x\n")]);
+        let fresh = vec![stream("stdout", "y\n"), stream("stderr", "boom\n")];
+        assert!(matches!(
+            judge(&ignored, &fresh, false, &s),
+            Verdict::Failed(_)
+        ));
+        let noisy = cell(&[TAG_IGNORE_OUTPUT], vec![stream("stderr", "a\n")]);
+        assert!(matches!(
+            judge(&noisy, &fresh, false, &s),
+            Verdict::Passed(_)
+        ));
     }
 
     #[test]
