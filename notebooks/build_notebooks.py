@@ -8,7 +8,8 @@ Outputs come from a real run through the project's kernel afterwards:
         --ExecutePreprocessor.kernel_name=rust-multiprocessing \
         --ExecutePreprocessor.timeout=600 notebooks/NAME.ipynb
 
-Re-running this script wipes the saved outputs of the notebooks it writes: execute them again.
+When only markdown changed, the saved outputs are kept; when a code cell changed, the notebook is
+written without outputs: execute it again.
 Then `build_notebooks.py --metadata` sets language_info.name back to "rust" (evcxr reports "Rust").
 """
 
@@ -37,6 +38,9 @@ def code(text, *tags):
 
 
 def notebook(cells):
+    # Stable cell ids (position and kind), so that rebuilding does not change every cell of the file.
+    for i, cell in enumerate(cells):
+        cell.id = f"{'md' if cell.cell_type == 'markdown' else 'code'}-{i:02d}"
     nb = new_notebook(cells=cells)
     nb.metadata["kernelspec"] = {
         "name": "rust-multiprocessing",
@@ -1057,8 +1061,8 @@ do on work that computes and on work that waits.
 ### Starting 100 threads, and 100 processes
 
 Each thread or process does nothing: we time starting all 100 and waiting for them to end. Watch the
-cost per start: some microseconds for a thread, far more for a process (`fork` copies the parent's
-page tables, and the crate sets up pipes to relay the child's output).
+cost per start: tens of microseconds for a thread, ten times that or more for a process (`fork`
+copies the parent's page tables, and the crate sets up pipes to relay the child's output).
 """),
     code(r"""
 use std::time::{Duration, Instant};
@@ -1420,9 +1424,29 @@ def main():
         if wanted and not any(name.startswith(w) for w in wanted):
             continue
         nb = notebook(cells)
+        kept = keep_outputs(nb, HERE / name)
         nbformat.validate(nb)
         nbformat.write(nb, HERE / name)
-        print("wrote", name)
+        print("wrote", name, "(outputs kept: only markdown changed)" if kept else "(no outputs: execute it)")
+
+
+def keep_outputs(nb, path):
+    """Carries the saved outputs over when no code cell changed (same sources and tags, same order)."""
+    if not path.exists():
+        return False
+    old = nbformat.read(path, as_version=4)
+    old_code = [c for c in old.cells if c.cell_type == "code"]
+    new_code = [c for c in nb.cells if c.cell_type == "code"]
+    same = len(old_code) == len(new_code) and all(
+        a.source == b.source and a.metadata.get("tags") == b.metadata.get("tags") for a, b in zip(old_code, new_code)
+    )
+    if not same:
+        return False
+    for a, b in zip(old_code, new_code):
+        b.outputs = a.outputs
+        b.execution_count = a.execution_count
+    nb.metadata = old.metadata
+    return True
 
 
 if __name__ == "__main__":
