@@ -1278,14 +1278,17 @@ fn tasks(t0: f64) -> Vec<(f64, usize, u64)> {
 }
 """),
     md(r"""
-The timeline chart: one row per worker, one box per task, with the task's number in it.
+The timeline chart: one row per worker, one box per task, with the task's number in it. Both charts
+below use the same time scale (at least 500 ms), so they can be compared.
 """),
     code(r"""
-fn timeline(title: &str, runs: &[(usize, String, f64, f64)]) -> Svg {
+/// One row per worker, one box per task. The time axis shows at least `at_least_ms`, so that two
+/// charts drawn with the same value can be compared by eye.
+fn timeline(title: &str, runs: &[(usize, String, f64, f64)], at_least_ms: f64) -> Svg {
     let mut workers: Vec<String> = runs.iter().map(|r| r.1.clone()).collect();
     workers.sort();
     workers.dedup();
-    let end = runs.iter().map(|r| r.3).fold(0.0, f64::max) * 1.05;
+    let end = (runs.iter().map(|r| r.3).fold(0.0, f64::max) * 1.05).max(at_least_ms);
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (720, 90 + 60 * workers.len() as u32)).into_drawing_area();
@@ -1341,7 +1344,7 @@ for (task, worker, started, ended) in &runs_1 {
 };
 """, IGNORE),
     code(r"""
-timeline("chunksize 1: 12 tasks on 3 workers", &runs_1)
+timeline("chunksize 1: 12 tasks on 3 workers", &runs_1, 500.0)
 """, IGNORE),
     md(r"""
 ### Bigger chunks
@@ -1354,7 +1357,7 @@ and the whole `map` takes longer. Compare where the last box ends in the two cha
     code(r"""
 let t0 = now();
 let runs_4 = pool.chunked(4).map(timed_task, tasks(t0))?;
-timeline("chunksize 4: the same 12 tasks, in chunks of 4", &runs_4)
+timeline("chunksize 4: the same 12 tasks, in chunks of 4", &runs_4, 500.0)
 """, IGNORE),
     md(r"""
 ### What chunks are for: many tiny tasks
