@@ -24,14 +24,14 @@ pub(crate) fn exit_code_of(status: WaitStatus) -> Option<i32> {
     }
 }
 
-/// Describes an exit code for people: "with exit code 3", "killed by signal 9 (SIGKILL)".
+/// Describes an exit code for people: "exited with code 3", "was killed by signal 9 (SIGKILL)".
 pub(crate) fn describe_exit_code(code: i32) -> String {
     if code >= 0 {
-        format!("with exit code {code}")
+        format!("exited with code {code}")
     } else {
         match Signal::try_from(-code) {
-            Ok(signal) => format!("killed by signal {} ({})", -code, signal.as_str()),
-            Err(_) => format!("killed by signal {}", -code),
+            Ok(signal) => format!("was killed by signal {} ({})", -code, signal.as_str()),
+            Err(_) => format!("was killed by signal {}", -code),
         }
     }
 }

@@ -136,13 +136,13 @@ pub enum Error {
 
     /// A worker process died (killed by a signal, aborted, crashed, or exited) while it held tasks.
     /// The pool replaces the worker and stays usable; Python's Pool hangs forever here (bpo-22393).
-    #[error("{worker} (pid {pid}) died {how} while running task {task}; the pool replaced it: run the call again, or find what killed it")]
+    #[error("{worker} (pid {pid}) {how} while running task {task}; the pool replaced it: run the call again, or find what killed it")]
     WorkerDied {
         /// The worker's name.
         worker: String,
         /// The worker's pid.
         pid: i32,
-        /// "killed by signal 9 (SIGKILL)" or "with exit code 3".
+        /// "was killed by signal 9 (SIGKILL)" or "exited with code 3".
         how: String,
         /// The index of the task it was running.
         task: usize,
@@ -248,4 +248,36 @@ impl Error {
     pub(crate) fn os(call: &'static str, source: nix::Error) -> Self {
         Error::Os { call, source }
     }
+}
+
+/// The message a panic was raised with (`panic!("...")`), for reports and [`Error::TaskPanicked`].
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic with a non-string payload".into())
+}
+
+/// In a child process: replaces the panic hook with a short report on stderr, Python's header
+/// ("Process Process-2:") then where and why. No backtrace: evcxr forces `RUST_BACKTRACE=1`, and twenty
+/// frames of the kernel's own code would bury the one line a learner needs. Returns a flag that is set
+/// once a report was printed (a panic in another copy of std, e.g. a later evcxr cell's, is not seen).
+pub(crate) fn report_panics_briefly(name: String) -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let reported = std::sync::Arc::new(AtomicBool::new(false));
+    let hook_reported = std::sync::Arc::clone(&reported);
+    std::panic::set_hook(Box::new(move |info| {
+        if !hook_reported.swap(true, Ordering::SeqCst) {
+            let place = info
+                .location()
+                .map(|at| format!(" at {}:{}:{}", at.file(), at.line(), at.column()))
+                .unwrap_or_default();
+            eprintln!(
+                "Process {name}:\npanicked{place}:\n{}",
+                panic_message(info.payload())
+            );
+        }
+    }));
+    reported
 }

@@ -46,8 +46,7 @@
 use std::cell::Cell;
 use std::fmt;
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
@@ -617,37 +616,18 @@ fn child_main(
     ends: output::ChildEnds,
     target: &mut Option<Target>,
 ) -> i32 {
-    // Die with the parent, even when it is SIGKILLed (a kernel interrupt) and no destructor runs.
-    // Then check it is still there: it may have died before the line above took effect.
-    let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
-    if nix::unistd::getppid().as_raw() != parent_pid {
-        return 1;
-    }
     ends.install();
     session::become_child(&name, identity, parent_pid, daemon);
 
     // Python prints "Process Process-2:" above the traceback of an uncaught exception; print it above
     // the panic message. evcxr builds with -Cprefer-dynamic, so there is one std and one panic hook.
-    let reported = Arc::new(AtomicBool::new(false));
-    let previous_hook = panic::take_hook();
-    let hook_reported = Arc::clone(&reported);
-    let hook_name = name.clone();
-    panic::set_hook(Box::new(move |info| {
-        if !hook_reported.swap(true, Ordering::SeqCst) {
-            eprintln!("Process {hook_name}:");
-        }
-        previous_hook(info);
-    }));
+    let reported = crate::error::report_panics_briefly(name.clone());
 
     let code = match target.take() {
         Some(target) => panic::catch_unwind(AssertUnwindSafe(target)).unwrap_or_else(|payload| {
             if !reported.load(Ordering::SeqCst) {
-                let message = payload
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| payload.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "(panic payload not a string)".to_owned());
-                eprintln!("Process {name}:\npanicked: {message}");
+                let message = crate::error::panic_message(&*payload);
+                eprintln!("Process {name}:\npanicked:\n{message}");
             }
             sys::EXIT_PANIC
         }),

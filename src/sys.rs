@@ -8,6 +8,7 @@ use std::os::fd::{FromRawFd, OwnedFd};
 use std::panic::{self, AssertUnwindSafe};
 
 use nix::errno::Errno;
+use nix::sys::signal::Signal;
 use nix::unistd::{ForkResult, Pid};
 
 use crate::error::{Error, Result};
@@ -26,6 +27,7 @@ pub(crate) const EXIT_PANIC: i32 = 1;
 /// ([`crate::registry`]), so the child gets a consistent copy of it, which it empties at once (closing
 /// the inherited descriptors of its siblings' pipes: they are the parent's business).
 pub(crate) fn fork_child(child_body: impl FnOnce() -> i32) -> Result<Pid> {
+    let parent_pid = nix::unistd::getpid();
     crate::session::warn_if_multithreaded();
     let _ = std::io::stdout().flush();
     let _ = std::io::stderr().flush();
@@ -41,6 +43,13 @@ pub(crate) fn fork_child(child_body: impl FnOnce() -> i32) -> Result<Pid> {
             Ok(child)
         }
         Ok(ForkResult::Child) => {
+            // Die with the parent, even when it is SIGKILLed (a kernel interrupt) and no destructor
+            // runs; then check it is still there: it may have died before prctl took effect.
+            let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+            if nix::unistd::getppid() != parent_pid {
+                exit_now(1);
+            }
+            restore_default_fault_signals();
             crate::registry::forget_in_child(registry);
             let code = panic::catch_unwind(AssertUnwindSafe(child_body)).unwrap_or(EXIT_PANIC);
             exit_now(code)
@@ -53,6 +62,22 @@ pub(crate) fn fork_child(child_body: impl FnOnce() -> i32) -> Result<Pid> {
                 _ => "see fork(2)",
             },
         }),
+    }
+}
+
+/// Gives the crash signals back their default action in a child. The evcxr runtime installs handlers
+/// that print a backtrace and `abort`, so without this a child that segfaults would report exit code
+/// -6 (SIGABRT) instead of Python's -11 (SIGSEGV).
+fn restore_default_fault_signals() {
+    for signal in [
+        Signal::SIGSEGV,
+        Signal::SIGBUS,
+        Signal::SIGILL,
+        Signal::SIGFPE,
+    ] {
+        // SAFETY: SIG_DFL installs no handler of ours, so no code runs in signal context; the child
+        // has a single thread at this point, so nothing races with the change.
+        let _ = unsafe { nix::sys::signal::signal(signal, nix::sys::signal::SigHandler::SigDfl) };
     }
 }
 

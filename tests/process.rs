@@ -621,3 +621,30 @@ fn exit_in_notebook_main_process_panics() {
         "{message}"
     );
 }
+
+/// A child that segfaults reports -11 (SIGSEGV), as in Python, even when the parent installed a crash
+/// handler that aborts (the evcxr runtime does: without the crate's reset the child would report -6).
+#[test]
+fn segfault_in_child_is_sigsegv_despite_parent_crash_handler() {
+    if let Some(out) = isolate("segfault_in_child_is_sigsegv_despite_parent_crash_handler") {
+        out.assert_success();
+        return;
+    }
+    extern "C" fn abort_on_fault(_: libc::c_int) {
+        // SAFETY: abort is async-signal-safe.
+        unsafe { libc::abort() }
+    }
+    // SAFETY: installs a handler that only calls an async-signal-safe function.
+    unsafe {
+        libc::signal(
+            libc::SIGSEGV,
+            abort_on_fault as *const () as libc::sighandler_t,
+        )
+    };
+    let mut p = Process::new(|| {
+        // SAFETY: not safe at all, on purpose: a write through a null pointer, to crash the child.
+        unsafe { std::ptr::null_mut::<u8>().write_volatile(1) }
+    });
+    p.start().unwrap();
+    assert_eq!(p.join().unwrap(), -11);
+}

@@ -329,11 +329,7 @@ unsafe extern "C" fn trampoline<S: Shape>(
             STATUS_CODEC
         }
         Err(payload) => {
-            let message = payload
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "a panic with a non-string payload".into());
+            let message = crate::error::panic_message(&*payload);
             // Dropping a panic payload can itself panic; forget it rather than risk unwinding into C.
             std::mem::forget(payload);
             emit(message.as_bytes());

@@ -64,21 +64,18 @@ pub(crate) struct WorkerSetup {
 
 /// Runs in the child right after fork; returns the exit code.
 pub(crate) fn run(setup: WorkerSetup, progress: &ProgressSlot) -> i32 {
-    // Die with the parent (interrupt = SIGKILL of the evcxr runtime), and check it is still there:
-    // it may have died between fork and prctl.
-    let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
-    if nix::unistd::getppid().as_raw() != setup.parent_pid {
-        return 1;
-    }
+    // (fork_child has made this worker die with its parent.)
     for fd in setup.close {
         let _ = nix::unistd::close(fd);
     }
     setup.ends.install();
     session::become_child(&setup.name, setup.identity, setup.parent_pid, true);
+    // A task's panic travels to the parent as `Error::TaskPanicked`; stderr gets only a short report.
+    crate::error::report_panics_briefly(setup.name.clone());
     let results = setup.results;
     if let Some(init) = setup.initializer {
         if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| init())) {
-            let message = panic_message(&*payload);
+            let message = crate::error::panic_message(&*payload);
             let mut frame = Vec::new();
             if channel::encode_frame(&mut frame, &FromWorker::InitFailed { message }, &[]).is_ok() {
                 let _ = channel::write_all(results.as_fd(), &frame);
@@ -151,13 +148,4 @@ pub(crate) fn run(setup: WorkerSetup, progress: &ProgressSlot) -> i32 {
 fn flush_std() {
     let _ = std::io::stdout().flush();
     let _ = std::io::stderr().flush();
-}
-
-/// The message of a caught panic.
-pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    payload
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic with a non-string payload".into())
 }

@@ -66,7 +66,7 @@ let results = pool.map(killed_on_two, 0..6u32)?;"#,
             assert!(
                 outcome
                     .stderr
-                    .contains("died killed by signal 9 (SIGKILL) while running task 2"),
+                    .contains("was killed by signal 9 (SIGKILL) while running task 2"),
                 "crate error missing: {:?}",
                 outcome.stderr
             );
