@@ -14,6 +14,10 @@ def cubes(n):
     return n ** 3
 
 
+def noop():
+    pass
+
+
 def count_primes(r):
     lo, hi = r
     c = 0
@@ -42,6 +46,18 @@ def best(f, runs):
 
 if __name__ == "__main__":
     ctx = mp.get_context(sys.argv[1] if len(sys.argv) > 1 else "fork")
+
+    ts = []
+    for _ in range(20):
+        t = time.perf_counter()
+        procs = [ctx.Process(target=noop) for _ in range(4)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join()
+        ts.append(time.perf_counter() - t)
+    ts.sort()
+    print("q6_start_join_4_ms %.3f" % (ts[10] * 1e3))
 
     def q3():
         with ctx.Pool(4) as pool:

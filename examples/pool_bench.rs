@@ -5,7 +5,8 @@
 //! cargo run --release --example pool_bench -- --no-python
 //! ```
 //!
-//! Workloads (2-core machine in mind): Q3 (`with Pool(4): map(cubes, [1..5])`, creation included,
+//! Workloads (2-core machine in mind): Q6 (create, start and join 4 `Process`es with an empty
+//! target, median of 20); Q3 (`with Pool(4): map(cubes, [1..5])`, creation included,
 //! median of 10); `Pool(2).map(cubes, range(1_000_000))` with the default chunksize; `apply` round
 //! trip (2000 calls); counting primes below 400 000 in 16 chunks, pool vs serial. Every figure but
 //! Q3 is the best of several runs, on both sides (the machine is shared).
@@ -14,7 +15,7 @@ use std::collections::HashMap;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use multiprocessing::Pool;
+use multiprocessing::{Pool, Process};
 
 fn cubes(n: u64) -> u64 {
     n.pow(3)
@@ -81,6 +82,21 @@ fn python_twin() -> Option<HashMap<String, f64>> {
 
 fn main() -> multiprocessing::Result<()> {
     let with_python = !std::env::args().any(|a| a == "--no-python");
+
+    // Q6: create, start and join 4 processes with an empty target, median of 20.
+    let mut q6 = Vec::new();
+    for _ in 0..20 {
+        let t = Instant::now();
+        let mut processes: Vec<Process> = (0..4).map(|_| Process::new(|| ())).collect();
+        for p in &mut processes {
+            p.start()?;
+        }
+        for p in &processes {
+            assert_eq!(p.join()?, 0);
+        }
+        q6.push(t.elapsed());
+    }
+    let q6_ms = median(q6).as_secs_f64() * 1e3;
 
     // Q3: pool creation + map of 5, median of 10.
     let mut q3 = Vec::new();
@@ -163,6 +179,13 @@ fn main() -> multiprocessing::Result<()> {
             ratio.map_or("-".into(), |r| format!("{r:.1}x")),
         );
     };
+    row(
+        "Q6: start + join 4 Processes, median",
+        q6_ms,
+        "ms",
+        get("q6_start_join_4_ms"),
+        false,
+    );
     row(
         "Q3: Pool(4) + map(cubes, 1..=5), median",
         q3_ms,
