@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One idempotent setup for a Debian machine that has Rust (cargo) and Python 3.10+:
-#   - apt packages: mold (fast linker), libzmq3-dev + pkg-config (Rust zmq client), python3-venv
+#   - apt packages: mold (fast linker), g++ + libzmq3-dev + pkg-config (the Rust zmq client builds libzmq), python3-venv
 #   - evcxr_jupyter 0.22.0 (cargo install --locked), only when absent or another version
 #   - .venv with the pinned Python tools (JupyterLab, jupyter-client, nbclient, nbval, pytest, ...)
 #   - our kernel spec "rust-multiprocessing" in .venv (kernel/kernel.json.in with absolute paths)
@@ -61,7 +61,7 @@ fi
 apt_missing=()
 have_deb() { [[ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null)" == installed ]]; }
 if command -v dpkg-query >/dev/null 2>&1; then
-    for pkg in mold libzmq3-dev pkg-config; do
+    for pkg in mold g++ libzmq3-dev pkg-config; do
         have_deb "$pkg" || apt_missing+=("$pkg")
     done
     if ! "$PY" -c 'import ensurepip, venv' >/dev/null 2>&1; then
