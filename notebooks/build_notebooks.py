@@ -690,48 +690,31 @@ child exited with, and `-N` means the child was killed by signal `N` (6 is `SIGA
 9 is `SIGKILL`).
 """),
     md(r"""
-Two settings first. evcxr, the program that runs this notebook's code, asks Rust for a full backtrace
-with every panic message; here they would bury the messages, so we install a *panic hook* that prints
-only the message. (The hook is one per process; forked children inherit it.) And
-`libc` gives us the C library's `signal` function, used below.
-"""),
-    code(r"""
-:dep libc = "0.2"
-"""),
-    code(r"""
-std::panic::set_hook(Box::new(|info| {
-    let payload = info.payload();
-    let message = payload
-        .downcast_ref::<&str>()
-        .copied()
-        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
-        .unwrap_or("(no message)");
-    eprintln!("panicked: {message}");
-}));
-"""),
-    md(r"""
 ### Three children that fail
 
 1. one **panics** (Rust's equivalent of an uncaught exception): the child's report appears below, on
-   its standard error, under the line `Process Process-N:` as in Python;
+   its standard error, under the line `Process Process-N:` as in Python, then where it panicked and
+   the message;
 2. one **aborts** (`std::process::abort()`, as C's `abort()`: no clean-up, ends on signal 6);
 3. one **writes to an invalid address**: the operating system stops it with a segmentation fault
    (signal 11). In Python, this is what a bug in a C extension does.
 
-The third needs `unsafe`: safe Rust never writes through an invalid pointer. It also needs one more
-line: evcxr catches segmentation faults to print a backtrace and then aborts, and a forked child
-inherits the signal handlers of its parent. `crash_by_segfault` first gives `SIGSEGV` back its default
-action (end the process), as in a fresh program.
+The third needs `unsafe`: safe Rust never writes through an invalid pointer. Writing through a null
+pointer is a segmentation fault: address 0 is never mapped.
+
+Two things the crate does in every child, so that the children end as they would in a fresh program:
+evcxr, the program that runs this notebook's code, catches segmentation faults to print a backtrace
+and then aborts (which would turn -11 into -6), and asks Rust for a full backtrace with every panic.
+A child gives the crash signals back their default action, and reports its panic in three lines,
+without the backtrace. (The place, `src/lib.rs:line:column`, is in the file evcxr writes from this
+notebook's cells: its line numbers are not the cell's.)
 
 `join` waits for a child and returns its exit code. Watch the parent print its line after each child.
 """),
     code(r"""
 fn crash_by_segfault() {
-    // Undo the handler inherited from evcxr: a segmentation fault ends the process, as usual.
-    unsafe { libc::signal(libc::SIGSEGV, libc::SIG_DFL) };
-    // Address 16 is never mapped: writing there is a segmentation fault.
-    let invalid = 16 as *mut u8;
-    unsafe { invalid.write_volatile(1) };
+    // Address 0 is never mapped: writing there is a segmentation fault.
+    unsafe { std::ptr::null_mut::<u8>().write_volatile(1) };
 }
 
 let mut panics = Process::new(|| panic!("something went wrong in the child"));
@@ -750,6 +733,22 @@ println!("the parent is still running");
 
 A panic in a thread ends that thread only: `join` returns it as an `Err`, like an exception in a
 Python thread that never reaches the main thread. So for *errors*, threads are isolated too.
+
+These threads run in the notebook's own process, where evcxr's full backtrace would bury the message
+under some twenty lines of the kernel's own code. So first a *panic hook* for this process (one per
+process; the crate's children set their own) that prints only which thread panicked and why:
+"""),
+    code(r"""
+std::panic::set_hook(Box::new(|info| {
+    let payload = info.payload();
+    let message = payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)");
+    let thread = std::thread::current();
+    eprintln!("thread '{}' panicked: {message}", thread.name().unwrap_or("<unnamed>"));
+}));
 """),
     code(r"""
 let handle = std::thread::spawn(|| -> u32 { panic!("something went wrong in the thread") });
