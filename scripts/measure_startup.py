@@ -10,7 +10,7 @@ and the ratio ours/plain of "ready" (the target is at most 1.3). With --fresh it
 kernel with every build slot taken (RUST_MP_SLOTS=0: a fresh build dir, as when more kernels run
 than there are slots).
 
-usage: .venv/bin/python scripts/measure_startup.py [--rounds 5] [--fresh] [--no-warm-up] [--json FILE]
+usage: .venv/bin/python scripts/measure_startup.py [--rounds 5] [--fresh] [--warm-up] [--json FILE]
 Run ./install.sh first (it installs and warms the kernel). The machine's cores are shared: compare
 ratios from one run, not absolute times across runs.
 """
@@ -135,8 +135,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--fresh", action="store_true", help="also time our kernel with no free build slot")
-    ap.add_argument("--no-warm-up", action="store_true",
-                    help="also time our kernel with RUST_MP_WARM_UP=0 (rust-analyzer not warmed before ready)")
+    ap.add_argument("--warm-up", action="store_true",
+                    help="also time our kernel with RUST_MP_WARM_UP=1 (rust-analyzer warmed before ready)")
     ap.add_argument("--kernel", default="rust-multiprocessing")
     ap.add_argument("--timeout", type=float, default=300)
     ap.add_argument("--json", help="write all samples to this file")
@@ -150,8 +150,8 @@ def main():
         ("plain", "evcxr-plain-measure", PLAIN_FIRST_CELL, {}, plain_dirs),
         ("ours", args.kernel, our_cell, {}, [venv_kernels]),
     ]
-    if args.no_warm_up:
-        variants.append(("ours-cold", args.kernel, our_cell, {"RUST_MP_WARM_UP": "0"}, [venv_kernels]))
+    if args.warm_up:
+        variants.append(("ours-warm", args.kernel, our_cell, {"RUST_MP_WARM_UP": "1"}, [venv_kernels]))
     if args.fresh:
         variants.append(("ours-fresh", args.kernel, our_cell, {"RUST_MP_SLOTS": "0"}, [venv_kernels]))
 
@@ -174,7 +174,7 @@ def main():
         print(f"  {k:<10} ready {med[k]['ready']:6.2f} s   first cell {med[k]['cell']:5.2f} s")
     ratio = med["ours"]["ready"] / med["plain"]["ready"]
     print(f"  ratio ours/plain (ready): {ratio:.2f}  (target <= 1.30: {'met' if ratio <= 1.3 else 'NOT met'})")
-    for k in ("ours-cold", "ours-fresh"):
+    for k in ("ours-warm", "ours-fresh"):
         if k in med:
             print(f"  ratio {k}/plain (ready): {med[k]['ready'] / med['plain']['ready']:.2f}")
     print(f"  first cell of ours: {med['ours']['cell']:.2f} s after ready "
