@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test of the project (the README's test command; CI runs it through .ci/run):
 # install.sh, then cargo fmt --check, clippy -D warnings, the helper crate's tests, the kernel
-# client's tests (they start the installed kernel), and the pytest suites (notebooks, kernel
-# conformance) found under tests/ and kernel/. Exits non-zero if any step fails; ends with a
+# client's tests (they start the installed kernel; the notebooks are re-run and compared there), the
+# pytest suites (kernel conformance) found under tests/ and kernel/, and JupyterLab in headless
+# Chromium running notebooks through the kernel (scripts/lab_smoke.sh). Exits non-zero if any step fails; ends with a
 # summary line "test.sh: N passed, N failed, N skipped" counting steps.
 set -euo pipefail
 
@@ -69,6 +70,31 @@ if ((${#py_dirs[@]})); then
     step "pytest (${py_dirs[*]})" "$VIRTUAL_ENV/bin/python" -m pytest -p no:cacheprovider "${py_dirs[@]}"
 else
     skip "pytest" "no test_*.py under tests/ or kernel/"
+fi
+
+# The notebooks as a user sees them: JupyterLab in headless Chromium runs 00 and 01 through the kernel.
+# Its prerequisites serve only this test, so they are installed here rather than by install.sh:
+# Debian's chromium, and playwright-core pinned in scripts/package.json (npm ci, once).
+browser_prerequisites() {
+    if [[ ! -x ${CHROMIUM:-/usr/bin/chromium} ]]; then
+        local sudo=()
+        ((EUID == 0)) || sudo=(sudo)
+        "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium ||
+            { "${sudo[@]}" apt-get update -q &&
+                "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; } ||
+            { echo "[test] could not install chromium (apt-get install chromium)" >&2; return 1; }
+    fi
+    command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 ||
+        { echo "[test] node and npm are needed for the browser test (apt-get install nodejs npm)" >&2; return 1; }
+    [[ -d scripts/node_modules/playwright-core ]] || npm ci --prefix scripts --no-audit --no-fund
+}
+export -f browser_prerequisites # `step` runs commands under timeout(1), which needs a program
+step "browser test prerequisites" bash -c browser_prerequisites
+if [[ -d scripts/node_modules/playwright-core ]]; then
+    step "JupyterLab in Chromium" scripts/lab_smoke.sh --out "$(mktemp -d /tmp/lab-smoke-XXXXXX)"
+else
+    failed+=("JupyterLab in Chromium")
+    say "JupyterLab in Chromium: FAILED (its prerequisites are missing, see above)"
 fi
 
 echo

@@ -543,7 +543,7 @@ ideal: `n` times faster with `n` workers, up to the number of cores, then flat.
 fn performance_chart(cores: usize, serial: f64, pool: &[(usize, f64)], threads: &[(usize, f64)]) -> Svg {
     let mut svg = String::new();
     {
-        let root = SVGBackend::with_string(&mut svg, (960, 400)).into_drawing_area();
+        let root = SVGBackend::with_string(&mut svg, (800, 360)).into_drawing_area();
         root.fill(&WHITE).unwrap();
         let (left, right) = root.split_horizontally(480);
         let most = pool.iter().chain(threads).map(|&(n, _)| n).max().unwrap_or(4) as f64 + 0.5;

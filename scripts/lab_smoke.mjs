@@ -20,8 +20,8 @@
 // Exit status 0 when every check passed, 1 on a failed check, 2 on a setup problem.
 //
 // Prerequisite (the only one besides ./install.sh and a Chromium, e.g. `apt-get install chromium`):
-//   npm install playwright-core        # in a scratch dir OUTSIDE the repo, e.g. /tmp/labcheck
-// then point this script at it with either
+//   npm ci --prefix scripts            # playwright-core, pinned in scripts/package.json
+// (./test.sh does both), or playwright-core installed elsewhere, found through either
 //   PLAYWRIGHT_CORE=/tmp/labcheck/node_modules/playwright-core   or
 //   NODE_PATH=/tmp/labcheck/node_modules
 // (scripts/lab_smoke.sh does this for you). playwright-core's own browser download is not
