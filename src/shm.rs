@@ -1,6 +1,7 @@
-//! Memory shared between forked processes, guarded by a process-shared robust mutex: what [`Lock`],
-//! [`Value`] and [`Queue`] are built on. Every `unsafe` block of those types lives here, each with
-//! the invariant that makes it sound.
+//! Memory shared between forked processes: guarded by a process-shared robust mutex, what [`Lock`],
+//! [`Value`] and [`Queue`] are built on, or plain atomic words ([`SharedWords`]), how a pool worker
+//! tells its parent which task it runs. Every `unsafe` block of those types lives here, each with the
+//! invariant that makes it sound.
 //!
 //! A [`Shared<T>`] is one anonymous `MAP_SHARED` mapping holding a glibc `pthread_mutex_t` (set up
 //! `PTHREAD_PROCESS_SHARED`, `PTHREAD_MUTEX_ROBUST`, `PTHREAD_MUTEX_ERRORCHECK`), the pid of its
@@ -21,7 +22,7 @@ use std::cell::UnsafeCell;
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicI32, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use nix::errno::Errno;
@@ -80,6 +81,70 @@ pub(crate) enum Acquired<'a, T: Copy> {
     Unrecoverable,
 }
 
+/// Maps `len` bytes of anonymous shared memory: zero-filled, page-aligned, and seen at the same
+/// address by every process forked after this call.
+fn map_shared(len: usize) -> Result<NonNull<u8>> {
+    // SAFETY: a new anonymous shared mapping at an address the kernel picks; it touches no existing
+    // memory. The kernel fills it with zeros.
+    let addr = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if addr == libc::MAP_FAILED {
+        return Err(Error::os("mmap", Errno::last()));
+    }
+    Ok(NonNull::new(addr.cast::<u8>()).expect("mmap never returns null on success"))
+}
+
+/// Words of anonymous shared memory read and written only as atomics: what a pool worker uses to tell
+/// its parent which task it is running (so that when it dies the parent can name the task).
+#[derive(Debug)]
+pub(crate) struct SharedWords {
+    words: NonNull<u64>,
+    len: usize,
+}
+
+// SAFETY: the mapping is not tied to a thread and is only accessed through atomics.
+unsafe impl Send for SharedWords {}
+// SAFETY: as above.
+unsafe impl Sync for SharedWords {}
+
+impl SharedWords {
+    /// Maps `len` words, all zero.
+    pub(crate) fn new(len: usize) -> Result<Self> {
+        let words = map_shared(len * 8)?.cast::<u64>();
+        Ok(SharedWords { words, len })
+    }
+
+    /// Word `index`, as an atomic. Panics if `index` is out of range (a bug of this crate).
+    pub(crate) fn word(&self, index: usize) -> &AtomicU64 {
+        assert!(index < self.len, "shared word {index} of {}", self.len);
+        // SAFETY: in range (checked above), mapped for as long as `self` lives, 8-byte aligned (the
+        // mapping is page-aligned), and only ever accessed through atomics.
+        unsafe { AtomicU64::from_ptr(self.words.as_ptr().add(index)) }
+    }
+
+    /// The address of word `index`, for code that takes a raw pointer (a trampoline in a later evcxr
+    /// cell, compiled against its own copy of this crate). Valid while `self` lives.
+    pub(crate) fn word_ptr(&self, index: usize) -> *mut u64 {
+        self.word(index).as_ptr()
+    }
+}
+
+impl Drop for SharedWords {
+    fn drop(&mut self) {
+        // SAFETY: mapped by `new` with this length; nothing borrows it any more (borrows of words
+        // end with `&self`). Other processes' views are their own.
+        unsafe { libc::munmap(self.words.as_ptr().cast(), self.len * 8) };
+    }
+}
+
 impl<T: Copy> Shared<T> {
     /// Maps a new shared region holding `value` and an unlocked mutex.
     pub(crate) fn new(value: T) -> Result<Self> {
@@ -91,23 +156,8 @@ impl<T: Copy> Shared<T> {
                 fix: "use a type aligned to at most 4096 bytes",
             });
         }
-        // SAFETY: a new anonymous shared mapping at an address the kernel picks; it touches no
-        // existing memory. The kernel fills it with zeros.
-        let addr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        if addr == libc::MAP_FAILED {
-            return Err(Error::os("mmap", Errno::last()));
-        }
-        let slot =
-            NonNull::new(addr.cast::<Slot<T>>()).expect("mmap never returns null on success");
+        let slot = map_shared(len)?.cast::<Slot<T>>();
+        let addr = slot.as_ptr().cast::<libc::c_void>();
         // SAFETY: the mapping is `len` = size_of::<Slot<T>>() bytes, page-aligned (so aligned for
         // Slot<T>, checked above), writable, and nobody else can see it yet (no fork since). `holder`
         // and `count` are already valid (zero bytes are a valid AtomicI32/AtomicI64); `value` is

@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// A code address as the parent saw it, with the shared object it lies in.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -368,49 +368,30 @@ pub(crate) fn call_trampoline(
     }
 }
 
-/// A page of memory shared between the parent and one worker (mapped before the fork): the worker
-/// writes which chunk and which task it is running, so that when it dies the parent can name the task.
+/// Memory shared between the parent and one worker (mapped before the fork): the worker writes which
+/// chunk and which task it is running, so that when it dies the parent can name the task.
 #[derive(Debug)]
 pub(crate) struct ProgressSlot {
-    page: *mut u64,
+    words: crate::shm::SharedWords,
 }
-
-const PAGE: usize = 4096;
 
 impl ProgressSlot {
     pub(crate) fn new() -> Result<Self> {
-        // SAFETY: an anonymous shared mapping of one page, at an address the kernel picks; it touches
-        // no existing memory.
-        let page = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                PAGE,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        if page == libc::MAP_FAILED {
-            return Err(Error::os("mmap", nix::errno::Errno::last()));
-        }
-        Ok(ProgressSlot { page: page.cast() })
+        Ok(ProgressSlot {
+            words: crate::shm::SharedWords::new(2)?,
+        })
     }
 
     fn chunk(&self) -> &AtomicU64 {
-        // SAFETY: the page is mapped (and zero-filled) for as long as self lives, page-aligned, and
-        // only ever accessed through atomics.
-        unsafe { AtomicU64::from_ptr(self.page) }
+        self.words.word(0)
     }
 
     fn item(&self) -> &AtomicU64 {
-        // SAFETY: as in `chunk`; the second word of the page.
-        unsafe { AtomicU64::from_ptr(self.page.add(1)) }
+        self.words.word(1)
     }
 
     fn item_ptr(&self) -> *mut u64 {
-        // SAFETY: the second word of our mapped page.
-        unsafe { self.page.add(1) }
+        self.words.word_ptr(1)
     }
 
     /// In the worker: about to run chunk `id` (`None`: between chunks).
@@ -439,12 +420,5 @@ impl ProgressSlot {
             .load(Ordering::Acquire)
             .checked_sub(1)
             .map(|i| i as usize)
-    }
-}
-
-impl Drop for ProgressSlot {
-    fn drop(&mut self) {
-        // SAFETY: the page was mapped by `new` with this length and nothing borrows it any more.
-        unsafe { libc::munmap(self.page.cast(), PAGE) };
     }
 }
