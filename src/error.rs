@@ -262,7 +262,9 @@ pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 /// In a child process: replaces the panic hook with a short report on stderr, Python's header
 /// ("Process Process-2:") then where and why. No backtrace: evcxr forces `RUST_BACKTRACE=1`, and twenty
 /// frames of the kernel's own code would bury the one line a learner needs. Returns a flag that is set
-/// once a report was printed (a panic in another copy of std, e.g. a later evcxr cell's, is not seen).
+/// once a report was printed. evcxr builds every cell with `-Cprefer-dynamic`, so all cells share one
+/// std and one hook; a library that links its own std (a plain cdylib) keeps its own hook, and its
+/// panics are reported by the caller's `catch_unwind` instead (the flag stays unset).
 pub(crate) fn report_panics_briefly(name: String) -> std::sync::Arc<std::sync::atomic::AtomicBool> {
     use std::sync::atomic::{AtomicBool, Ordering};
     let reported = std::sync::Arc::new(AtomicBool::new(false));
