@@ -75,9 +75,9 @@ else
 fi
 
 # What needs the network: missing apt packages, evcxr_jupyter, the venv, crates not yet downloaded.
-evcxr_installed=$("$CARGO" install --list 2>/dev/null | sed -n 's/^evcxr_jupyter v\([^:]*\):$/\1/p')
-need_evcxr=0
-[[ $evcxr_installed == "$EVCXR_VERSION" && -x $cargo_bin/evcxr_jupyter ]] || need_evcxr=1
+# Our own build of evcxr_jupyter (kernel/build_evcxr.sh: the pinned release plus kernel/patches),
+# kept under a key of everything that goes into it, outside the checkout and outside HOME.
+evcxr_key=$("$REPO/kernel/build_evcxr.sh" --key) || die "kernel/build_evcxr.sh --key failed"
 
 REQ=$REPO/requirements.txt
 if ! "$PY" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)'; then
@@ -87,10 +87,11 @@ venv_want="python=$PY_VERSION $(sha256sum "$REQ" | cut -c1-16) $(basename "$REQ"
 need_venv=0
 [[ -x $VENV/bin/python && "$(cat "$VENV/.install-stamp" 2>/dev/null)" == "$venv_want" ]] || need_venv=1
 
-# Crates: only the host's dependencies are needed (cargo build never downloads other platforms').
-HOST=$(rustc -vV | sed -n 's/^host: //p')
+# Crates: every package of each lock file, for every platform. cargo build itself downloads only the
+# host's, but evcxr runs `cargo metadata` (all platforms) on its build crate, and the kernel runs
+# offline: a crate missing there fails the notebook cell that needs it ("failed to download").
 need_crates=0
-if ! meta_err=$("$CARGO" metadata --offline --format-version 1 --filter-platform "$HOST" \
+if ! meta_err=$("$CARGO" metadata --offline --format-version 1 \
     --manifest-path "$REPO/Cargo.toml" 2>&1 >/dev/null); then
     if grep -q -e '--offline' -e 'offline mode' <<<"$meta_err"; then
         need_crates=1
@@ -111,15 +112,14 @@ mkdir -p "$prebuild_pkg"
 touch "$prebuild_pkg/lib.rs"
 cmp -s "$STATE/prebuild-Cargo.toml.new" "$prebuild_pkg/Cargo.toml" || mv "$STATE/prebuild-Cargo.toml.new" "$prebuild_pkg/Cargo.toml"
 rm -f "$STATE/prebuild-Cargo.toml.new"
-if ! "$CARGO" metadata --offline --format-version 1 --filter-platform "$HOST" \
+if ! "$CARGO" metadata --offline --format-version 1 \
     --manifest-path "$prebuild_pkg/Cargo.toml" >/dev/null 2>&1; then
     need_crates=1
 fi
 
-if ((${#apt_missing[@]} || need_evcxr || need_venv || need_crates)); then
+if ((${#apt_missing[@]} || need_venv || need_crates)); then
     what=()
     ((${#apt_missing[@]})) && what+=("apt packages: ${apt_missing[*]}")
-    ((need_evcxr)) && what+=("evcxr_jupyter $EVCXR_VERSION")
     ((need_venv)) && what+=("Python packages for .venv")
     ((need_crates)) && what+=("crate dependencies")
     say "needs downloading: $(IFS=';'; echo "${what[*]}")"
@@ -150,12 +150,10 @@ fi
 # ---------------------------------------------------------------------------------------------
 # 2. evcxr_jupyter
 # ---------------------------------------------------------------------------------------------
-if ((need_evcxr)); then
-    say "cargo install --locked evcxr_jupyter@$EVCXR_VERSION (installed: ${evcxr_installed:-none}; takes ~15 min on 2 cores)"
-    "$CARGO" install --locked "evcxr_jupyter@$EVCXR_VERSION" || die "cargo install evcxr_jupyter@$EVCXR_VERSION failed"
-fi
-EVCXR=$cargo_bin/evcxr_jupyter
-[[ -x $EVCXR ]] || EVCXR=$(command -v evcxr_jupyter) || die "evcxr_jupyter is not on PATH after installing it"
+say "evcxr_jupyter $EVCXR_VERSION, the project's build (key $evcxr_key)"
+EVCXR=$("$REPO/kernel/build_evcxr.sh") ||
+    die "building evcxr_jupyter $EVCXR_VERSION with the patches in kernel/patches failed (see above). If it could not download, connect to the network and run $0 again."
+[[ -x $EVCXR ]] || die "kernel/build_evcxr.sh did not produce $EVCXR"
 
 # ---------------------------------------------------------------------------------------------
 # 3. .venv with pinned Python tools
@@ -202,13 +200,13 @@ mkdir -p "$STATE"
 hash_tree() { # hashes the given files/dirs (contents and names), missing ones allowed
     (cd "$REPO" && find "$@" -type f ! -path '*/target/*' -print0 2>/dev/null | sort -z | xargs -0 -r sha256sum) | sha256sum | cut -c1-32
 }
-tool_versions="evcxr=$evcxr_installed-$EVCXR_VERSION $(rustc -V) $(command -v mold || true)"
+tool_versions="evcxr=$evcxr_key $(rustc -V) $(command -v mold || true)"
 
 if ((need_crates)); then
-    say "cargo fetch --target $HOST"
-    "$CARGO" fetch --target "$HOST" --manifest-path "$REPO/Cargo.toml" || warn "cargo fetch failed: builds may need the network later"
-    "$CARGO" fetch --target "$HOST" --manifest-path "$prebuild_pkg/Cargo.toml" ||
-        warn "cargo fetch of the crates in kernel/evcxr/prebuild.evcxr failed: notebooks that add them need the network"
+    say "cargo fetch (the workspace, and the crates notebooks add: kernel/evcxr/prebuild.evcxr)"
+    "$CARGO" fetch --manifest-path "$REPO/Cargo.toml" || die "cargo fetch of the workspace's crates failed"
+    "$CARGO" fetch --manifest-path "$prebuild_pkg/Cargo.toml" ||
+        die "cargo fetch of the crates in kernel/evcxr/prebuild.evcxr failed: notebooks that add them could not build"
 fi
 
 # 5a. the kernel: start it once in a free build slot (0 unless busy), run a cell, then copy that
@@ -249,7 +247,7 @@ if [[ "$(cat "$STATE/warm-kernel.stamp" 2>/dev/null)" != "$kernel_want" ]]; then
             ((${#copied[@]})) && say "copied build slot $warm_slot to slot(s) ${copied[*]} ($(du -sh "$STATE/slot-$warm_slot" | cut -f1) each)"
             printf '%s\n' "$kernel_want" >"$STATE/warm-kernel.stamp"
         else
-            warn "the kernel warm-up failed (see above). Notebooks will show this error when the kernel starts."
+            die "the kernel warm-up failed (see above): the kernel cannot build what the notebooks use, so the install is broken. Fix the error above and run $0 again."
         fi
     fi
 fi
