@@ -102,10 +102,12 @@ if ! meta_err=$("$CARGO" metadata --offline --format-version 1 \
 fi
 
 # Crates that notebooks add with `:dep` (kernel/evcxr/prebuild.evcxr): a scratch package that
-# depends on them, to download them here (the kernel runs with `:offline 1`).
+# depends on them and on the helper crate, as evcxr's build crate in the kernel does, so that the
+# same resolution is downloaded here (the kernel runs with `:offline 1`).
 prebuild_pkg=$STATE/prebuild-fetch
 {
     printf '[package]\nname = "rust-mp-prebuild"\nversion = "0.0.0"\nedition = "2021"\n\n[lib]\npath = "lib.rs"\n\n[dependencies]\n'
+    printf 'multiprocessing = { path = "%s" }\n' "$REPO"
     sed -n 's/^:dep[[:space:]]\+//p' "$REPO/kernel/evcxr/prebuild.evcxr" 2>/dev/null || true
 } >"$STATE/prebuild-Cargo.toml.new"
 mkdir -p "$prebuild_pkg"
