@@ -3,9 +3,9 @@
 
 /// What can go wrong in [`World::init`](crate::World::init) and [`World::map`](crate::World::map).
 ///
-/// Errors of a map are reported on rank 0, which holds the results; the other ranks' `map` returns
-/// `Ok(None)` whatever happened, so every rank leaves the call and no rank waits forever.
-#[derive(Debug, thiserror::Error)]
+/// A failed map returns the same error on every rank (rank 0 sends it to the others), so code that
+/// writes `world.map(..)?` on every rank leaves in step, and no rank waits for one that left.
+#[derive(Debug, thiserror::Error, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub enum Error {
     /// `World::init` was called a second time in this process (MPI initializes once per process).
@@ -16,7 +16,7 @@ pub enum Error {
     #[error("could not encode {what} with postcard: {message}; give the type a Serialize that postcard supports (no #[serde(flatten)], no sequences of unknown length)")]
     Encode {
         /// What was being encoded, e.g. "the inputs".
-        what: &'static str,
+        what: String,
         /// postcard's message.
         message: String,
     },

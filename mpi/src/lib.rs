@@ -13,7 +13,7 @@
 //! | `Pool::with(4, \|pool\| pool.map(f, xs))?` | `World::init()?.map(f, xs)?` under `mpirun -n 4` | `comm.scatter` + `comm.gather` |
 //! | the parent gets `Vec<R>` | rank 0 gets `Some(Vec<R>)`, the others `None` | `gather` returns `None` off the root |
 //! | chunks handed to idle workers as they finish | one contiguous block per rank ([`block`]) | the chunks you scatter |
-//! | `Err(TaskPanicked { index, worker, message })` | `Err(Error::TaskPanicked { index, rank, message })` on rank 0 | the exception, on its rank only |
+//! | `Err(TaskPanicked { index, worker, message })` | `Err(Error::TaskPanicked { index, rank, message })` on every rank | the exception, on its rank only |
 //! | a worker killed: `Err(WorkerDied { .. })`, the pool goes on | a rank killed: `mpirun` ends every rank, exits non-zero | the same (mpirun) |
 //!
 //! ```no_run
@@ -44,10 +44,16 @@
 //! - Values travel as postcard bytes, as in the pool: `T` and `R` are `Serialize + DeserializeOwned`.
 //! - The split is static: rank `r` gets inputs `block(n, r, size)`; a slow input delays its whole
 //!   block (the pool hands chunks to whichever worker is idle).
-//! - A panic in `f` stops that rank's block and comes back to rank 0 as [`Error::TaskPanicked`];
-//!   every rank still leaves `map`. A rank that dies (signal, abort) cannot answer: Open MPI's
-//!   `mpirun` sees it exit and kills the other ranks, printing which rank died and how, and exits
-//!   non-zero. Nothing waits forever.
+//! - A panic in `f` stops that rank's block and comes back as [`Error::TaskPanicked`], the same
+//!   error on every rank (rank 0 sends it round), so `world.map(..)?` ends every rank in step, and
+//!   a program that handles it goes on in step. A panic outside `map` aborts every rank
+//!   (`MPI_Abort`, when the `World` is dropped while unwinding) rather than leave them waiting for
+//!   a rank that left. A rank that dies (signal, abort) cannot answer: Open MPI's `mpirun` sees it
+//!   exit and kills the other ranks, printing which rank died and how, and exits non-zero. Nothing
+//!   waits forever.
+//! - The one way to hang is MPI's own: ranks that make different collective calls (one calls
+//!   `map` or `barrier`, another returns from `main` normally); every rank must make the same calls
+//!   in the same order.
 
 mod error;
 mod split;

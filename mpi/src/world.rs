@@ -1,6 +1,6 @@
 //! [`World`]: this process's place among the MPI ranks, and `map`, the pool's contract over them.
 //!
-//! One `map` is four collective calls on `MPI_COMM_WORLD`, each made by every rank in the same order:
+//! One `map` is five collective calls on `MPI_COMM_WORLD`, each made by every rank in the same order:
 //! 1. scatter of a header per rank (the byte length of its inputs and the index of its first one,
 //!    or "none: rank 0 failed before sending", so no rank waits for bytes that never come);
 //! 2. scatterv of the inputs, encoded with postcard, one contiguous block per rank ([`block`]);
@@ -27,6 +27,8 @@ use crate::split::block;
 const ROOT: i32 = 0;
 /// Header length that tells a rank "no inputs are coming: rank 0 failed before sending them".
 const ROOT_FAILED: u64 = u64::MAX;
+/// The exit code of every rank when one panics outside `map` (Rust's own for a panic).
+const PANIC_EXIT_CODE: i32 = 101;
 /// The largest byte count one rank can send or receive in one call (MPI counts are C `int`s).
 const MAX_COUNT: u64 = Count::MAX as u64;
 
@@ -129,12 +131,15 @@ impl World {
     /// in input order on rank 0.
     ///
     /// Every rank must call it (it is a collective call); `items` counts only on rank 0 and is not
-    /// even iterated elsewhere. Rank 0 gets `Ok(Some(results))` or the error; every other rank
-    /// gets `Ok(None)`, also when the map failed, so all ranks leave the call and go on in step.
+    /// even iterated elsewhere. Rank 0 gets `Ok(Some(results))`, every other rank `Ok(None)`; a
+    /// failed map returns the same error on every rank, so all ranks leave the call in step (with
+    /// `?` on every rank, every rank ends; having handled it, every rank goes on).
     ///
-    /// Errors (on rank 0): [`Error::TaskPanicked`] for the first input (lowest index) whose call
-    /// panicked; [`Error::Encode`], [`Error::Decode`], [`Error::TooLarge`] when values cannot
-    /// travel. A rank killed meanwhile ends the whole job: `mpirun` exits non-zero, saying which.
+    /// Errors: [`Error::TaskPanicked`] for the first input (lowest index) whose call panicked
+    /// (that rank runs none of its later inputs, the other ranks finish theirs);
+    /// [`Error::Encode`], [`Error::Decode`], [`Error::TooLarge`] when values cannot travel. A rank
+    /// killed meanwhile ends the whole job: `mpirun` kills the others and exits non-zero, saying
+    /// which rank died and how.
     pub fn map<T, R>(
         &self,
         f: fn(T) -> R,
@@ -161,7 +166,10 @@ impl World {
                 Err(_) => vec![ROOT_FAILED; 2 * ranks],
             };
             root.scatter_into_root(&headers[..], &mut header[..]);
-            let (bytes, counts, _) = sent?;
+            let (bytes, counts, _) = match sent {
+                Ok(sent) => sent,
+                Err(e) => return Err(self.share_outcome(Some(e)).unwrap_err()),
+            };
             let displs = offsets(&counts);
             let mut mine = vec![0u8; header[0] as usize];
             root.scatter_varcount_into_root(
@@ -172,7 +180,7 @@ impl World {
         } else {
             root.scatter_into(&mut header[..]);
             if header[0] == ROOT_FAILED {
-                return Ok(None);
+                return self.share_outcome(None).map(|()| None);
             }
             let mut mine = vec![0u8; header[0] as usize];
             root.scatter_varcount_into(&mut mine[..]);
@@ -189,21 +197,17 @@ impl World {
             .all_gather_into(&(reply.len() as u64), &mut lengths[..]);
         let total: u64 = lengths.iter().sum();
         if total > MAX_COUNT {
-            // No rank enters the gather: its displacements would not fit.
-            return if self.is_root() {
-                Err(Error::TooLarge {
-                    what: "the results of all ranks".into(),
-                    bytes: total,
-                })
-            } else {
-                Ok(None)
-            };
+            // Every rank knows: none enters the gather, whose displacements would not fit.
+            return Err(Error::TooLarge {
+                what: "the results of all ranks".into(),
+                bytes: total,
+            });
         }
 
         // 4: rank 0 gathers the replies and decodes them in rank order.
         if !self.is_root() {
             root.gather_varcount_into(&reply[..]);
-            return Ok(None);
+            return self.share_outcome(None).map(|()| None);
         }
         let counts: Vec<Count> = lengths.iter().map(|&n| n as Count).collect();
         let displs = offsets(&counts);
@@ -212,44 +216,106 @@ impl World {
             &reply[..],
             &mut PartitionMut::new(&mut gathered[..], &counts[..], &displs[..]),
         );
-        let mut out = Vec::new();
-        for (rank, (&at, &len)) in displs.iter().zip(&counts).enumerate() {
-            let bytes = &gathered[at as usize..(at + len) as usize];
-            let reply: Reply<R> = postcard::from_bytes(bytes).map_err(|e| Error::Decode {
-                what: format!("rank {rank}'s results"),
+        match decode_replies(&gathered, &counts, &displs) {
+            Ok(out) => self.share_outcome(None).map(|()| Some(out)),
+            Err(e) => Err(self.share_outcome(Some(e)).unwrap_err()),
+        }
+    }
+
+    /// 5: rank 0's outcome of a map, sent to every rank, so that every rank returns the same
+    /// `Result` and code that writes `world.map(..)?` on every rank leaves in step. Rank 0 passes
+    /// its error, if any, and gets it back; the other ranks pass `None` and get a copy of it.
+    fn share_outcome(&self, error: Option<Error>) -> Result<()> {
+        let root = self.comm.process_at_rank(ROOT);
+        if self.is_root() {
+            let mut bytes = match &error {
+                // An Error holds strings and integers: postcard encodes it.
+                Some(e) => postcard::to_stdvec(e).unwrap_or_default(),
+                None => Vec::new(),
+            };
+            let mut len = bytes.len() as u64;
+            root.broadcast_into(&mut len);
+            if len > 0 {
+                root.broadcast_into(&mut bytes[..]);
+            }
+            return error.map_or(Ok(()), Err);
+        }
+        let mut len = 0u64;
+        root.broadcast_into(&mut len);
+        if len == 0 {
+            return Ok(());
+        }
+        let mut bytes = vec![0u8; len as usize];
+        root.broadcast_into(&mut bytes[..]);
+        Err(
+            postcard::from_bytes(&bytes).unwrap_or_else(|e| Error::Decode {
+                what: "rank 0's report of a failed map".into(),
                 message: e.to_string(),
-            })?;
-            match reply {
-                Reply::Done(results) => out.extend(results),
-                Reply::Panicked { index, message } => {
-                    return Err(Error::TaskPanicked {
-                        index: index as usize,
-                        rank,
-                        message,
-                    })
-                }
-                Reply::Failed(Failure::Decode(message)) => {
-                    return Err(Error::Decode {
-                        what: format!("rank {rank}'s inputs (as rank {rank} read them)"),
-                        message,
-                    })
-                }
-                Reply::Failed(Failure::Encode(message)) => {
-                    return Err(Error::Encode {
-                        what: "a rank's results",
-                        message: format!("(rank {rank}) {message}"),
-                    })
-                }
-                Reply::Failed(Failure::TooLarge(bytes)) => {
-                    return Err(Error::TooLarge {
-                        what: format!("rank {rank}'s results"),
-                        bytes,
-                    })
-                }
+            }),
+        )
+    }
+}
+
+impl Drop for World {
+    /// A rank that unwinds out of its `main` with the `World` (a panic outside `map`) must not call
+    /// `MPI_Finalize`: Open MPI's waits for every rank, and the others may be waiting in a `map` for
+    /// this one, so nobody would ever return. `MPI_Abort` ends every rank instead.
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "rank {} of {} panicked: ending every rank (MPI_Abort), since the others may be waiting for it",
+                self.rank(),
+                self.size()
+            );
+            self.comm.abort(PANIC_EXIT_CODE);
+        }
+    }
+}
+
+/// Rank 0's decoding of the gathered replies, in rank order: the results in input order, or the
+/// first failure (lowest rank, and so lowest input index).
+fn decode_replies<R: DeserializeOwned>(
+    gathered: &[u8],
+    counts: &[Count],
+    displs: &[Count],
+) -> Result<Vec<R>> {
+    let mut out = Vec::new();
+    for (rank, (&at, &len)) in displs.iter().zip(counts).enumerate() {
+        let bytes = &gathered[at as usize..(at + len) as usize];
+        let reply: Reply<R> = postcard::from_bytes(bytes).map_err(|e| Error::Decode {
+            what: format!("rank {rank}'s results"),
+            message: e.to_string(),
+        })?;
+        match reply {
+            Reply::Done(results) => out.extend(results),
+            Reply::Panicked { index, message } => {
+                return Err(Error::TaskPanicked {
+                    index: index as usize,
+                    rank,
+                    message,
+                })
+            }
+            Reply::Failed(Failure::Decode(message)) => {
+                return Err(Error::Decode {
+                    what: format!("rank {rank}'s inputs (as rank {rank} read them)"),
+                    message,
+                })
+            }
+            Reply::Failed(Failure::Encode(message)) => {
+                return Err(Error::Encode {
+                    what: format!("rank {rank}'s results"),
+                    message,
+                })
+            }
+            Reply::Failed(Failure::TooLarge(bytes)) => {
+                return Err(Error::TooLarge {
+                    what: format!("rank {rank}'s results"),
+                    bytes,
+                })
             }
         }
-        Ok(Some(out))
     }
+    Ok(out)
 }
 
 /// Encodes each rank's block of `items`: the bytes end to end, each block's length, and the index
@@ -264,7 +330,7 @@ fn encode_blocks<T: Serialize>(
         let range = block(items.len(), rank, ranks);
         let before = bytes.len();
         bytes = postcard::to_extend(&items[range.clone()], bytes).map_err(|e| Error::Encode {
-            what: "the inputs",
+            what: "the inputs".into(),
             message: e.to_string(),
         })?;
         let len = (bytes.len() - before) as u64;

@@ -87,29 +87,46 @@ fn parse_args() -> Result<Mode, String> {
     Ok(mode)
 }
 
-fn run(mode: Mode) -> multiprocessing_mpi::Result<()> {
+/// Runs the mode. A failed map fails on every rank; rank 0 says why, before MPI_Finalize (once a
+/// rank has exited non-zero, mpirun may kill the others before they print).
+fn run(mode: Mode) -> ExitCode {
     let t0 = Instant::now();
-    let world = World::init()?;
+    let world = match World::init() {
+        Ok(world) => world,
+        Err(e) => {
+            eprintln!("mpi_map: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let init = t0.elapsed();
     let _ = PLACE.set((world.rank(), world.size()));
-    match mode {
+    let done = match mode {
         Mode::Startup => {
             world.barrier();
             if world.is_root() {
                 println!("MPI_Init on rank 0: {:.1} ms", init.as_secs_f64() * 1e3);
             }
+            Ok(())
         }
-        Mode::Map => {
-            if let Some(out) = world.map(count_primes_here, work::inputs())? {
+        Mode::Map => world.map(count_primes_here, work::inputs()).map(|out| {
+            if let Some(out) = out {
                 println!("gathered on rank 0: {out:?}");
             }
+        }),
+        Mode::Bench => bench(&world),
+    };
+    match done {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if world.is_root() {
+                eprintln!("mpi_map: {e}");
+            }
+            ExitCode::FAILURE
         }
-        Mode::Bench => bench(&world)?,
     }
-    Ok(())
 }
 
-/// What a map costs: one tiny input per rank, many times (the fixed cost of a map: four collective
+/// What a map costs: one tiny input per rank, many times (the fixed cost of a map: five collective
 /// calls), and a million tiny inputs in one map (the cost per input: postcard and the copies).
 fn bench(world: &World) -> multiprocessing_mpi::Result<()> {
     let ranks = world.size() as u64;
@@ -151,11 +168,5 @@ fn main() -> ExitCode {
         }
     };
     // `run` owns the World: MPI is finalized before the exit code is returned.
-    match run(mode) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("mpi_map: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    run(mode)
 }
