@@ -5,11 +5,14 @@
 //!    or "none: rank 0 failed before sending", so no rank waits for bytes that never come);
 //! 2. scatterv of the inputs, encoded with postcard, one contiguous block per rank ([`block`]);
 //! 3. allgather of each rank's reply length (every rank learns whether the gather fits MPI's counts);
-//! 4. gatherv of the replies to rank 0, which decodes them in rank order: the results in input order.
+//! 4. gatherv of the replies to rank 0, which decodes them in rank order: the results in input order;
+//! 5. broadcast of rank 0's outcome, so that a failed map returns the same error on every rank.
 //!
 //! A panic in the function is caught on its rank and travels in the reply, so every rank still
 //! makes every call. A rank that dies (killed, aborted) is not caught here: `mpirun` sees it and
-//! ends the whole job with a non-zero exit (Open MPI does this by default), so nobody hangs.
+//! ends the whole job with a non-zero exit (Open MPI does this by default), so nobody hangs. A
+//! panic outside `map` drops the `World` while unwinding, which calls `MPI_Abort` (not
+//! `MPI_Finalize`, which would wait for ranks that may be waiting for this one).
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -140,6 +143,15 @@ impl World {
     /// [`Error::Encode`], [`Error::Decode`], [`Error::TooLarge`] when values cannot travel. A rank
     /// killed meanwhile ends the whole job: `mpirun` kills the others and exits non-zero, saying
     /// which rank died and how.
+    ///
+    /// `f` is a `fn` (or a closure that captures nothing), as in `Pool::map`: each rank runs it from
+    /// its own copy of the program, so it cannot carry values from rank 0's memory:
+    /// ```compile_fail,E0308
+    /// # fn f(world: &multiprocessing_mpi::World) {
+    /// let offset = 10;
+    /// world.map(move |x: u64| x + offset, vec![1, 2, 3]);
+    /// # }
+    /// ```
     pub fn map<T, R>(
         &self,
         f: fn(T) -> R,
