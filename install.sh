@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One idempotent setup for a Debian machine that has Rust (cargo) and Python 3.10+:
-#   - apt packages: mold (fast linker), g++ + libzmq3-dev + pkg-config (the Rust zmq client builds libzmq), python3-venv
+#   - apt packages: mold (fast linker), g++ + libzmq3-dev + pkg-config (the Rust zmq client builds libzmq), python3-venv,
+#     openmpi-bin + libopenmpi-dev + libclang-dev (Open MPI for mpi/, whose `mpi` crate runs bindgen on mpi.h)
 #   - evcxr_jupyter 0.22.0 (cargo install --locked), only when absent or another version
 #   - .venv with the pinned Python tools (JupyterLab, jupyter-client, nbclient, nbval, pytest, ...)
 #   - our kernel spec "rust-multiprocessing" in .venv (kernel/kernel.json.in with absolute paths)
@@ -61,7 +62,7 @@ fi
 apt_missing=()
 have_deb() { [[ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null)" == installed ]]; }
 if command -v dpkg-query >/dev/null 2>&1; then
-    for pkg in mold g++ libzmq3-dev pkg-config; do
+    for pkg in mold g++ libzmq3-dev pkg-config openmpi-bin libopenmpi-dev libclang-dev; do
         have_deb "$pkg" || apt_missing+=("$pkg")
     done
     if ! "$PY" -c 'import ensurepip, venv' >/dev/null 2>&1; then
@@ -71,6 +72,7 @@ if command -v dpkg-query >/dev/null 2>&1; then
 else
     command -v mold >/dev/null 2>&1 || die "mold was not found and this is not a Debian system: install the mold linker."
     pkg-config --exists libzmq 2>/dev/null || die "libzmq (with pkg-config) was not found: install libzmq development files and pkg-config."
+    command -v mpicc >/dev/null 2>&1 || die "mpicc was not found: install Open MPI (or MPICH) with its development files, and libclang (for bindgen)."
     "$PY" -c 'import ensurepip, venv' 2>/dev/null || die "$PY lacks the venv/ensurepip modules: install them."
 fi
 
@@ -255,7 +257,7 @@ if [[ "$(cat "$STATE/warm-kernel.stamp" 2>/dev/null)" != "$kernel_want" ]]; then
 fi
 
 # 5b. the workspace's tests (what test.sh runs)
-ws_want="$tool_versions $(hash_tree src tests kernel/client Cargo.toml Cargo.lock)"
+ws_want="$tool_versions $(hash_tree src tests kernel/client mpi Cargo.toml Cargo.lock)"
 if [[ "$(cat "$STATE/warm-workspace.stamp" 2>/dev/null)" != "$ws_want" ]]; then
     rm -f "$STATE/warm-workspace.stamp"
     say "cargo test --workspace --no-run (warming the test build)"

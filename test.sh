@@ -50,6 +50,7 @@ skip() {
 step "cargo fmt" cargo fmt --all --check
 step "cargo clippy" cargo clippy --workspace --all-targets -- -D warnings
 step "cargo test (helper crate)" cargo test -p multiprocessing
+step "cargo test (MPI: mpi/)" cargo test -p multiprocessing-mpi
 
 if [[ -f kernel/client/Cargo.toml ]]; then
     client_pkg=$(sed -n 's/^name *= *"\(.*\)"/\1/p' kernel/client/Cargo.toml | head -n 1)
