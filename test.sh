@@ -72,7 +72,7 @@ else
     skip "pytest" "no test_*.py under tests/ or kernel/"
 fi
 
-# The notebooks as a user sees them: JupyterLab in headless Chromium runs 00 and 01 through the kernel.
+# The notebooks as a user sees them: JupyterLab in headless Chromium runs every notebook through the kernel.
 # Its prerequisites serve only this test, so they are installed here rather than by install.sh:
 # Debian's chromium, and playwright-core pinned in scripts/package.json (npm ci, once).
 browser_prerequisites() {
