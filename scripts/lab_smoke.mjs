@@ -6,7 +6,8 @@
 //   1. copies notebooks/ to a temp dir (the repo's notebooks are never touched) and starts
 //      .venv/bin/jupyter lab headless on a free 127.0.0.1 port with a random token, with its own
 //      settings, workspaces and runtime dirs; settings overrides turn off the news and update
-//      checks and set windowingMode "none" (so cells off screen are rendered too);
+//      checks and set windowingMode "none" (so cells off screen are rendered too); the copies are
+//      trusted, as ./lab.sh trusts the notebooks (saved SVG charts show on opening);
 //   2. launches Debian's Chromium through playwright-core and, for each notebook (file name
 //      order): opens it (a fresh kernel), clears the saved outputs, runs all cells with
 //      window.jupyterapp.commands (notebook:run-all-cells, or notebook:restart-run-all with the
@@ -49,7 +50,7 @@
 //   --max-run-seconds S  a notebook whose run takes longer fails (default 60; 0: no limit)
 // Environment: CHROMIUM, PLAYWRIGHT_CORE, NODE_PATH, LAB_SMOKE_HEADED=1 (show the browser).
 
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
@@ -205,6 +206,11 @@ class Lab {
             `--LabApp.workspaces_dir=${path.join(this.work, 'workspaces')}`,
         ];
         if (process.getuid && process.getuid() === 0) args.push('--allow-root');
+        // As ./lab.sh does: trust the saved outputs (our own runs), or JupyterLab hides the saved
+        // SVG charts until their cells run again (checkSavedOutputs warns about what stays hidden).
+        const copies = fs.readdirSync(root).filter((f) => f.endsWith('.ipynb')).map((f) => path.join(root, f));
+        const trust = spawnSync(JUPYTER, ['trust', ...copies], { env, encoding: 'utf8', timeout: 120_000 });
+        if (trust.status !== 0) warn(`jupyter trust failed (${trust.status}): ${(trust.stderr || '').trim().slice(0, 300)}`);
         const log = fs.openSync(this.logFile, 'a');
         say(`starting jupyter lab on port ${this.port} (root_dir ${root}, log ${this.logFile})`);
         // Its own process group, so that a last-resort kill reaches the whole server.
@@ -651,8 +657,8 @@ const KEY_OUTPUTS = {
     '00_': [/Process finished in [\d.]+ seconds/, /\[1, 8, 27, 64, 125\]/, /\[1, 4, 9, 16, 25\]/],
     '01_': ['svg', /python 2 threads: .* speedup/],
     '02_': [/the child that segfaults ended with exit code -11/, /the child that aborts ended with exit code -6/, /the child that panics ended with exit code 1/, /the parent is still running/],
-    '03_': [/Private_Dirty/],
-    '04_': [/8 processes/],
+    '03_': [/child, after writing half: .*Private_Dirty/, /parent: numbers = \[1, 2, 3\] after the child/, /parent: numbers = \[1, 2, 3, 4\] after the thread/],
+    '04_': [/100 processes: /, /compute, 8 processes: /, /wait, pool of 2 workers: /],
     '05_': ['svg', /chunksize\s+1000:/],
     '07_': [/lost \d+ of 400000 increments/, /with the lock around each increment: 400000 of 400000/, /round trips to a process through a Pipe/, /still running after/, /got None, the agreed end/],
 };
@@ -715,32 +721,50 @@ async function shootKeyCell(page, index, file) {
 }
 
 async function shootRange(page, first, last, file) {
-    const all = page.locator('.jp-Notebook .jp-Cell');
-    // The notebook scrolls inside its own panel (above JupyterLab's status bar): what fits is
-    // what fits in that panel, not in the window.
-    const visible = async (index) => {
-        await all.nth(index).evaluate((e) => e.scrollIntoView({ block: 'start' }));
-        await sleep(500);
-        return all.nth(index).evaluate((e) => {
-            let box = e.parentElement;
-            while (box && !['auto', 'scroll'].includes(getComputedStyle(box).overflowY)) box = box.parentElement;
-            const r = (box || document.documentElement).getBoundingClientRect();
-            return { top: r.top, bottom: Math.min(r.bottom, window.innerHeight) };
-        });
+    // Only the cells of the range are shown (the others hidden for the moment) and the notebook's
+    // panel is scrolled to its top, so that nothing moves while the picture is taken (a scrolled
+    // panel can jump back when the screenshot is taken). Measured once the layout holds still.
+    const measure = async (start) => {
+        let previous = null;
+        for (let attempt = 0; attempt < 10; attempt++) {
+            const now = await page.evaluate(
+                async ([s, l]) => {
+                    const cells = [...document.querySelectorAll('.jp-Notebook .jp-Cell')];
+                    cells.forEach((c, i) => (c.style.display = i < s || i > l ? 'none' : ''));
+                    let box = cells[s].parentElement;
+                    while (box && !['auto', 'scroll'].includes(getComputedStyle(box).overflowY)) box = box.parentElement;
+                    if (box) box.scrollTop = 0;
+                    await Promise.all([...document.querySelectorAll('.jp-Notebook img')].map((img) => img.decode().catch(() => null)));
+                    const r = (box || document.documentElement).getBoundingClientRect();
+                    const rect = (e) => {
+                        const b = e.getBoundingClientRect();
+                        return { x: b.x, y: b.y, width: b.width, height: b.height };
+                    };
+                    return { bottom: Math.min(r.bottom, window.innerHeight), a: rect(cells[s]), b: rect(cells[l]) };
+                },
+                [start, last]
+            );
+            if (previous && JSON.stringify(previous) === JSON.stringify(now)) return now;
+            previous = now;
+            await sleep(300);
+        }
+        return previous;
     };
-    // From `first` if all fits, else from the cell just above `last`, else `last` alone (from its
-    // top, as much as shows).
-    const starts = [...new Set([first, Math.max(first, last - 1), last])];
-    let area, a, b;
-    for (const start of starts) {
-        area = await visible(start);
-        a = await all.nth(start).boundingBox();
-        b = await all.nth(last).boundingBox();
-        if (a && b && b.y + b.height <= area.bottom) break;
+    try {
+        // From `first` if all fits, else from the cell just above `last`, else `last` alone (as
+        // much of it as shows).
+        let m = null;
+        for (const start of [...new Set([first, Math.max(first, last - 1), last])]) {
+            m = await measure(start);
+            if (m.b.y + m.b.height <= m.bottom) break;
+        }
+        const { a, b } = m;
+        const x = Math.min(a.x, b.x);
+        const clip = { x, y: a.y, width: Math.max(a.x + a.width, b.x + b.width) - x, height: Math.min(b.y + b.height, m.bottom) - a.y };
+        await page.screenshot({ path: file, clip });
+    } finally {
+        await page.evaluate(() => document.querySelectorAll('.jp-Notebook .jp-Cell').forEach((c) => (c.style.display = '')));
     }
-    const x = Math.min(a.x, b.x);
-    const clip = { x, y: a.y, width: Math.max(a.x + a.width, b.x + b.width) - x, height: Math.min(b.y + b.height, area.bottom) - a.y };
-    await page.screenshot({ path: file, clip });
 }
 
 // ----------------------------------------------------------------------------------------------
