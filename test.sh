@@ -73,7 +73,7 @@ else
     skip "pytest" "no test_*.py under tests/ or kernel/"
 fi
 
-# The notebooks as a user sees them: JupyterLab in headless Chromium runs 00 and 01 through the kernel.
+# The notebooks as a user sees them: JupyterLab in headless Chromium runs every notebook through the kernel.
 # Its prerequisites serve only this test, so they are installed here rather than by install.sh:
 # Debian's chromium, and playwright-core pinned in scripts/package.json (npm ci, once).
 browser_prerequisites() {
@@ -92,7 +92,9 @@ browser_prerequisites() {
 export -f browser_prerequisites # `step` runs commands under timeout(1), which needs a program
 step "browser test prerequisites" bash -c browser_prerequisites
 if [[ -d scripts/node_modules/playwright-core ]]; then
-    step "JupyterLab in Chromium" scripts/lab_smoke.sh --out "$(mktemp -d /tmp/lab-smoke-XXXXXX)"
+    # Each notebook's Run All must end within NOTEBOOK_MAX_RUN_SECONDS (0: no limit) on 2 cores.
+    step "JupyterLab in Chromium" scripts/lab_smoke.sh --out "$(mktemp -d /tmp/lab-smoke-XXXXXX)" \
+        --max-run-seconds "${NOTEBOOK_MAX_RUN_SECONDS:-60}"
 else
     failed+=("JupyterLab in Chromium")
     say "JupyterLab in Chromium: FAILED (its prerequisites are missing, see above)"

@@ -1,23 +1,34 @@
 #!/usr/bin/env node
-// Smoke test of the notebooks as a user sees them: JupyterLab in a real (headless) Chromium,
-// through our "rust-multiprocessing" kernel.
+// The notebooks as a user sees them: JupyterLab in a real (headless) Chromium runs every
+// notebook in notebooks/ through our "rust-multiprocessing" kernel.
 //
 // What it does:
 //   1. copies notebooks/ to a temp dir (the repo's notebooks are never touched) and starts
 //      .venv/bin/jupyter lab headless on a free 127.0.0.1 port with a random token, with its own
 //      settings, workspaces and runtime dirs; settings overrides turn off the news and update
-//      checks and set windowingMode "none" (so cells off screen are rendered too);
-//   2. launches Debian's Chromium through playwright-core and, for each notebook checked:
-//      opens it, clears the saved outputs, runs all cells with window.jupyterapp.commands
-//      (notebook:run-all-cells, or notebook:restart-run-all with the restart dialog accepted),
-//      waits until the kernel is idle and every code cell has an execution count;
-//   3. checks: no error output in any cell, no stderr output saying "error" or "panicked";
-//      00_seed_questions: the Q6 cell shows the four "Process ID: Process-N, Number: k" lines
-//      (k = 1..4) and "Process finished in"; screenshot of the Q6 cells -> OUT/q6.png;
-//      01_performance: an image/svg+xml output is rendered (decoded, non-zero size);
-//      screenshot -> OUT/perf.png;
+//      checks and set windowingMode "none" (so cells off screen are rendered too); the copies are
+//      trusted, as ./lab.sh trusts the notebooks (saved SVG charts show on opening);
+//   2. launches Debian's Chromium through playwright-core and, for each notebook (file name
+//      order): opens it (a fresh kernel), clears the saved outputs, runs all cells with
+//      window.jupyterapp.commands (notebook:run-all-cells, or notebook:restart-run-all with the
+//      restart dialog accepted), waits until the kernel is idle and every code cell has an
+//      execution count, and times the run;
+//   3. checks what the user sees, against the notebook's saved outputs and cell tags:
+//      - every code cell ran; the run took at most --max-run-seconds (default 60);
+//      - error outputs only in cells tagged raises-exception, and each such cell does fail (an
+//        error output, or, from a kernel that answers "ok" to a panic or a `?` error, stderr);
+//      - stderr only where the saved run had stderr too (children that panic on purpose) or the
+//        cell is tagged raises-exception; elsewhere stderr saying "error" or "panicked" fails;
+//      - cells whose output is compared (not tagged nbval-ignore-output): the stdout shown is the
+//        saved stdout, both through kernel/client/sanitize.cfg (pids, timings), as sorted lines
+//        for cells tagged unordered-output;
+//      - every rich output saved (SVG charts, HTML, text results) is shown again, an SVG as a
+//        decoded picture of non-zero size;
+//      - the key outputs listed for the notebook in KEY_OUTPUTS below are on screen;
+//      then a screenshot of the notebook's key cells -> OUT/<notebook>.png;
 //   4. always shuts the server (and its kernels) and the browser down.
-// Exit status 0 when every check passed, 1 on a failed check, 2 on a setup problem.
+// Ends with a table: each notebook, its kernel start and its run time. Exit status 0 when every
+// check passed, 1 on a failed check, 2 on a setup problem.
 //
 // Prerequisite (the only one besides ./install.sh and a Chromium, e.g. `apt-get install chromium`):
 //   npm ci --prefix scripts            # playwright-core, pinned in scripts/package.json
@@ -27,18 +38,19 @@
 // (scripts/lab_smoke.sh does this for you). playwright-core's own browser download is not
 // needed (and does not work here): Chromium is taken from CHROMIUM (default /usr/bin/chromium).
 //
-// usage: node scripts/lab_smoke.mjs [--out DIR] [--only 00|01] [--restart] [--keep]
-//                                   [--kernel-timeout S] [--run-timeout S]
+// usage: node scripts/lab_smoke.mjs [--out DIR] [--only PREFIX[,PREFIX...]] [--restart] [--keep]
+//                                   [--kernel-timeout S] [--run-timeout S] [--max-run-seconds S]
 //   --out DIR          screenshots and, on failure, the server log (default /tmp/labcheck)
-//   --only 00|01       check one notebook only
+//   --only 00,07       check only the notebooks whose file name starts with one of these
 //   --restart          use notebook:restart-run-all (accepting the dialog) instead of
 //                      notebook:run-all-cells
 //   --keep             keep the temp dir (notebook copies, server log, settings)
 //   --kernel-timeout S seconds to wait for the kernel to be idle after opening (default 300)
 //   --run-timeout S    seconds to wait for one notebook's run (default 900)
+//   --max-run-seconds S  a notebook whose run takes longer fails (default 60; 0: no limit)
 // Environment: CHROMIUM, PLAYWRIGHT_CORE, NODE_PATH, LAB_SMOKE_HEADED=1 (show the browser).
 
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
@@ -63,7 +75,7 @@ class CheckError extends Error {}
 // ----------------------------------------------------------------------------------------------
 // Arguments
 // ----------------------------------------------------------------------------------------------
-const opts = { out: '/tmp/labcheck', only: null, restart: false, keep: false, kernelTimeout: 300, runTimeout: 900 };
+const opts = { out: '/tmp/labcheck', only: [], restart: false, keep: false, kernelTimeout: 300, runTimeout: 900, maxRunSeconds: 60 };
 {
     const argv = process.argv.slice(2);
     for (let i = 0; i < argv.length; i++) {
@@ -73,7 +85,8 @@ const opts = { out: '/tmp/labcheck', only: null, restart: false, keep: false, ke
             return argv[++i];
         };
         if (a === '--out') opts.out = path.resolve(value());
-        else if (a === '--only') opts.only = value();
+        else if (a === '--only') opts.only.push(...value().split(',').filter(Boolean));
+        else if (a === '--max-run-seconds') opts.maxRunSeconds = Number(value());
         else if (a === '--restart') opts.restart = true;
         else if (a === '--keep') opts.keep = true;
         else if (a === '--kernel-timeout') opts.kernelTimeout = Number(value());
@@ -81,8 +94,7 @@ const opts = { out: '/tmp/labcheck', only: null, restart: false, keep: false, ke
         else if (a === '-h' || a === '--help') usage();
         else usage(`unknown argument ${a}`);
     }
-    if (opts.only && !['00', '01'].includes(opts.only)) usage('--only takes 00 or 01');
-    if (!(opts.kernelTimeout > 0) || !(opts.runTimeout > 0)) usage('timeouts are positive seconds');
+    if (!(opts.kernelTimeout > 0) || !(opts.runTimeout > 0) || !(opts.maxRunSeconds >= 0)) usage('timeouts are positive seconds');
 }
 function usage(problem) {
     const text = fs.readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n');
@@ -160,7 +172,8 @@ class Lab {
             JSON.stringify(
                 {
                     '@jupyterlab/apputils-extension:notification': { fetchNews: 'false', checkForUpdates: false },
-                    '@jupyterlab/notebook-extension:tracker': { windowingMode: 'none' },
+                    // recordTiming: each cell's execution times in its metadata (the run's end, below).
+                    '@jupyterlab/notebook-extension:tracker': { windowingMode: 'none', recordTiming: true },
                 },
                 null,
                 2
@@ -193,6 +206,11 @@ class Lab {
             `--LabApp.workspaces_dir=${path.join(this.work, 'workspaces')}`,
         ];
         if (process.getuid && process.getuid() === 0) args.push('--allow-root');
+        // As ./lab.sh does: trust the saved outputs (our own runs), or JupyterLab hides the saved
+        // SVG charts until their cells run again (checkSavedOutputs warns about what stays hidden).
+        const copies = fs.readdirSync(root).filter((f) => f.endsWith('.ipynb')).map((f) => path.join(root, f));
+        const trust = spawnSync(JUPYTER, ['trust', ...copies], { env, encoding: 'utf8', timeout: 120_000 });
+        if (trust.status !== 0) warn(`jupyter trust failed (${trust.status}): ${(trust.stderr || '').trim().slice(0, 300)}`);
         const log = fs.openSync(this.logFile, 'a');
         say(`starting jupyter lab on port ${this.port} (root_dir ${root}, log ${this.logFile})`);
         // Its own process group, so that a last-resort kill reaches the whole server.
@@ -327,7 +345,10 @@ function pageState() {
             });
         }
         const prompt = w.node.querySelector('.jp-InputPrompt');
-        cells.push({ index: i, count: m.executionCount, prompt: prompt ? prompt.textContent.trim() : '', outputs, source: m.sharedModel.getSource().slice(0, 400) });
+        const tags = m.getMetadata('tags') || [];
+        const timing = m.getMetadata('execution') || {};
+        const ended = Date.parse(timing['iopub.status.idle'] || timing['shell.execute_reply'] || '') || null;
+        cells.push({ index: i, count: m.executionCount, prompt: prompt ? prompt.textContent.trim() : '', outputs, tags, ended, source: m.sharedModel.getSource().slice(0, 400) });
     });
     const kernel = panel.sessionContext.session && panel.sessionContext.session.kernel;
     return {
@@ -418,11 +439,12 @@ async function runAll(page, name) {
 
     const command = opts.restart ? 'notebook:restart-run-all' : 'notebook:run-all-cells';
     say(`${name}: ${command}`);
+    const started = Date.now();
     await page.evaluate((cmd) => {
-        window.__labSmoke = { done: false, result: null, error: null };
+        window.__labSmoke = { done: false, result: null, error: null, doneAt: null };
         window.jupyterapp.commands.execute(cmd).then(
-            (r) => Object.assign(window.__labSmoke, { done: true, result: r === undefined ? null : String(r) }),
-            (e) => Object.assign(window.__labSmoke, { done: true, error: String(e && e.message ? e.message : e) })
+            (r) => Object.assign(window.__labSmoke, { done: true, doneAt: Date.now(), result: r === undefined ? null : String(r) }),
+            (e) => Object.assign(window.__labSmoke, { done: true, doneAt: Date.now(), error: String(e && e.message ? e.message : e) })
         );
     }, command);
     if (opts.restart) {
@@ -455,37 +477,215 @@ async function runAll(page, name) {
         if (idle && st.run && st.run.done && (done === st.cells.length || Date.now() - idleSince > 3000)) break;
         await sleep(1000);
     }
-    const secs = ((Date.now() - (deadline - opts.runTimeout * 1000)) / 1000).toFixed(1);
     if (!st.run || !st.run.done || st.indicator !== 'idle') throw new CheckError(`${name}: the run did not finish within ${opts.runTimeout} s (kernel ${st.indicator}, ${lastDone}/${st.cells.length} cells)`);
-    say(`${name}: run finished in ${secs} s`);
+    // The run ended when the last cell did (JupyterLab's recorded timing), not when this loop last
+    // looked; nor when the command's promise settled: it settles at the first error reply, even
+    // when the cells after a cell tagged raises-exception go on running.
+    const ends = st.cells.map((c) => c.ended).filter(Boolean);
+    const end = ends.length ? Math.max(...ends) : st.run.doneAt || Date.now();
+    st.runSeconds = (end - started) / 1000;
+    say(`${name}: run finished in ${st.runSeconds.toFixed(1)} s`);
     return st;
 }
 
-// Checks common to every notebook: all cells executed, no error output, no alarming stderr.
-async function checkOutputs(page, name, st) {
+// The saved notebook, as the checks need it: per cell index, its tags and saved outputs.
+function savedCells(name) {
+    const nb = JSON.parse(fs.readFileSync(path.join(REPO, 'notebooks', name), 'utf8'));
+    const text = (t) => [].concat(t ?? []).join('');
+    return nb.cells.map((c, index) => {
+        const outputs = c.outputs || [];
+        return {
+            index,
+            type: c.cell_type,
+            source: text(c.source),
+            tags: (c.metadata && c.metadata.tags) || [],
+            stdout: outputs.filter((o) => o.output_type === 'stream' && o.name === 'stdout').map((o) => text(o.text)).join(''),
+            stderr: outputs.filter((o) => o.output_type === 'stream' && o.name === 'stderr').map((o) => text(o.text)).join(''),
+            errors: outputs.filter((o) => o.output_type === 'error').length,
+            rich: outputs.filter((o) => o.data).map((o) => Object.keys(o.data)),
+        };
+    });
+}
+
+// kernel/client/sanitize.cfg (the Rust notebook runner's rules: pids, timings, ...), applied in order.
+let sanitizeRules = null;
+function sanitize(text) {
+    if (!sanitizeRules) {
+        sanitizeRules = [];
+        let pending = null;
+        for (const raw of fs.readFileSync(path.join(REPO, 'kernel', 'client', 'sanitize.cfg'), 'utf8').split('\n')) {
+            const line = raw.trim();
+            if (line.startsWith('regex:')) pending = new RegExp(line.slice(6).trim(), 'g');
+            else if (line.startsWith('replace:') && pending) {
+                sanitizeRules.push([pending, line.slice(8).trim()]);
+                pending = null;
+            }
+        }
+    }
+    for (const [re, by] of sanitizeRules) text = text.replace(re, by);
+    return text;
+}
+
+// Text as compared: sanitized, each line without trailing blanks, empty lines dropped, sorted if asked.
+function comparableLines(text, sorted) {
+    const lines = sanitize(text)
+        .split('\n')
+        .map((l) => l.trimEnd())
+        .filter((l) => l.length);
+    return sorted ? lines.sort() : lines;
+}
+
+const TAG_RAISES = 'raises-exception';
+const TAG_IGNORE = 'nbval-ignore-output';
+const TAG_UNORDERED = 'unordered-output';
+// For each saved rich output, what JupyterLab renders (its richest MIME type we know).
+const MIME_ORDER = ['image/svg+xml', 'image/png', 'text/html', 'text/markdown', 'text/plain'];
+
+// What the user sees in each code cell, read from the DOM: text per output MIME type and rendered pictures.
+async function visibleCells(page) {
+    return page.evaluate(async () => {
+        const panel = window.jupyterapp.shell.currentWidget;
+        const out = {};
+        const widgets = panel.content.widgets;
+        for (let i = 0; i < widgets.length; i++) {
+            const w = widgets[i];
+            if (w.model.type !== 'code') continue;
+            const cell = { stdout: '', stderr: '', mimes: [], pictures: [] };
+            for (const o of w.node.querySelectorAll('.jp-OutputArea-output')) {
+                const mime = o.getAttribute('data-mime-type') || '';
+                cell.mimes.push(mime);
+                if (mime === 'application/vnd.jupyter.stdout') cell.stdout += o.innerText.endsWith('\n') ? o.innerText : o.innerText + '\n';
+                if (mime === 'application/vnd.jupyter.stderr') cell.stderr += o.innerText + '\n';
+                if (mime.startsWith('image/')) {
+                    const img = o.querySelector('img');
+                    const svg = o.querySelector('svg');
+                    if (img) {
+                        try {
+                            await img.decode();
+                        } catch {
+                            /* reported as not complete */
+                        }
+                        cell.pictures.push({ mime, complete: img.complete, w: img.naturalWidth, h: img.naturalHeight, shownW: img.clientWidth, shownH: img.clientHeight, area: o.clientWidth, content: o.scrollWidth });
+                    } else if (svg) cell.pictures.push({ mime, complete: true, w: svg.clientWidth, h: svg.clientHeight, shownW: svg.clientWidth, shownH: svg.clientHeight, area: o.clientWidth, content: o.scrollWidth });
+                    else cell.pictures.push({ mime, complete: false, w: 0, h: 0, shownW: 0, shownH: 0 });
+                }
+            }
+            out[i] = cell;
+        }
+        return out;
+    });
+}
+
+// Checks common to every notebook: every cell ran, errors only where tagged, stderr only where
+// the saved run had it, compared stdout as saved, rich outputs shown again.
+async function checkOutputs(page, name, st, saved) {
     const problems = [];
+    const notes = [];
+    const shown = await visibleCells(page);
+    let failingOnPurpose = 0;
+    // Stock evcxr reads a cell's stderr on a thread of its own and may send it after the cell went
+    // idle (evcxr #353), stamped with the request it is handling by then: under Run All, the next
+    // cell's. So a `?` error's message can show under the next cell. That is what the user sees, so
+    // it is reported (a warning naming both cells), but not failed: the kernel fixes it (errors as
+    // error replies, all of a cell's stderr before it goes idle), and then the check is exact.
+    const stderrOfEarlierCell = new Set();
+    for (const [k, c] of st.cells.entries()) {
+        if (!(c.tags || []).includes(TAG_RAISES) || c.count === null) continue;
+        const v = shown[c.index];
+        const s = saved[c.index];
+        const next = st.cells[k + 1];
+        if (!v || !next || c.outputs.some((o) => o.type === 'error') || v.stderr.trim() || !s || !s.stderr.trim()) continue;
+        const first = comparableLines(s.stderr, false)[0];
+        const nv = shown[next.index];
+        const ns = saved[next.index];
+        if (first && nv && comparableLines(nv.stderr, false).includes(first) && !(ns && ns.stderr.includes(first))) {
+            stderrOfEarlierCell.add(next.index);
+            c.failureShownBelow = next.index;
+            warn(`${name}: cell ${c.index} (tagged ${TAG_RAISES}) fails, but its error shows under the next code cell, ${next.index}: the kernel sent the cell's stderr after the cell had gone idle (evcxr #353)`);
+        }
+    }
     for (const c of st.cells) {
+        const s = saved[c.index];
+        const v = shown[c.index] || { stdout: '', stderr: '', mimes: [], pictures: [] };
         const where = `cell ${c.index} (${c.source.split('\n')[0].slice(0, 60)})`;
-        for (const o of c.outputs) {
-            if (o.type === 'error') problems.push(`${where}: error output ${o.ename}: ${(o.evalue || '').slice(0, 300)}`);
+        const tags = c.tags || [];
+        const raises = tags.includes(TAG_RAISES);
+        if (c.count === null) continue; // reported below
+        const errorOutputs = c.outputs.filter((o) => o.type === 'error');
+        if (raises) {
+            failingOnPurpose++;
+            if (!errorOutputs.length && !v.stderr.trim() && c.failureShownBelow === undefined)
+                problems.push(`${where}: tagged ${TAG_RAISES}, but it shows no error (no error output, no stderr)`);
+        } else {
+            for (const o of errorOutputs) problems.push(`${where}: error output ${o.ename}: ${(o.evalue || '').slice(0, 300)}`);
+            if (v.stderr.trim() && !stderrOfEarlierCell.has(c.index)) {
+                if (s && s.stderr.trim()) notes.push(`cell ${c.index} shows stderr, as in the saved run: ${v.stderr.trim().split('\n')[0].slice(0, 120)}`);
+                else if (/error|panicked/i.test(v.stderr)) problems.push(`${where}: stderr output the saved run did not have: ${v.stderr.trim().slice(0, 400)}`);
+                else notes.push(`cell ${c.index} shows stderr: ${v.stderr.trim().slice(0, 120)}`);
+            }
+        }
+        if (!s) continue;
+        if (!tags.includes(TAG_IGNORE)) {
+            const unordered = tags.includes(TAG_UNORDERED);
+            const want = comparableLines(s.stdout, unordered);
+            const got = comparableLines(v.stdout, unordered);
+            if (want.join('\n') !== got.join('\n'))
+                problems.push(`${where}: stdout shown differs from the saved output\n      saved:\n        ${want.join('\n        ')}\n      shown:\n        ${got.join('\n        ')}`);
+        }
+        for (const mimes of s.rich) {
+            const mime = MIME_ORDER.find((m) => mimes.includes(m)) || mimes[0];
+            if (!v.mimes.includes(mime)) problems.push(`${where}: the saved ${mime} output is not shown (shown: ${v.mimes.join(', ') || 'nothing'})`);
+        }
+        for (const p of v.pictures) {
+            if (!p.complete || !(p.w > 0 && p.h > 0 && p.shownW > 0 && p.shownH > 0)) problems.push(`${where}: the ${p.mime} output did not render as a picture: ${JSON.stringify(p)}`);
+            else if (p.content > p.area + 1) warn(`${name} ${where}: the picture (${p.shownW} px wide) is wider than its output area (${p.area} px)`);
         }
     }
     const notRun = st.cells.filter((c) => c.count === null);
     if (notRun.length) problems.push(`${notRun.length} code cell(s) without an execution count: ${notRun.map((c) => c.index).join(', ')}`);
-    // What the user sees: stderr areas (stderr streams and error tracebacks both render with this mime).
-    const stderr = await page.$$eval('.jp-Notebook .jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]', (els) =>
-        els.map((e) => {
-            const cell = e.closest('.jp-Cell');
-            const index = cell ? [...cell.parentElement.children].filter((x) => x.classList.contains('jp-Cell')).indexOf(cell) : -1;
-            return { index, text: e.innerText };
-        })
-    );
-    for (const s of stderr) {
-        if (/error|panicked/i.test(s.text)) problems.push(`cell ${s.index}: stderr output: ${s.text.trim().slice(0, 400)}`);
-        else say(`${name}: note: cell ${s.index} has stderr output: ${s.text.trim().slice(0, 200)}`);
-    }
+    for (const n of notes) say(`${name}: note: ${n}`);
     if (problems.length) throw new CheckError(`${name}:\n  - ${problems.join('\n  - ')}`);
-    say(`${name}: all ${st.cells.length} code cells executed (counts ${st.cells[0].count}..${st.cells[st.cells.length - 1].count}), no error output`);
+    say(`${name}: all ${st.cells.length} code cells executed (counts ${st.cells[0].count}..${st.cells[st.cells.length - 1].count}); errors only in the ${failingOnPurpose} cell(s) tagged ${TAG_RAISES}; stdout of compared cells as saved; rich outputs shown`);
+    return shown;
+}
+
+// Key outputs per notebook (file name prefix): what must be on screen, each a regex matched
+// against one code cell's visible text (stdout and stderr); the first key's cell (and the heading
+// above it) is the notebook's screenshot. A notebook not listed gets the generic checks only, and
+// a screenshot of its first code cell with a picture, or else with output.
+const KEY_OUTPUTS = {
+    '00_': [/Process finished in [\d.]+ seconds/, /\[1, 8, 27, 64, 125\]/, /\[1, 4, 9, 16, 25\]/],
+    '01_': ['svg', /python 2 threads: .* speedup/],
+    '02_': [/the child that segfaults ended with exit code -11/, /the child that aborts ended with exit code -6/, /the child that panics ended with exit code 1/, /the parent is still running/],
+    '03_': [/child, after writing half: .*Private_Dirty/, /parent: numbers = \[1, 2, 3\] after the child/, /parent: numbers = \[1, 2, 3, 4\] after the thread/],
+    '04_': [/100 processes: /, /compute, 8 processes: /, /wait, pool of 2 workers: /],
+    '05_': ['svg', /chunksize\s+1000:/],
+    '07_': [/lost \d+ of 400000 increments/, /with the lock around each increment: 400000 of 400000/, /round trips to a process through a Pipe/, /still running after/, /got None, the agreed end/],
+};
+
+async function checkKeyOutputs(page, name, st, shown) {
+    const prefix = Object.keys(KEY_OUTPUTS).find((p) => name.startsWith(p));
+    const keys = prefix ? KEY_OUTPUTS[prefix] : [];
+    const problems = [];
+    let first = null;
+    for (const key of keys) {
+        const cell = st.cells.find((c) => {
+            const v = shown[c.index];
+            if (!v) return false;
+            if (key === 'svg') return v.pictures.some((p) => p.mime === 'image/svg+xml' && p.w > 0);
+            return key.test(v.stdout + v.stderr);
+        });
+        if (!cell) problems.push(`no cell shows ${key === 'svg' ? 'an SVG picture' : key}`);
+        else if (first === null) first = cell.index;
+    }
+    if (problems.length) throw new CheckError(`${name}: key outputs missing:\n  - ${problems.join('\n  - ')}`);
+    if (keys.length) say(`${name}: the ${keys.length} key output(s) are on screen`);
+    if (first === null) {
+        const withPicture = st.cells.find((c) => shown[c.index] && shown[c.index].pictures.length);
+        const withOutput = st.cells.find((c) => shown[c.index] && shown[c.index].mimes.length);
+        first = (withPicture || withOutput || st.cells[0]).index;
+    }
+    return first;
 }
 
 const cellLocator = (page, index) => page.locator('.jp-Notebook .jp-Cell').nth(index);
@@ -504,59 +704,67 @@ async function checkSeedQuestions(page, name, st) {
     if (!lines.some((l) => /^Process finished in [\d.]+ seconds$/.test(l))) problems.push('no "Process finished in ... seconds" line');
     if (problems.length) throw new CheckError(`${name}: Q6 cell ${q6[0].index}: ${problems.join('; ')}\n  shown output:\n${shown}`);
     say(`${name}: Q6 output as expected:\n      ${lines.join('\n      ')}`);
+}
 
-    // Screenshot: from the "## Q6" heading to the Q6 cell when that fits, else the cell alone.
-    const heading = await page.evaluate(() =>
-        window.jupyterapp.shell.currentWidget.content.widgets.findIndex((w) => w.model.type === 'markdown' && w.model.sharedModel.getSource().startsWith('## Q6'))
-    );
-    const file = path.join(opts.out, 'q6.png');
-    await shootRange(page, heading >= 0 ? heading : q6[0].index, q6[0].index, file);
-    say(`${name}: screenshot ${file}`);
+// Screenshot from the markdown heading above `index` (the nearest cell starting with '#') to
+// the cell itself when that fits the notebook's panel, else less (see shootRange).
+async function shootKeyCell(page, index, file) {
+    const heading = await page.evaluate((last) => {
+        const widgets = window.jupyterapp.shell.currentWidget.content.widgets;
+        for (let i = last; i >= 0; i--) {
+            const w = widgets[i];
+            if (w.model.type === 'markdown' && w.model.sharedModel.getSource().trimStart().startsWith('#')) return i;
+        }
+        return last;
+    }, index);
+    await shootRange(page, heading, index, file);
 }
 
 async function shootRange(page, first, last, file) {
-    const all = page.locator('.jp-Notebook .jp-Cell');
-    await all.nth(first).evaluate((e) => e.scrollIntoView({ block: 'start' }));
-    await sleep(500);
-    const a = await all.nth(first).boundingBox();
-    const b = await all.nth(last).boundingBox();
-    const vp = page.viewportSize();
-    if (a && b && b.y + b.height - a.y <= vp.height - a.y) {
-        const x = Math.min(a.x, b.x);
-        const clip = { x, y: a.y, width: Math.max(a.x + a.width, b.x + b.width) - x, height: b.y + b.height - a.y };
-        await page.screenshot({ path: file, clip });
-    } else {
-        await all.nth(last).screenshot({ path: file });
-    }
-}
-
-async function checkPerformance(page, name) {
-    const svg = page.locator('.jp-Notebook .jp-OutputArea-output[data-mime-type="image/svg+xml"]');
-    const n = await svg.count();
-    if (!n) throw new CheckError(`${name}: no image/svg+xml output was rendered`);
-    const out = svg.first();
-    await out.scrollIntoViewIfNeeded();
-    const info = await out.evaluate(async (e) => {
-        const img = e.querySelector('img');
-        if (img) {
-            try {
-                await img.decode();
-            } catch {
-                /* reported below */
-            }
-            return { tag: 'img', complete: img.complete, w: img.naturalWidth, h: img.naturalHeight, shownW: img.clientWidth, shownH: img.clientHeight };
+    // Only the cells of the range are shown (the others hidden for the moment) and the notebook's
+    // panel is scrolled to its top, so that nothing moves while the picture is taken (a scrolled
+    // panel can jump back when the screenshot is taken). Measured once the layout holds still.
+    const measure = async (start) => {
+        let previous = null;
+        for (let attempt = 0; attempt < 10; attempt++) {
+            const now = await page.evaluate(
+                async ([s, l]) => {
+                    const cells = [...document.querySelectorAll('.jp-Notebook .jp-Cell')];
+                    cells.forEach((c, i) => (c.style.display = i < s || i > l ? 'none' : ''));
+                    let box = cells[s].parentElement;
+                    while (box && !['auto', 'scroll'].includes(getComputedStyle(box).overflowY)) box = box.parentElement;
+                    if (box) box.scrollTop = 0;
+                    await Promise.all([...document.querySelectorAll('.jp-Notebook img')].map((img) => img.decode().catch(() => null)));
+                    const r = (box || document.documentElement).getBoundingClientRect();
+                    const rect = (e) => {
+                        const b = e.getBoundingClientRect();
+                        return { x: b.x, y: b.y, width: b.width, height: b.height };
+                    };
+                    return { bottom: Math.min(r.bottom, window.innerHeight), a: rect(cells[s]), b: rect(cells[l]) };
+                },
+                [start, last]
+            );
+            if (previous && JSON.stringify(previous) === JSON.stringify(now)) return now;
+            previous = now;
+            await sleep(300);
         }
-        const s = e.querySelector('svg');
-        return s ? { tag: 'svg', complete: true, w: s.clientWidth, h: s.clientHeight, shownW: s.clientWidth, shownH: s.clientHeight } : { tag: 'none' };
-    });
-    if (info.tag === 'none' || !info.complete || !(info.w > 0 && info.h > 0 && info.shownW > 0 && info.shownH > 0))
-        throw new CheckError(`${name}: the image/svg+xml output did not render as a picture: ${JSON.stringify(info)}`);
-    const fit = await out.evaluate((e) => ({ area: e.clientWidth, content: e.scrollWidth, window: window.innerWidth, overflow: getComputedStyle(e).overflowX }));
-    if (fit.content > fit.area + 1)
-        warn(`${name}: the chart (${info.shownW} px wide) is wider than its output area (${fit.area} px in a ${fit.window} px window with the file browser open; overflow-x: ${fit.overflow}): its right part is ${['auto', 'scroll'].includes(fit.overflow) ? 'out of view until the output is scrolled sideways' : 'cut off'}`);
-    const file = path.join(opts.out, 'perf.png');
-    await out.screenshot({ path: file });
-    say(`${name}: ${n} image/svg+xml output(s); the chart renders as <${info.tag}> ${info.w}x${info.h} (shown ${info.shownW}x${info.shownH}); screenshot ${file}`);
+        return previous;
+    };
+    try {
+        // From `first` if all fits, else from the cell just above `last`, else `last` alone (as
+        // much of it as shows).
+        let m = null;
+        for (const start of [...new Set([first, Math.max(first, last - 1), last])]) {
+            m = await measure(start);
+            if (m.b.y + m.b.height <= m.bottom) break;
+        }
+        const { a, b } = m;
+        const x = Math.min(a.x, b.x);
+        const clip = { x, y: a.y, width: Math.max(a.x + a.width, b.x + b.width) - x, height: Math.min(b.y + b.height, m.bottom) - a.y };
+        await page.screenshot({ path: file, clip });
+    } finally {
+        await page.evaluate(() => document.querySelectorAll('.jp-Notebook .jp-Cell').forEach((c) => (c.style.display = '')));
+    }
 }
 
 // ----------------------------------------------------------------------------------------------
@@ -588,7 +796,6 @@ async function main() {
     checkPrerequisites();
     const { chromium } = loadPlaywright();
     fs.mkdirSync(opts.out, { recursive: true });
-    for (const f of ['q6.png', 'perf.png']) fs.rmSync(path.join(opts.out, f), { force: true });
     work = fs.mkdtempSync(path.join(os.tmpdir(), 'lab_smoke-'));
     lab = new Lab(work);
     await lab.start();
@@ -601,7 +808,7 @@ async function main() {
         args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
         timeout: 120_000,
     });
-    const context = await browser.newContext({ viewport: { width: 1280, height: 1000 } });
+    const context = await browser.newContext({ viewport: { width: 1280, height: 1200 } });
     const page = await context.newPage();
     const consoleErrors = [];
     const outside = new Set();
@@ -613,25 +820,56 @@ async function main() {
     });
 
     await openLab(page, lab);
-    const notebooks = [
-        ['00', '00_seed_questions.ipynb', checkSeedQuestions],
-        ['01', '01_performance.ipynb', checkPerformance],
-    ].filter(([id]) => !opts.only || opts.only === id);
-    for (const [, name, check] of notebooks) {
-        await openNotebook(page, lab, name);
-        await checkSavedOutputs(page, name);
-        const st = await runAll(page, name);
-        await checkOutputs(page, name, st);
-        await check(page, name, st);
+    const names = fs
+        .readdirSync(path.join(REPO, 'notebooks'))
+        .filter((f) => f.endsWith('.ipynb'))
+        .filter((f) => !opts.only.length || opts.only.some((p) => f.startsWith(p)))
+        .sort();
+    if (!names.length) throw new SetupError(`no notebook in ${path.join(REPO, 'notebooks')} matches --only ${opts.only.join(',')}`);
+    for (const f of names) fs.rmSync(path.join(opts.out, f.replace(/\.ipynb$/, '.png')), { force: true });
+    const failures = [];
+    const table = [];
+    for (const name of names) {
+        const row = { name, start: null, run: null, cells: null, verdict: 'FAILED' };
+        table.push(row);
+        try {
+            const t0 = Date.now();
+            await openNotebook(page, lab, name);
+            row.start = (Date.now() - t0) / 1000;
+            await checkSavedOutputs(page, name);
+            const saved = savedCells(name);
+            const st = await runAll(page, name);
+            row.run = st.runSeconds;
+            row.cells = st.cells.length;
+            const shown = await checkOutputs(page, name, st, saved);
+            if (name.startsWith('00_')) await checkSeedQuestions(page, name, st);
+            const key = await checkKeyOutputs(page, name, st, shown);
+            const file = path.join(opts.out, name.replace(/\.ipynb$/, '.png'));
+            await shootKeyCell(page, key, file);
+            say(`${name}: screenshot of cell ${key} -> ${file}`);
+            if (opts.maxRunSeconds > 0 && st.runSeconds > opts.maxRunSeconds)
+                throw new CheckError(`${name}: the run took ${st.runSeconds.toFixed(1)} s, more than ${opts.maxRunSeconds} s`);
+            row.verdict = 'ok';
+        } catch (e) {
+            if (!(e instanceof CheckError)) throw e;
+            console.error(`[lab_smoke ${elapsed()}s] FAILED: ${e.message}`);
+            failures.push(e.message);
+        }
         // Shut its kernel down and close it (unsaved: the copy is thrown away) before the next one.
         await page.evaluate(async () => {
             const panel = window.jupyterapp.shell.currentWidget;
+            if (!panel || !panel.sessionContext) return;
             await panel.sessionContext.shutdown();
             panel.context.model.dirty = false;
             panel.dispose();
         });
         say(`${name}: kernel shut down, notebook closed`);
     }
+    const fmt = (x) => (x === null ? '-' : `${x.toFixed(1)} s`);
+    say(`summary (kernel start = opening until the kernel is idle; run = Run All until every cell has run):\n` +
+        `      notebook                              cells  kernel start       run  verdict\n` +
+        table.map((r) => `      ${r.name.padEnd(36)} ${String(r.cells ?? '-').padStart(6)} ${fmt(r.start).padStart(13)} ${fmt(r.run).padStart(9)}  ${r.verdict}`).join('\n'));
+    if (failures.length) throw new CheckError(`${failures.length} of ${names.length} notebook(s) failed:\n${failures.join('\n')}`);
     if (consoleErrors.length) warn(`browser console errors (not failures):\n  ${consoleErrors.slice(0, 10).join('\n  ')}`);
     if (outside.size) warn(`the page tried to reach hosts other than the server: ${[...outside].join(', ')}`);
 }

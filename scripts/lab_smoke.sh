@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
-# Smoke test in a real browser: JupyterLab (.venv) + headless Chromium run notebooks 00 and 01
-# through our kernel and check what the user sees (see scripts/lab_smoke.mjs for the checks).
+# The notebooks in a real browser: JupyterLab (.venv) + headless Chromium run every notebook in
+# notebooks/ through our kernel and check what the user sees (see scripts/lab_smoke.mjs for the checks).
 # ./test.sh runs it (after installing its prerequisites: Debian's chromium, and playwright-core,
 # pinned in scripts/package.json, installed by `npm ci --prefix scripts` into scripts/node_modules).
 # playwright-core can also come from elsewhere: PLAYWRIGHT_DIR (a dir holding node_modules/),
 # PLAYWRIGHT_CORE or NODE_PATH.
 #
-# usage: scripts/lab_smoke.sh [--out DIR] [--only 00|01] [--restart] [--keep] [--kernel-timeout S] [--run-timeout S]
+# usage: scripts/lab_smoke.sh [--out DIR] [--only 00,07] [--restart] [--keep] [--kernel-timeout S] [--run-timeout S]
+#                             [--max-run-seconds S]
 # Environment: PLAYWRIGHT_DIR (dir holding node_modules/playwright-core; default /tmp/labcheck),
 #   or PLAYWRIGHT_CORE / NODE_PATH as lab_smoke.mjs reads them; CHROMIUM.
-# Screenshots go to /tmp/labcheck (q6.png, perf.png) unless --out says otherwise.
+# Screenshots go to /tmp/labcheck (one per notebook: <notebook>.png) unless --out says otherwise.
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

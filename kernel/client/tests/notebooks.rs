@@ -1,8 +1,15 @@
-//! Re-runs every `notebooks/*.ipynb` through the installed kernel, one fresh kernel
-//! per notebook started in the notebooks folder, and compares each code cell's fresh
-//! outputs with the saved ones (rules: `kernel_client::notebook`; sanitizer:
-//! `kernel/client/sanitize.cfg`). A cell that errors fails, unless tagged
-//! `raises-exception`.
+//! The notebooks (`notebooks/*.ipynb`) are the sources: edited as notebooks (JupyterLab),
+//! their tags in the cells' metadata. Two tests keep them honest:
+//!
+//! - `notebooks_are_formatted_and_well_formed` (no kernel): every code cell is formatted
+//!   as `rustfmt` writes it (wrapped in a function, see `kernel_client::notebook::CellFormatter`),
+//!   every tag is a known one, every cell has an id, every code cell was run and saved.
+//! - `notebooks_reproduce_their_saved_outputs`: re-runs every notebook through the
+//!   installed kernel (so the compiler checks every cell), one fresh kernel per notebook
+//!   started in the notebooks folder, and compares each code cell's fresh outputs with the
+//!   saved ones (rules: `kernel_client::notebook`; sanitizer: `kernel/client/sanitize.cfg`).
+//!   A cell that errors fails, unless tagged `raises-exception`; a cell so tagged must fail,
+//!   the way its saved outputs show.
 //!
 //! Environment:
 //! - `TEST_NOTEBOOKS=00_,05_`: only notebooks whose file name contains one of these.
@@ -10,13 +17,18 @@
 //! - `UPDATE_NOTEBOOK_OUTPUTS=1`: write the fresh outputs into the notebooks (for their
 //!   author, to save outputs the way this runner sees them); the test then only fails
 //!   on errors.
+//! - `FORMAT_NOTEBOOKS=1`: write rustfmt's formatting into the cells instead of failing.
+//! - `RUSTFMT`: the rustfmt to use (default: the one on `PATH`).
 
 mod common;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use kernel_client::notebook::{run_notebook, save_outputs, Notebook, Sanitizer, Verdict};
+use kernel_client::notebook::{
+    check_structure, run_notebook, save_outputs, set_sources, CellFormatter, Notebook, Sanitizer,
+    Verdict,
+};
 use kernel_client::KernelOptions;
 
 fn notebook_paths() -> Vec<PathBuf> {
@@ -43,6 +55,55 @@ fn notebook_paths() -> Vec<PathBuf> {
         .unwrap_or_default();
     paths.sort();
     paths
+}
+
+#[test]
+fn notebooks_are_formatted_and_well_formed() {
+    let paths = notebook_paths();
+    assert!(!paths.is_empty(), "no notebooks/*.ipynb found");
+    let formatter = CellFormatter::default();
+    let write = std::env::var("FORMAT_NOTEBOOKS").is_ok_and(|v| v == "1");
+    let mut problems = Vec::new();
+    for path in &paths {
+        let name = path
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        let structure = check_structure(path).unwrap_or_else(|e| panic!("{name}: {e}"));
+        problems.extend(structure.into_iter().map(|p| format!("{name}: {p}")));
+        let notebook = Notebook::load(path).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let unformatted = match formatter.unformatted(&notebook) {
+            Ok(found) => found,
+            Err(error) => {
+                problems.push(format!("{name}: {error}"));
+                continue;
+            }
+        };
+        if write && !unformatted.is_empty() {
+            let sources: Vec<(usize, String)> = unformatted
+                .iter()
+                .map(|u| (u.index, u.formatted.clone()))
+                .collect();
+            set_sources(path, &sources).unwrap_or_else(|e| panic!("{name}: {e}"));
+            eprintln!("[{name}] formatted {} cell(s)", sources.len());
+            continue;
+        }
+        for cell in unformatted {
+            problems.push(format!(
+                "{name} cell {} is not formatted as rustfmt writes it \
+                 (FORMAT_NOTEBOOKS=1 cargo test -p kernel-client --test notebooks formatted \
+                 writes it):\n{}",
+                cell.index, cell.diff
+            ));
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "{} problem(s) in the notebooks as sources:\n\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
 }
 
 #[test]
