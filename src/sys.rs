@@ -165,3 +165,16 @@ pub(crate) fn read_append(fd: BorrowedFd<'_>, buf: &mut Vec<u8>, max: usize) -> 
     unsafe { buf.set_len(buf.len() + n) };
     Ok(n)
 }
+
+/// Plain floats: no padding, every bit pattern valid.
+pub(crate) trait Float: Copy {}
+impl Float for f32 {}
+impl Float for f64 {}
+
+/// The bytes of a slice of floats, in memory order (little-endian on the targets where the wire's
+/// fast path uses it, which is postcard's encoding of floats).
+pub(crate) fn float_bytes<F: Float>(v: &[F]) -> &[u8] {
+    // SAFETY: f32/f64 (the only `Float`s) have no padding and no invalid bit patterns as bytes; the
+    // byte slice covers exactly the memory of `v` (size_of_val) and borrows it for the same lifetime.
+    unsafe { std::slice::from_raw_parts(v.as_ptr().cast::<u8>(), std::mem::size_of_val(v)) }
+}

@@ -113,6 +113,139 @@ impl postcard::ser_flavors::Flavor for FastVec {
     }
 }
 
+/// Encodes a chunk of pool inputs or results exactly as postcard encodes `Vec<T>` (a varint count,
+/// then each item), with a fast path for the bulk kinds people give a pool: `Vec<u8>`, `String`,
+/// `Vec<f64>`, `Vec<f32>`. postcard writes those as a varint length and then the raw bytes (floats
+/// little-endian), but through serde one element at a time (a `Vec<u8>` of 4 MiB is four million
+/// calls); here each item is one copy of its bytes. The bytes are the same either way, so either
+/// side may take either path.
+pub(crate) fn encode_seq<T: Serialize + 'static>(items: &[T]) -> postcard::Result<Vec<u8>> {
+    fn fast<T: 'static, E: 'static>(
+        items: &[T],
+        bytes_of: fn(&E) -> &[u8],
+        elem: usize,
+    ) -> Option<Vec<u8>> {
+        use std::any::Any;
+        let mut total = 10;
+        for item in items {
+            total += bytes_of((item as &dyn Any).downcast_ref::<E>()?).len() + 10;
+        }
+        let mut out = Vec::with_capacity(total);
+        push_varint(&mut out, items.len() as u64);
+        for item in items {
+            let bytes = bytes_of((item as &dyn Any).downcast_ref::<E>()?);
+            push_varint(&mut out, (bytes.len() / elem) as u64);
+            out.extend_from_slice(bytes);
+        }
+        Some(out)
+    }
+    let id = std::any::TypeId::of::<T>();
+    let out = if id == std::any::TypeId::of::<Vec<u8>>() {
+        fast::<T, Vec<u8>>(items, |v| v.as_slice(), 1)
+    } else if id == std::any::TypeId::of::<String>() {
+        fast::<T, String>(items, |s| s.as_bytes(), 1)
+    } else if cfg!(target_endian = "little") && id == std::any::TypeId::of::<Vec<f64>>() {
+        fast::<T, Vec<f64>>(items, |v| f64_bytes(v), 8)
+    } else if cfg!(target_endian = "little") && id == std::any::TypeId::of::<Vec<f32>>() {
+        fast::<T, Vec<f32>>(items, |v| f32_bytes(v), 4)
+    } else {
+        None
+    };
+    match out {
+        Some(out) => Ok(out),
+        None => {
+            // Room for the usual case up front (small numbers take fewer bytes in postcard, not
+            // more), instead of growing and copying the buffer as it fills.
+            let guess = items.len().saturating_mul(std::mem::size_of::<T>() + 2) + 16;
+            to_vec(items, guess.min(1 << 28))
+        }
+    }
+}
+
+/// Decodes what [`encode_seq`] (or postcard, for `Vec<T>`) wrote, with the same fast paths.
+pub(crate) fn decode_seq<T: DeserializeOwned + 'static>(bytes: &[u8]) -> postcard::Result<Vec<T>> {
+    use std::any::{Any, TypeId};
+    fn items<E>(
+        mut bytes: &[u8],
+        elem: usize,
+        make: impl Fn(&[u8]) -> Option<E>,
+    ) -> Option<Vec<E>> {
+        let n = take_varint(&mut bytes)? as usize;
+        let mut out = Vec::with_capacity(n.min(bytes.len()));
+        for _ in 0..n {
+            let len = (take_varint(&mut bytes)? as usize).checked_mul(elem)?;
+            let (item, rest) = (bytes.get(..len)?, bytes.get(len..)?);
+            out.push(make(item)?);
+            bytes = rest;
+        }
+        bytes.is_empty().then_some(out)
+    }
+    fn cast<T: 'static, E: 'static>(v: Option<Vec<E>>) -> Option<Vec<T>> {
+        let boxed: Box<dyn Any> = Box::new(v?);
+        boxed.downcast::<Vec<T>>().ok().map(|b| *b)
+    }
+    let id = TypeId::of::<T>();
+    let fast = if id == TypeId::of::<Vec<u8>>() {
+        Some(cast::<T, Vec<u8>>(items(bytes, 1, |b| Some(b.to_vec()))))
+    } else if id == TypeId::of::<String>() {
+        Some(cast::<T, String>(items(bytes, 1, |b| {
+            std::str::from_utf8(b).ok().map(str::to_owned)
+        })))
+    } else if id == TypeId::of::<Vec<f64>>() {
+        Some(cast::<T, Vec<f64>>(items(bytes, 8, |b| {
+            Some(
+                b.chunks_exact(8)
+                    .map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
+                    .collect(),
+            )
+        })))
+    } else if id == TypeId::of::<Vec<f32>>() {
+        Some(cast::<T, Vec<f32>>(items(bytes, 4, |b| {
+            Some(
+                b.chunks_exact(4)
+                    .map(|c| f32::from_le_bytes(c.try_into().unwrap_or([0; 4])))
+                    .collect(),
+            )
+        })))
+    } else {
+        None
+    };
+    match fast {
+        Some(Some(out)) => Ok(out),
+        // Malformed for the fast path: let postcard say what is wrong.
+        Some(None) | None => postcard::from_bytes(bytes),
+    }
+}
+
+fn f64_bytes(v: &[f64]) -> &[u8] {
+    crate::sys::float_bytes(v)
+}
+
+fn f32_bytes(v: &[f32]) -> &[u8] {
+    crate::sys::float_bytes(v)
+}
+
+fn push_varint(out: &mut Vec<u8>, mut n: u64) {
+    while n >= 0x80 {
+        out.push((n as u8) | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
+}
+
+fn take_varint(bytes: &mut &[u8]) -> Option<u64> {
+    let mut n = 0u64;
+    for shift in (0..70).step_by(7) {
+        let (&b, rest) = bytes.split_first()?;
+        *bytes = rest;
+        n |= u64::from(b & 0x7f).checked_shl(shift)?;
+        if b & 0x80 == 0 {
+            return Some(n);
+        }
+    }
+    None
+}
+
 /// Appends one frame (`header` then `payload`) to `out`.
 pub(crate) fn encode_frame(
     out: &mut Vec<u8>,
@@ -469,6 +602,25 @@ mod tests {
         drop(writer);
         reader.fill().unwrap();
         assert!(reader.fd().is_none(), "end of file closes the reader");
+    }
+
+    #[test]
+    fn fast_paths_write_and_read_postcards_bytes() {
+        fn same<T>(items: Vec<T>)
+        where
+            T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug + 'static,
+        {
+            let reference = postcard::to_allocvec(&items).unwrap();
+            assert_eq!(encode_seq(&items).unwrap(), reference);
+            assert_eq!(decode_seq::<T>(&reference).unwrap(), items);
+        }
+        same(vec![vec![], vec![1u8, 2, 3], vec![7u8; 300]]);
+        same(vec![String::new(), "héllo".to_string(), "x".repeat(200)]);
+        same(vec![vec![1.5f64, -0.0, f64::MAX], vec![]]);
+        same(vec![vec![1.5f32; 129]]);
+        same(vec![(1u64, "pair".to_string())]);
+        assert!(decode_seq::<Vec<u8>>(&[5]).is_err(), "cut short");
+        assert!(decode_seq::<String>(&[1, 1, 0xff]).is_err(), "not UTF-8");
     }
 
     #[test]

@@ -221,7 +221,7 @@ impl<R> Drop for AsyncResult<R> {
 }
 
 /// Decodes the one result of an `apply_async`.
-pub(crate) fn decode_one<R: DeserializeOwned>(arrived: Vec<Arrived>) -> Result<R> {
+pub(crate) fn decode_one<R: DeserializeOwned + 'static>(arrived: Vec<Arrived>) -> Result<R> {
     decode_all::<R>(arrived)?.pop().ok_or_else(|| Error::Codec {
         direction: "deserialize",
         what: "task results",
@@ -230,7 +230,9 @@ pub(crate) fn decode_one<R: DeserializeOwned>(arrived: Vec<Arrived>) -> Result<R
 }
 
 /// Decodes and orders the results of a `map_async`.
-pub(crate) fn decode_all<R: DeserializeOwned>(mut arrived: Vec<Arrived>) -> Result<Vec<R>> {
+pub(crate) fn decode_all<R: DeserializeOwned + 'static>(
+    mut arrived: Vec<Arrived>,
+) -> Result<Vec<R>> {
     arrived.sort_by_key(|a| a.first);
     let mut out = Vec::new();
     for a in arrived {

@@ -144,6 +144,8 @@ pub(crate) struct Inner {
     pub state: State,
     workers: Vec<Worker>,
     jobs: BTreeMap<u64, Job>,
+    /// Jobs that may still hand out chunks, oldest first (so `dispatch` never walks finished jobs).
+    pending: VecDeque<u64>,
     next_job: u64,
     next_chunk: u64,
     described: HashMap<usize, FnRef>,
@@ -168,6 +170,11 @@ impl std::fmt::Debug for Inner {
     }
 }
 
+/// The most chunks queued to one worker at once (tiny ones; see `dispatch`).
+const DEPTH: usize = 16;
+/// Beyond two chunks, a worker is given more only while the bytes queued to it are under this.
+const DEEP_BYTES: usize = 256 * 1024;
+
 /// Poll tags: worker index times two, plus which pipe.
 const TAG_RESULTS: u64 = 0;
 const TAG_TASKS: u64 = 1;
@@ -186,6 +193,7 @@ impl Inner {
             state: State::Running,
             workers: Vec::new(),
             jobs: BTreeMap::new(),
+            pending: VecDeque::new(),
             next_job: 0,
             next_chunk: 0,
             described: HashMap::new(),
@@ -291,6 +299,7 @@ impl Inner {
                 abandoned: false,
             },
         );
+        self.pending.push_back(id);
         self.dispatch();
         Ok(id)
     }
@@ -566,6 +575,10 @@ impl Inner {
                 // Never started (or its result was lost): another worker runs it.
                 job.outstanding = job.outstanding.saturating_sub(1);
                 if !job.abandoned && job.failure.is_none() {
+                    if job.requeued.is_empty() && job.source.is_none() {
+                        // It had left the queue of jobs with chunks to hand out: back to the front.
+                        self.pending.push_front(c.job);
+                    }
                     job.requeued.push_back(c);
                 } else if job.abandoned && job.outstanding == 0 {
                     self.jobs.remove(&c.job);
@@ -604,22 +617,34 @@ impl Inner {
     }
 
     /// Hands out chunks to workers with room, and writes what it can.
+    ///
+    /// Round 1 gives every idle worker a chunk; round 2 a second one queued behind it (which keeps a
+    /// worker busy across the round trip); rounds 3 to [`DEPTH`] more, but only small ones (under
+    /// [`DEEP_BYTES`] queued), so thousands of tiny tasks (`apply_async`, `imap` with chunksize 1) are
+    /// pipelined while big chunks are not encoded far ahead. Round `r` > 1 runs only while more than
+    /// `r` chunks per worker are left, so that at the end no chunk waits behind a slow one while
+    /// another worker idles.
     fn dispatch(&mut self) {
         if self.broken.is_some() || self.state == State::Terminated || self.state == State::Joined {
             return;
         }
         let live = self.workers.iter().filter(|w| !w.retiring).count().max(1);
-        let mut backlog: usize = self.jobs.values().map(Job::backlog).sum();
-        // Round 1 gives every idle worker a chunk, round 2 a second one queued behind it (which keeps
-        // a worker busy across the round trip), but only while plenty is left, so that at the end no
-        // chunk waits behind a slow one while another worker idles.
-        for round in 1..=2 {
+        let mut backlog = self.backlog_up_to(DEPTH * live + 1);
+        for round in 1..=DEPTH {
+            if round > 1 && backlog <= round * live {
+                return;
+            }
             for i in 0..self.workers.len() {
                 let w = &self.workers[i];
                 if w.retiring || self.maxtasks.is_some_and(|m| w.sent >= m) {
                     continue;
                 }
-                if w.in_flight.len() >= round || (round == 2 && backlog <= 2 * live) {
+                if w.in_flight.len() >= round {
+                    continue;
+                }
+                if round > 2
+                    && w.in_flight.iter().map(|c| c.payload.len()).sum::<usize>() > DEEP_BYTES
+                {
                     continue;
                 }
                 let Some(chunk) = self.next_chunk() else {
@@ -646,10 +671,31 @@ impl Inner {
         }
     }
 
+    /// The number of chunks left to hand out, counted up to `cap` (enough to decide the rounds).
+    fn backlog_up_to(&self, cap: usize) -> usize {
+        let mut n = 0;
+        for id in &self.pending {
+            if let Some(job) = self.jobs.get(id) {
+                if !job.abandoned && job.failure.is_none() {
+                    n += job.backlog().max(usize::from(job.source.is_some()));
+                }
+            }
+            if n >= cap {
+                return n;
+            }
+        }
+        n
+    }
+
     /// The next chunk to send, oldest job first.
     fn next_chunk(&mut self) -> Option<Chunk> {
-        for (&id, job) in self.jobs.iter_mut() {
+        while let Some(&id) = self.pending.front() {
+            let Some(job) = self.jobs.get_mut(&id) else {
+                self.pending.pop_front();
+                continue;
+            };
             if job.abandoned || job.failure.is_some() {
+                self.pending.pop_front();
                 continue;
             }
             if let Some(c) = job.requeued.pop_front() {
@@ -681,6 +727,7 @@ impl Inner {
                     }
                 }
             }
+            self.pending.pop_front();
         }
         None
     }

@@ -246,19 +246,16 @@ pub(crate) fn check_timeout(timeout: Duration) -> Result<()> {
 }
 
 /// Decodes one chunk's results.
-pub(crate) fn decode_chunk<R: DeserializeOwned>(bytes: &[u8]) -> Result<Vec<R>> {
-    postcard::from_bytes(bytes).map_err(|e| Error::Codec {
+pub(crate) fn decode_chunk<R: DeserializeOwned + 'static>(bytes: &[u8]) -> Result<Vec<R>> {
+    crate::wire::decode_seq(bytes).map_err(|e| Error::Codec {
         direction: "deserialize",
         what: "task results",
         message: e.to_string(),
     })
 }
 
-fn encode_items<T: Serialize>(items: &[T]) -> Result<Vec<u8>> {
-    // Room for the usual case up front (small numbers take fewer bytes in postcard, not more),
-    // instead of growing and copying the buffer as it fills.
-    let guess = items.len().saturating_mul(std::mem::size_of::<T>() + 2) + 16;
-    crate::wire::to_vec(items, guess.min(1 << 28)).map_err(|e| Error::Codec {
+fn encode_items<T: Serialize + 'static>(items: &[T]) -> Result<Vec<u8>> {
+    crate::wire::encode_seq(items).map_err(|e| Error::Codec {
         direction: "serialize",
         what: "task arguments",
         message: e.to_string(),
@@ -272,7 +269,7 @@ struct VecChunks<T> {
     next: usize,
 }
 
-impl<T: Serialize> Iterator for VecChunks<T> {
+impl<T: Serialize + 'static> Iterator for VecChunks<T> {
     type Item = Result<(usize, Vec<u8>)>;
 
     fn next(&mut self) -> Option<Self::Item> {
@@ -298,7 +295,7 @@ struct IterChunks<I> {
     next: usize,
 }
 
-impl<T: Serialize, I: Iterator<Item = T>> Iterator for IterChunks<I> {
+impl<T: Serialize + 'static, I: Iterator<Item = T>> Iterator for IterChunks<I> {
     type Item = Result<(usize, Vec<u8>)>;
 
     fn next(&mut self) -> Option<Self::Item> {
