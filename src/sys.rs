@@ -178,3 +178,90 @@ pub(crate) fn float_bytes<F: Float>(v: &[F]) -> &[u8] {
     // byte slice covers exactly the memory of `v` (size_of_val) and borrows it for the same lifetime.
     unsafe { std::slice::from_raw_parts(v.as_ptr().cast::<u8>(), std::mem::size_of_val(v)) }
 }
+
+/// Receives one descriptor sent with SCM_RIGHTS over the Unix socket `socket` (blocking), with
+/// close-on-exec set. `None` when the message carried none (or the peer closed).
+pub(crate) fn recv_fd(socket: BorrowedFd<'_>) -> nix::Result<Option<OwnedFd>> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    let mut byte = [0u8; 1];
+    let mut iov = [std::io::IoSliceMut::new(&mut byte)];
+    let mut cmsg = nix::cmsg_space!([RawFd; 1]);
+    let msg = recvmsg::<()>(
+        socket.as_raw_fd(),
+        &mut iov,
+        Some(&mut cmsg),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )?;
+    let mut received = None;
+    for m in msg.cmsgs()? {
+        if let ControlMessageOwned::ScmRights(fds) = m {
+            for fd in fds {
+                // SAFETY: the kernel just installed `fd` in this process for this message
+                // (SCM_RIGHTS); nothing else refers to it, so it is ours to own and close.
+                let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+                if received.is_none() {
+                    received = Some(owned);
+                }
+            }
+        }
+    }
+    Ok(received)
+}
+
+/// A read-only, private mapping of a whole file (a memfd holding a payload): its bytes without a
+/// copy. Unmapped when dropped.
+#[derive(Debug)]
+pub(crate) struct Mapping {
+    addr: std::ptr::NonNull<u8>,
+    len: usize,
+}
+
+impl Mapping {
+    /// Maps all `len` bytes of `fd` read-only. `len` 0 gives an empty mapping without a system call.
+    pub(crate) fn of(fd: BorrowedFd<'_>, len: usize) -> nix::Result<Mapping> {
+        if len == 0 {
+            return Ok(Mapping {
+                addr: std::ptr::NonNull::dangling(),
+                len: 0,
+            });
+        }
+        // SAFETY: a new mapping at an address the kernel picks; it touches no existing memory. The
+        // file is a memfd nobody writes any more (the sender wrote it fully before passing it), and
+        // MAP_PRIVATE would keep our view stable even if someone did.
+        let addr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_PRIVATE | libc::MAP_POPULATE,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if addr == libc::MAP_FAILED {
+            return Err(Errno::last());
+        }
+        Ok(Mapping {
+            addr: std::ptr::NonNull::new(addr.cast()).ok_or(Errno::EFAULT)?,
+            len,
+        })
+    }
+
+    pub(crate) fn bytes(&self) -> &[u8] {
+        // SAFETY: `addr` is mapped readable for `len` bytes while `self` lives (or dangling with
+        // len 0, which from_raw_parts allows for an aligned non-null pointer).
+        unsafe { std::slice::from_raw_parts(self.addr.as_ptr(), self.len) }
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        if self.len > 0 {
+            // SAFETY: mapped by `of` with this length; borrows of its bytes end with `&self`.
+            unsafe { libc::munmap(self.addr.as_ptr().cast(), self.len) };
+        }
+    }
+}
+
+// SAFETY: the mapping is read-only memory not tied to a thread.
+unsafe impl Send for Mapping {}
