@@ -313,6 +313,13 @@ impl<T: Serialize + 'static, I: Iterator<Item = T>> Iterator for IterChunks<I> {
     }
 }
 
+/// Python's default chunk size for `map`: `chunksize, extra = divmod(len, 4 * processes); if extra:
+/// chunksize += 1`.
+fn default_chunksize(len: usize, processes: usize) -> usize {
+    let workers = 4 * processes.max(1);
+    len / workers + usize::from(len % workers != 0)
+}
+
 fn check_chunksize(chunksize: usize) -> Result<usize> {
     if chunksize == 0 {
         return Err(Error::InvalidArgument {
@@ -403,8 +410,16 @@ impl Pool {
     /// # Ok::<(), multiprocessing::Error>(())
     /// ```
     pub fn default_chunksize(&self, len: usize) -> usize {
-        let workers = 4 * self.processes().max(1);
-        len / workers + usize::from(len % workers != 0)
+        default_chunksize(len, self.processes())
+    }
+
+    /// The one code path of `map`, `starmap`, `map_async` and the `imap`s: [`Chunked`] with no
+    /// chunk size given (the default: Python's rule for the maps, 1 for the `imap`s).
+    fn options(&self) -> Chunked<'_> {
+        Chunked {
+            pool: self,
+            chunksize: None,
+        }
     }
 
     /// Calls with an explicit chunk size (Python: `chunksize=`): `pool.chunked(100).map(f, items)`.
@@ -421,7 +436,7 @@ impl Pool {
     pub fn chunked(&self, chunksize: usize) -> Chunked<'_> {
         Chunked {
             pool: self,
-            chunksize,
+            chunksize: Some(chunksize),
         }
     }
 
@@ -447,7 +462,7 @@ impl Pool {
         }
         let chunksize = match chunksize {
             Some(c) => check_chunksize(c)?,
-            None => self.default_chunksize_of(items.len(), inner.processes),
+            None => default_chunksize(items.len(), inner.processes).max(1),
         };
         let source = Box::new(VecChunks {
             items,
@@ -480,11 +495,6 @@ impl Pool {
         Ok(out)
     }
 
-    fn default_chunksize_of(&self, len: usize, processes: usize) -> usize {
-        let workers = 4 * processes.max(1);
-        (len / workers + usize::from(len % workers != 0)).max(1)
-    }
-
     /// Applies `f` to every input in the workers and returns the results in input order (Python:
     /// `pool.map(f, iterable)`). Inputs are sent in chunks of [`default_chunksize`](Self::default_chunksize).
     /// The first failing task ends the call with its error ([`Error::TaskPanicked`],
@@ -505,7 +515,7 @@ impl Pool {
         T: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + 'static,
     {
-        self.run_map::<Unary<T, R>>(f as usize, items.into_iter().collect(), None)
+        self.options().map(f, items)
     }
 
     /// Like [`map`](Self::map) for a two-argument function over pairs (Python: `pool.starmap(f,
@@ -530,7 +540,7 @@ impl Pool {
         B: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + 'static,
     {
-        self.run_map::<Binary<A, B, R>>(f as usize, items.into_iter().collect(), None)
+        self.options().starmap(f, items)
     }
 
     /// Runs `f(arg)` in a worker and waits for the result (Python: `pool.apply(f, (arg,))`).
@@ -609,32 +619,7 @@ impl Pool {
         T: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + 'static,
     {
-        let items: Vec<T> = items.into_iter().collect();
-        let chunksize = self.default_chunksize(items.len()).max(1);
-        self.map_async_chunked(f, items, chunksize)
-    }
-
-    fn map_async_chunked<T, R>(
-        &self,
-        f: fn(T) -> R,
-        items: Vec<T>,
-        chunksize: usize,
-    ) -> Result<AsyncResult<Vec<R>>>
-    where
-        T: Serialize + DeserializeOwned + 'static,
-        R: Serialize + DeserializeOwned + 'static,
-    {
-        let source = Box::new(VecChunks {
-            items,
-            chunksize: check_chunksize(chunksize)?,
-            next: 0,
-        });
-        let job = self.submit::<Unary<T, R>>(f as usize, source, true)?;
-        Ok(AsyncResult::new(
-            self.inner.clone(),
-            job,
-            async_result::decode_all::<R>,
-        ))
+        self.options().map_async(f, items)
     }
 
     /// A lazy [`map`](Self::map): an iterator of results in input order, each available as soon as
@@ -659,7 +644,7 @@ impl Pool {
         I: IntoIterator<Item = T>,
         I::IntoIter: 'static,
     {
-        self.imap_impl(f, items, 1, true)
+        self.options().imap(f, items)
     }
 
     /// Like [`imap`](Self::imap), but results come in the order they finish (Python:
@@ -683,29 +668,7 @@ impl Pool {
         I: IntoIterator<Item = T>,
         I::IntoIter: 'static,
     {
-        self.imap_impl(f, items, 1, false)
-    }
-
-    fn imap_impl<T, R, I>(
-        &self,
-        f: fn(T) -> R,
-        items: I,
-        chunksize: usize,
-        ordered: bool,
-    ) -> Result<IMap<R>>
-    where
-        T: Serialize + DeserializeOwned + 'static,
-        R: Serialize + DeserializeOwned + 'static,
-        I: IntoIterator<Item = T>,
-        I::IntoIter: 'static,
-    {
-        let source = Box::new(IterChunks {
-            iter: items.into_iter(),
-            chunksize: check_chunksize(chunksize)?,
-            next: 0,
-        });
-        let job = self.submit::<Unary<T, R>>(f as usize, source, false)?;
-        Ok(IMap::new(self.inner.clone(), job, ordered))
+        self.options().imap_unordered(f, items)
     }
 
     /// Takes no more work; the workers exit once the work already given is done (Python: `close()`).
@@ -790,7 +753,8 @@ impl Drop for Pool {
 #[derive(Debug, Clone, Copy)]
 pub struct Chunked<'a> {
     pool: &'a Pool,
-    chunksize: usize,
+    /// `None`: the default (Python's rule for the maps, 1 for the `imap`s).
+    chunksize: Option<usize>,
 }
 
 impl Chunked<'_> {
@@ -811,12 +775,9 @@ impl Chunked<'_> {
         T: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + 'static,
     {
-        check_chunksize(self.chunksize)?;
-        self.pool.run_map::<Unary<T, R>>(
-            f as usize,
-            items.into_iter().collect(),
-            Some(self.chunksize),
-        )
+        self.chunksize.map(check_chunksize).transpose()?;
+        self.pool
+            .run_map::<Unary<T, R>>(f as usize, items.into_iter().collect(), self.chunksize)
     }
 
     /// [`Pool::starmap`] with this chunk size.
@@ -840,11 +801,11 @@ impl Chunked<'_> {
         B: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + 'static,
     {
-        check_chunksize(self.chunksize)?;
+        self.chunksize.map(check_chunksize).transpose()?;
         self.pool.run_map::<Binary<A, B, R>>(
             f as usize,
             items.into_iter().collect(),
-            Some(self.chunksize),
+            self.chunksize,
         )
     }
 
@@ -868,8 +829,22 @@ impl Chunked<'_> {
         T: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + 'static,
     {
-        self.pool
-            .map_async_chunked(f, items.into_iter().collect(), self.chunksize)
+        let items: Vec<T> = items.into_iter().collect();
+        let chunksize = match self.chunksize {
+            Some(c) => check_chunksize(c)?,
+            None => self.pool.default_chunksize(items.len()).max(1),
+        };
+        let source = Box::new(VecChunks {
+            items,
+            chunksize,
+            next: 0,
+        });
+        let job = self.pool.submit::<Unary<T, R>>(f as usize, source, true)?;
+        Ok(AsyncResult::new(
+            self.pool.inner.clone(),
+            job,
+            async_result::decode_all::<R>,
+        ))
     }
 
     /// [`Pool::imap`] with this chunk size.
@@ -891,7 +866,7 @@ impl Chunked<'_> {
         I: IntoIterator<Item = T>,
         I::IntoIter: 'static,
     {
-        self.pool.imap_impl(f, items, self.chunksize, true)
+        self.imap_in_order(f, items, true)
     }
 
     /// [`Pool::imap_unordered`] with this chunk size.
@@ -913,6 +888,22 @@ impl Chunked<'_> {
         I: IntoIterator<Item = T>,
         I::IntoIter: 'static,
     {
-        self.pool.imap_impl(f, items, self.chunksize, false)
+        self.imap_in_order(f, items, false)
+    }
+
+    fn imap_in_order<T, R, I>(&self, f: fn(T) -> R, items: I, ordered: bool) -> Result<IMap<R>>
+    where
+        T: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + 'static,
+        I: IntoIterator<Item = T>,
+        I::IntoIter: 'static,
+    {
+        let source = Box::new(IterChunks {
+            iter: items.into_iter(),
+            chunksize: check_chunksize(self.chunksize.unwrap_or(1))?,
+            next: 0,
+        });
+        let job = self.pool.submit::<Unary<T, R>>(f as usize, source, false)?;
+        Ok(IMap::new(self.pool.inner.clone(), job, ordered))
     }
 }
