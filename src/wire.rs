@@ -139,8 +139,28 @@ pub(crate) fn encode_seq<T: Serialize + 'static>(items: &[T]) -> postcard::Resul
         }
         Some(out)
     }
+    /// Integers: postcard's varints (zigzag for signed ones), in one tight loop.
+    fn ints<T: 'static, E: Copy + 'static>(items: &[T], word: fn(E) -> u64) -> Option<Vec<u8>> {
+        use std::any::Any;
+        let mut out = Vec::with_capacity(items.len() * (std::mem::size_of::<E>() + 2) + 10);
+        push_varint(&mut out, items.len() as u64);
+        for item in items {
+            push_varint(&mut out, word(*(item as &dyn Any).downcast_ref::<E>()?));
+        }
+        Some(out)
+    }
     let id = std::any::TypeId::of::<T>();
-    let out = if id == std::any::TypeId::of::<Vec<u8>>() {
+    let out = if id == std::any::TypeId::of::<u64>() {
+        ints::<T, u64>(items, |x| x)
+    } else if id == std::any::TypeId::of::<u32>() {
+        ints::<T, u32>(items, u64::from)
+    } else if id == std::any::TypeId::of::<usize>() {
+        ints::<T, usize>(items, |x| x as u64)
+    } else if id == std::any::TypeId::of::<i64>() {
+        ints::<T, i64>(items, |x| ((x << 1) ^ (x >> 63)) as u64)
+    } else if id == std::any::TypeId::of::<i32>() {
+        ints::<T, i32>(items, |x| ((x << 1) ^ (x >> 31)) as u32 as u64)
+    } else if id == std::any::TypeId::of::<Vec<u8>>() {
         fast::<T, Vec<u8>>(items, |v| v.as_slice(), 1)
     } else if id == std::any::TypeId::of::<String>() {
         fast::<T, String>(items, |s| s.as_bytes(), 1)
@@ -184,8 +204,31 @@ pub(crate) fn decode_seq<T: DeserializeOwned + 'static>(bytes: &[u8]) -> postcar
         let boxed: Box<dyn Any> = Box::new(v?);
         boxed.downcast::<Vec<T>>().ok().map(|b| *b)
     }
+    fn ints<E>(mut bytes: &[u8], make: impl Fn(u64) -> Option<E>) -> Option<Vec<E>> {
+        let n = take_varint(&mut bytes)? as usize;
+        let mut out = Vec::with_capacity(n.min(bytes.len()));
+        for _ in 0..n {
+            out.push(make(take_varint(&mut bytes)?)?);
+        }
+        bytes.is_empty().then_some(out)
+    }
     let id = TypeId::of::<T>();
-    let fast = if id == TypeId::of::<Vec<u8>>() {
+    let fast = if id == TypeId::of::<u64>() {
+        Some(cast::<T, u64>(ints(bytes, Some)))
+    } else if id == TypeId::of::<u32>() {
+        Some(cast::<T, u32>(ints(bytes, |w| u32::try_from(w).ok())))
+    } else if id == TypeId::of::<usize>() {
+        Some(cast::<T, usize>(ints(bytes, |w| usize::try_from(w).ok())))
+    } else if id == TypeId::of::<i64>() {
+        Some(cast::<T, i64>(ints(bytes, |w| {
+            Some(((w >> 1) as i64) ^ -((w & 1) as i64))
+        })))
+    } else if id == TypeId::of::<i32>() {
+        Some(cast::<T, i32>(ints(bytes, |w| {
+            let w = u32::try_from(w).ok()?;
+            Some(((w >> 1) as i32) ^ -((w & 1) as i32))
+        })))
+    } else if id == TypeId::of::<Vec<u8>>() {
         Some(cast::<T, Vec<u8>>(items(bytes, 1, |b| Some(b.to_vec()))))
     } else if id == TypeId::of::<String>() {
         Some(cast::<T, String>(items(bytes, 1, |b| {
@@ -691,6 +734,15 @@ mod tests {
         same(vec![vec![1.5f64, -0.0, f64::MAX], vec![]]);
         same(vec![vec![1.5f32; 129]]);
         same(vec![(1u64, "pair".to_string())]);
+        same(vec![0u64, 1, 127, 128, 300, u64::MAX]);
+        same(vec![0u32, 1, 127, 128, u32::MAX]);
+        same(vec![0usize, 5, usize::MAX]);
+        same(vec![0i64, -1, 1, -64, 64, i64::MIN, i64::MAX]);
+        same(vec![0i32, -1, 1, -65, i32::MIN, i32::MAX]);
+        assert!(
+            decode_seq::<u32>(&[1, 0xff, 0xff, 0xff, 0xff, 0x7f]).is_err(),
+            "too big"
+        );
         assert!(decode_seq::<Vec<u8>>(&[5]).is_err(), "cut short");
         assert!(decode_seq::<String>(&[1, 1, 0xff]).is_err(), "not UTF-8");
     }
