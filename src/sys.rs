@@ -265,3 +265,65 @@ impl Drop for Mapping {
 
 // SAFETY: the mapping is read-only memory not tied to a thread.
 unsafe impl Send for Mapping {}
+
+/// A new memfd of `len` bytes, mapped shared and writable: fill it through [`SharedFile::bytes_mut`],
+/// then pass [`SharedFile::into_fd`] to another process, which maps it with [`Mapping::of`].
+#[derive(Debug)]
+pub(crate) struct SharedFile {
+    fd: OwnedFd,
+    addr: std::ptr::NonNull<u8>,
+    len: usize,
+}
+
+impl SharedFile {
+    pub(crate) fn new(len: usize) -> nix::Result<SharedFile> {
+        use nix::sys::memfd::{memfd_create, MFdFlags};
+        let fd = memfd_create("multiprocessing-payload", MFdFlags::MFD_CLOEXEC)?;
+        nix::unistd::ftruncate(&fd, len as libc::off_t)?;
+        // SAFETY: a new shared mapping of our own new memfd, `len` bytes (its size, set above), at
+        // an address the kernel picks; it touches no existing memory.
+        let addr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len.max(1),
+                libc::PROT_READ | libc::PROT_WRITE,
+                // Populate: allocate every page in one go rather than one fault per 4 KiB.
+                libc::MAP_SHARED | libc::MAP_POPULATE,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if addr == libc::MAP_FAILED {
+            return Err(Errno::last());
+        }
+        Ok(SharedFile {
+            fd,
+            addr: std::ptr::NonNull::new(addr.cast()).ok_or(Errno::EFAULT)?,
+            len,
+        })
+    }
+
+    pub(crate) fn bytes_mut(&mut self) -> &mut [u8] {
+        // SAFETY: mapped readable and writable for `len` bytes while `self` lives; `&mut self` makes
+        // this the only borrow of it in this process (nobody else has the fd yet).
+        unsafe { std::slice::from_raw_parts_mut(self.addr.as_ptr(), self.len) }
+    }
+
+    /// Unmaps this process's view and returns the memfd (its contents stay).
+    pub(crate) fn into_fd(self) -> OwnedFd {
+        let this = std::mem::ManuallyDrop::new(self);
+        // SAFETY: mapped by `new` with this length; `this` is never used again, and its fd is moved
+        // out exactly once (ManuallyDrop: no double close).
+        unsafe {
+            libc::munmap(this.addr.as_ptr().cast(), this.len.max(1));
+            std::ptr::read(&this.fd)
+        }
+    }
+}
+
+impl Drop for SharedFile {
+    fn drop(&mut self) {
+        // SAFETY: mapped by `new` with this length; borrows end with `&mut self`.
+        unsafe { libc::munmap(self.addr.as_ptr().cast(), self.len.max(1)) };
+    }
+}

@@ -113,6 +113,101 @@ impl postcard::ser_flavors::Flavor for FastVec {
     }
 }
 
+/// A chunk of encoded pool inputs: in memory, or (big ones of the bulk kinds) already written
+/// straight into a memfd, ready to be passed to a worker without another copy.
+#[derive(Debug)]
+pub(crate) enum Encoded {
+    Inline(Vec<u8>),
+    Shared { fd: OwnedFd, len: usize },
+}
+
+impl Encoded {
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Encoded::Inline(bytes) => bytes.len(),
+            Encoded::Shared { len, .. } => *len,
+        }
+    }
+}
+
+/// Like [`encode_seq`], but a chunk of the bulk kinds (`Vec<u8>`, `String`, `Vec<f64>`,
+/// `Vec<f32>`) of [`SHARED_MIN`] bytes or more is written straight into a memfd (one copy, from the
+/// caller's values into the memory the worker will map).
+pub(crate) fn encode_chunk<T: Serialize + 'static>(items: &[T]) -> Result<Encoded> {
+    fn shared<T: 'static, E: 'static>(
+        items: &[T],
+        bytes_of: fn(&E) -> &[u8],
+        elem: usize,
+    ) -> Option<Result<Encoded>> {
+        use std::any::Any;
+        let mut len = varint_len(items.len() as u64);
+        for item in items {
+            let bytes = bytes_of((item as &dyn Any).downcast_ref::<E>()?);
+            len += varint_len((bytes.len() / elem) as u64) + bytes.len();
+        }
+        if len < SHARED_MIN {
+            return None;
+        }
+        let mut file = match sys::SharedFile::new(len) {
+            Ok(file) => file,
+            Err(e) => return Some(Err(Error::os("memfd", e))),
+        };
+        let out = file.bytes_mut();
+        let mut at = put_varint(out, 0, items.len() as u64);
+        for item in items {
+            let bytes = bytes_of((item as &dyn Any).downcast_ref::<E>()?);
+            at = put_varint(out, at, (bytes.len() / elem) as u64);
+            out[at..at + bytes.len()].copy_from_slice(bytes);
+            at += bytes.len();
+        }
+        Some(Ok(Encoded::Shared {
+            fd: file.into_fd(),
+            len,
+        }))
+    }
+    let id = std::any::TypeId::of::<T>();
+    let direct = if id == std::any::TypeId::of::<Vec<u8>>() {
+        shared::<T, Vec<u8>>(items, |v| v.as_slice(), 1)
+    } else if id == std::any::TypeId::of::<String>() {
+        shared::<T, String>(items, |s| s.as_bytes(), 1)
+    } else if cfg!(target_endian = "little") && id == std::any::TypeId::of::<Vec<f64>>() {
+        shared::<T, Vec<f64>>(items, |v| f64_bytes(v), 8)
+    } else if cfg!(target_endian = "little") && id == std::any::TypeId::of::<Vec<f32>>() {
+        shared::<T, Vec<f32>>(items, |v| f32_bytes(v), 4)
+    } else {
+        None
+    };
+    match direct {
+        Some(encoded) => encoded,
+        None => encode_seq(items)
+            .map(Encoded::Inline)
+            .map_err(|e| Error::Codec {
+                direction: "serialize",
+                what: "task arguments",
+                message: e.to_string(),
+            }),
+    }
+}
+
+fn varint_len(mut n: u64) -> usize {
+    let mut len = 1;
+    while n >= 0x80 {
+        n >>= 7;
+        len += 1;
+    }
+    len
+}
+
+fn put_varint(out: &mut [u8], mut at: usize, mut n: u64) -> usize {
+    while n >= 0x80 {
+        out[at] = (n as u8) | 0x80;
+        n >>= 7;
+        at += 1;
+    }
+    out[at] = n as u8;
+    at + 1
+}
+
 /// Encodes a chunk of pool inputs or results exactly as postcard encodes `Vec<T>` (a varint count,
 /// then each item), with a fast path for the bulk kinds people give a pool: `Vec<u8>`, `String`,
 /// `Vec<f64>`, `Vec<f32>`. postcard writes those as a varint length and then the raw bytes (floats
@@ -458,11 +553,16 @@ pub(crate) fn side_channel() -> Result<(OwnedFd, OwnedFd)> {
 /// [`recv_shared`]. The memory is freed once both sides have closed the descriptor.
 pub(crate) fn send_shared(socket: BorrowedFd<'_>, bytes: &[u8]) -> Result<()> {
     use nix::sys::memfd::{memfd_create, MFdFlags};
-    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
-    use std::os::fd::AsRawFd;
     let memfd = memfd_create("multiprocessing-payload", MFdFlags::MFD_CLOEXEC)
         .map_err(|e| Error::os("memfd_create", e))?;
     write_all(memfd.as_fd(), bytes)?;
+    send_fd(socket, memfd.as_fd())
+}
+
+/// Sends a memfd already filled (see [`encode_chunk`]) over `socket` (SCM_RIGHTS).
+pub(crate) fn send_fd(socket: BorrowedFd<'_>, memfd: BorrowedFd<'_>) -> Result<()> {
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+    use std::os::fd::AsRawFd;
     let fds = [memfd.as_raw_fd()];
     let iov = [std::io::IoSlice::new(b"m")];
     loop {

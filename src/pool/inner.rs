@@ -17,12 +17,12 @@ use crate::error::{Error, Result};
 use crate::output;
 use crate::registry;
 use crate::wait::{self, Fds, Waiter};
-use crate::wire::{self, Buffer, NbReader, NbWriter};
+use crate::wire::{self, Buffer, Encoded, NbReader, NbWriter};
 use crate::{fork, session};
 
 /// Serialized chunks of a job's inputs, produced lazily: `(index of the first task, postcard bytes of
-/// a Vec of inputs)`.
-pub(crate) type ChunkSource = Box<dyn Iterator<Item = Result<(usize, Vec<u8>)>>>;
+/// a Vec of inputs, in memory or in a memfd)`.
+pub(crate) type ChunkSource = Box<dyn Iterator<Item = Result<(usize, Encoded)>>>;
 
 /// A pool's lifecycle, as in Python (`RUN`, `CLOSE`, `TERMINATE`) plus "joined".
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,7 +41,7 @@ struct Chunk {
     job: u64,
     seq: usize,
     first: usize,
-    payload: Vec<u8>,
+    payload: Encoded,
     /// How many workers died while holding it at the front of their queue.
     attempts: u8,
 }
@@ -690,11 +690,12 @@ impl Inner {
                 let w = &mut self.workers[i];
                 // A big payload goes in shared memory, its descriptor on the side socket (in the
                 // same order as the frames, which the worker reads one by one).
-                let payload: &[u8] = if shared { &[] } else { &chunk.payload };
-                let sent = if shared {
-                    wire::send_shared(w.side.as_fd(), &chunk.payload)
-                } else {
-                    Ok(())
+                let (sent, payload): (Result<()>, &[u8]) = match &chunk.payload {
+                    Encoded::Shared { fd, .. } => (wire::send_fd(w.side.as_fd(), fd.as_fd()), &[]),
+                    Encoded::Inline(bytes) if shared => {
+                        (wire::send_shared(w.side.as_fd(), bytes), &[])
+                    }
+                    Encoded::Inline(bytes) => (Ok(()), bytes),
                 };
                 if let Err(e) =
                     sent.and_then(|()| wire::encode_frame(w.tx.queue(), &header, payload))

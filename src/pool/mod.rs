@@ -254,12 +254,8 @@ pub(crate) fn decode_chunk<R: DeserializeOwned + 'static>(bytes: &[u8]) -> Resul
     })
 }
 
-fn encode_items<T: Serialize + 'static>(items: &[T]) -> Result<Vec<u8>> {
-    crate::wire::encode_seq(items).map_err(|e| Error::Codec {
-        direction: "serialize",
-        what: "task arguments",
-        message: e.to_string(),
-    })
+fn encode_items<T: Serialize + 'static>(items: &[T]) -> Result<crate::wire::Encoded> {
+    crate::wire::encode_chunk(items)
 }
 
 /// Chunks of an owned list of inputs.
@@ -270,7 +266,7 @@ struct VecChunks<T> {
 }
 
 impl<T: Serialize + 'static> Iterator for VecChunks<T> {
-    type Item = Result<(usize, Vec<u8>)>;
+    type Item = Result<(usize, crate::wire::Encoded)>;
 
     fn next(&mut self) -> Option<Self::Item> {
         if self.next >= self.items.len() {
@@ -296,7 +292,7 @@ struct IterChunks<I> {
 }
 
 impl<T: Serialize + 'static, I: Iterator<Item = T>> Iterator for IterChunks<I> {
-    type Item = Result<(usize, Vec<u8>)>;
+    type Item = Result<(usize, crate::wire::Encoded)>;
 
     fn next(&mut self) -> Option<Self::Item> {
         let items: Vec<T> = self.iter.by_ref().take(self.chunksize).collect();
