@@ -50,13 +50,18 @@
 //! # What is different from Python, on purpose
 //!
 //! - A task that panics returns [`Error::TaskPanicked`] with the message, the task's index and the
-//!   worker's name; the pool stays usable. The worker keeps Rust's default panic hook, so the panic's
-//!   `thread 'main' panicked at src/..:line` line also appears (as stderr of the cell) -- it names the line.
+//!   worker's name; the pool stays usable. The worker also prints a short report on the cell's
+//!   stderr ("Process ForkPoolWorker-1:", then `panicked at src/..:line:` and the message): it names
+//!   the line. (A function from a library with its own copy of std keeps that std's hook.)
 //! - A worker that dies (killed, aborted, crashed) returns [`Error::WorkerDied`] at once, naming it,
 //!   its pid, the signal and the task; the pool starts a replacement. Python's `Pool` hangs forever
 //!   there (bpo-22393).
 //! - Nothing runs in the background of the notebook: there is no thread; the pool sends tasks and
 //!   collects results while one of its calls waits (`map`, `get`, iterating `imap`, `join`).
+//! - Interrupting the kernel while a pool call waits returns [`Error::Interrupted`]: every
+//!   unfinished task of the pool is cancelled, the busy workers are killed and replaced, and the
+//!   pool is usable at once (Python raises `KeyboardInterrupt`).
+//! - The workers are children like any [`Process`](crate::Process): `active_children()` lists them.
 //! - Workers' `print!`s reach the cell as whole lines while a call waits.
 //! - Dropping a `Pool` (or leaving [`Pool::with`]) terminates it, as Python's `with` block does:
 //!   workers are killed and reaped. When the kernel is interrupted or shut down, no destructor runs,
