@@ -65,13 +65,15 @@ pub mod queue;
 pub mod shared;
 pub mod sync;
 
-mod channel;
 mod child;
+mod fork;
 mod output;
 mod registry;
 mod session;
 mod shm;
 mod sys;
+mod wait;
+mod wire;
 
 pub use current::{
     active_children, cpu_count, current_process, exit, parent_process, ActiveChild, CurrentProcess,

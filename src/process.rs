@@ -28,9 +28,17 @@
 //!   children, flushes its output and ends with `_exit`: it never returns into the caller's code
 //!   (inside evcxr that would run the kernel's code in the child).
 //! - The child's stdout and stderr are pipes that the parent relays, whole line by whole line,
-//!   whenever it waits: in `join`, `join_timeout`, `is_alive`, `exitcode`, `start` and
-//!   [`active_children`](crate::active_children). So output shows in the notebook cell that waits
-//!   for the child, in the order the children printed it. Its stdin is `/dev/null`.
+//!   whenever it waits: in `join`, `join_timeout`, `is_alive`, `exitcode`, `start`,
+//!   [`active_children`](crate::active_children), and every other blocking call of this crate (a
+//!   pool's `map`, `recv`, `Queue::get`, ...). So output shows in the notebook cell that waits, in
+//!   the order the children printed it. Its stdin is `/dev/null`.
+//! - **Threads the child starts are cut off when the closure returns** (the child ends with
+//!   `_exit`); Python would wait for its non-daemon threads. Join your threads inside the closure.
+//! - Interrupting the kernel while `join` waits returns [`Error::Interrupted`]; the child keeps
+//!   running, as in Jupyter with Python (only the kernel gets the interrupt). Join it again, or
+//!   `terminate()` it.
+//! - `is_alive()` asked from another process than the parent answers `false` (Python raises an
+//!   `AssertionError`; the method returns a plain `bool` here).
 //! - The child dies with the process that started it (`PR_SET_PDEATHSIG` = `SIGKILL`, then a
 //!   `getppid()` check). Linux sends that signal when the *thread* that forked exits: start processes
 //!   from a thread that outlives them (in a notebook, the cell's main thread always does).
@@ -53,7 +61,7 @@ use nix::sys::signal::Signal;
 
 use crate::child::Child;
 use crate::error::{Error, Result};
-use crate::{output, registry, session, sys};
+use crate::{fork, output, registry, session, wait};
 
 /// The exit code a fallible closure's result gives the child (see [`Process::new_fallible`]): 0 for
 /// `Ok`; for `Err`, reports `Process <name>:` and `Error: <e:?>` on stderr (as a Rust `main` does) and
@@ -263,7 +271,8 @@ impl Process {
         Process {
             name,
             identity,
-            daemon: false,
+            // Python: a new Process inherits the daemon flag of the process that creates it.
+            daemon: session::load().daemon,
             creator: std::process::id() as i32,
             target: Some(target),
             pid: None,
@@ -395,7 +404,7 @@ impl Process {
         let (name, identity, daemon) = (self.name.clone(), self.identity.clone(), self.daemon);
         let target = &mut self.target;
         let pid =
-            sys::fork_child(move || child_main(name, identity, daemon, parent_pid, ends, target))?;
+            fork::fork_child(move || child_main(name, identity, daemon, parent_pid, ends, target))?;
         self.target = None;
         self.pid = Some(pid.as_raw());
         registry::lock().add(self.name.clone(), self.daemon, Child::new(pid), relay);
@@ -421,8 +430,8 @@ impl Process {
         if let Some(code) = self.exit_code.get() {
             return Ok(code);
         }
-        let code =
-            registry::wait(pid, None)?.ok_or_else(|| Error::os("waitpid", nix::Error::ECHILD))?;
+        let code = wait::child_exit(pid, None, || self.interrupted(pid))?
+            .ok_or_else(|| Error::os("waitpid", nix::Error::ECHILD))?;
         Ok(self.settle(pid, code))
     }
 
@@ -448,7 +457,8 @@ impl Process {
             return Ok(Some(code));
         }
         let deadline = Instant::now().checked_add(timeout);
-        Ok(registry::wait(pid, deadline)?.map(|code| self.settle(pid, code)))
+        Ok(wait::child_exit(pid, deadline, || self.interrupted(pid))?
+            .map(|code| self.settle(pid, code)))
     }
 
     /// Whether the child has been started and has not ended yet. Relays pending output.
@@ -558,6 +568,16 @@ impl Process {
         Some(code.map(|code| self.settle(pid, code)))
     }
 
+    /// A join was interrupted: the child is left running, as in Jupyter, where only the kernel
+    /// process gets the interrupt (in a terminal, Ctrl-C reaches the whole process group and the
+    /// child would die of SIGINT too; here the user decides).
+    fn interrupted(&self, pid: i32) -> Error {
+        Error::Interrupted {
+            waiting_for: format!("process {} (pid {pid}) to end", self.name),
+            state: "it is still running: call join() again to keep waiting, or terminate() (or kill()) to stop it".into(),
+        }
+    }
+
     /// Keeps the exit code and lets the registry forget the child.
     fn settle(&self, pid: i32, code: i32) -> i32 {
         self.exit_code.set(Some(code));
@@ -629,7 +649,7 @@ fn child_main(
                 let message = crate::error::panic_message(&*payload);
                 eprintln!("Process {name}:\npanicked:\n{message}");
             }
-            sys::EXIT_PANIC
+            fork::EXIT_PANIC
         }),
         None => 0,
     };

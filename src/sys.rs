@@ -1,74 +1,36 @@
-//! The operating-system edge: `fork`, `_exit`, `pidfd_open`. Every `unsafe` block of the crate's
-//! process handling lives here, each with the invariant that makes it sound.
+//! The operating-system edge: thin wrappers of system calls (`fork`, `_exit`, `pidfd_open`, `poll`,
+//! signal dispositions) and the process-wide global behind the child table. The `unsafe` blocks of the
+//! crate's process handling live here, each with the invariant that makes it sound (memory shared
+//! between processes has its own in [`crate::shm`], the pool's function pointers in
+//! `pool::function`). This module imports nothing of the crate but [`crate::error`].
 //!
-//! Everything above this module works with safe types: [`Pid`], [`OwnedFd`], closures.
+//! Everything above it works with safe types: [`Pid`], [`OwnedFd`], closures.
 
 use std::io::Write;
-use std::os::fd::{FromRawFd, OwnedFd};
-use std::panic::{self, AssertUnwindSafe};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use nix::errno::Errno;
 use nix::sys::signal::Signal;
 use nix::unistd::{ForkResult, Pid};
 
-use crate::error::{Error, Result};
-
-/// Exit code a child uses when its body panicked (Python: an uncaught exception gives exit code 1).
-pub(crate) const EXIT_PANIC: i32 = 1;
-
-/// Forks the calling process. In the child, runs `child_body` and ends the child with `_exit` and the
-/// code it returned; a panic that escapes `child_body` ends it with [`EXIT_PANIC`]. The child never
-/// returns into the caller: inside evcxr, returning would run the kernel's own code in the child and
-/// corrupt the session. In the parent, returns the child's pid.
-///
-/// Around the fork it also: warns once per process when this process runs several threads (as Python
-/// 3.12 does); flushes Rust's stdout and stderr buffers so the child does not inherit, and print again,
-/// what the parent had buffered; and holds the lock of this process's child registry
-/// ([`crate::registry`]), so the child gets a consistent copy of it, which it empties at once (closing
-/// the inherited descriptors of its siblings' pipes: they are the parent's business).
-pub(crate) fn fork_child(child_body: impl FnOnce() -> i32) -> Result<Pid> {
-    let parent_pid = nix::unistd::getpid();
-    crate::session::warn_if_multithreaded();
-    let _ = std::io::stdout().flush();
-    let _ = std::io::stderr().flush();
-    let registry = crate::registry::lock();
-    // SAFETY: after fork only the calling thread exists in the child. The child runs `child_body`
-    // and then `_exit`s, so it never returns into code that expects the parent's other threads.
-    // When the parent had several threads, locks they held (malloc's, stdio's) may be held forever
-    // in the child; `warn_if_multithreaded` above says so once, as Python 3.12 does. The registry
-    // lock is held by this thread across the fork, so the child's copy of it is consistent.
-    match unsafe { nix::unistd::fork() } {
-        Ok(ForkResult::Parent { child }) => {
-            drop(registry);
-            Ok(child)
-        }
-        Ok(ForkResult::Child) => {
-            // Die with the parent, even when it is SIGKILLed (a kernel interrupt) and no destructor
-            // runs; then check it is still there: it may have died before prctl took effect.
-            let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
-            if nix::unistd::getppid() != parent_pid {
-                exit_now(1);
-            }
-            restore_default_fault_signals();
-            crate::registry::forget_in_child(registry);
-            let code = panic::catch_unwind(AssertUnwindSafe(child_body)).unwrap_or(EXIT_PANIC);
-            exit_now(code)
-        }
-        Err(source) => Err(Error::Fork {
-            source,
-            hint: match source {
-                Errno::EAGAIN => "too many processes (RLIMIT_NPROC or the pid limit): join finished processes or use a Pool",
-                Errno::ENOMEM => "not enough memory to copy this process: free memory or start fewer processes",
-                _ => "see fork(2)",
-            },
-        }),
+/// `fork(2)`. In the child, runs `child` and ends the process with `_exit` and the code it
+/// returned: the child never returns into the caller (inside evcxr, that would run the kernel's own
+/// code in the child). In the parent, drops `child` unrun and returns the child's pid.
+pub(crate) fn fork_and_exit(child: impl FnOnce() -> i32) -> nix::Result<Pid> {
+    // SAFETY: after fork only the calling thread exists in the child. The child runs `child` and then
+    // `_exit`s, so it never returns into code that expects the parent's other threads. When the parent
+    // had several threads, locks they held (malloc's, stdio's) may be held forever in the child; the
+    // fork module warns about that once, as Python 3.12 does.
+    match unsafe { nix::unistd::fork() }? {
+        ForkResult::Parent { child: pid } => Ok(pid),
+        ForkResult::Child => exit_now(child()),
     }
 }
 
-/// Gives the crash signals back their default action in a child. The evcxr runtime installs handlers
+/// Gives the crash signals back their default action (used in a child). The evcxr runtime installs handlers
 /// that print a backtrace and `abort`, so without this a child that segfaults would report exit code
 /// -6 (SIGABRT) instead of Python's -11 (SIGSEGV).
-fn restore_default_fault_signals() {
+pub(crate) fn restore_default_fault_signals() {
     for signal in [
         Signal::SIGSEGV,
         Signal::SIGBUS,
@@ -160,4 +122,208 @@ pub(crate) fn process_global<T: Sync + 'static>(
     let leaked: &'static T = Box::leak(Box::new(make()));
     std::env::set_var(var, stamp(leaked as *const T as usize));
     leaked
+}
+
+/// `poll(2)` on raw descriptors; `timeout_ms` < 0 waits without limit. Returns how many entries have
+/// events (their `revents` are set). `EINTR` counts as zero events.
+pub(crate) fn poll(fds: &mut [libc::pollfd], timeout_ms: i32) -> nix::Result<usize> {
+    // SAFETY: `fds` is a valid, writable array of `fds.len()` pollfd structs for the whole call; poll
+    // only writes their `revents`. A descriptor closed meanwhile yields POLLNVAL, not a memory error.
+    let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
+    match Errno::result(n) {
+        Ok(n) => Ok(n as usize),
+        Err(Errno::EINTR) => Ok(0),
+        Err(e) => Err(e),
+    }
+}
+
+/// Closes a descriptor by number (in a just-forked child: descriptors that belong to the parent).
+pub(crate) fn close_raw(fd: RawFd) {
+    let _ = nix::unistd::close(fd);
+}
+
+/// `read(2)` on a descriptor known only by number (the kernel's interrupt pipe, named by an
+/// environment variable).
+pub(crate) fn read_raw(fd: RawFd, buf: &mut [u8]) -> nix::Result<usize> {
+    // SAFETY: `buf` is valid and writable for `buf.len()` bytes during the call; `fd` is a number
+    // only: a descriptor that is not open fails with EBADF and touches nothing.
+    let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+    Errno::result(n).map(|n| n as usize)
+}
+
+/// `read(2)` of at most `max` bytes appended to `buf` (into its spare capacity, reserved here, not
+/// zero-filled first). Returns how many bytes were read; 0 at end of file.
+pub(crate) fn read_append(fd: BorrowedFd<'_>, buf: &mut Vec<u8>, max: usize) -> nix::Result<usize> {
+    buf.reserve(max);
+    let spare = buf.spare_capacity_mut();
+    let want = max.min(spare.len());
+    // SAFETY: the pointer and length describe `buf`'s spare capacity, valid and writable for `want`
+    // bytes during the call; read only writes into it.
+    let n = unsafe { libc::read(fd.as_raw_fd(), spare.as_mut_ptr().cast(), want) };
+    let n = Errno::result(n)? as usize;
+    // SAFETY: read initialised the first `n` (<= want) bytes of the spare capacity.
+    unsafe { buf.set_len(buf.len() + n) };
+    Ok(n)
+}
+
+/// Plain floats: no padding, every bit pattern valid.
+pub(crate) trait Float: Copy {}
+impl Float for f32 {}
+impl Float for f64 {}
+
+/// The bytes of a slice of floats, in memory order (little-endian on the targets where the wire's
+/// fast path uses it, which is postcard's encoding of floats).
+pub(crate) fn float_bytes<F: Float>(v: &[F]) -> &[u8] {
+    // SAFETY: f32/f64 (the only `Float`s) have no padding and no invalid bit patterns as bytes; the
+    // byte slice covers exactly the memory of `v` (size_of_val) and borrows it for the same lifetime.
+    unsafe { std::slice::from_raw_parts(v.as_ptr().cast::<u8>(), std::mem::size_of_val(v)) }
+}
+
+/// Receives one descriptor sent with SCM_RIGHTS over the Unix socket `socket` (blocking), with
+/// close-on-exec set. `None` when the message carried none (or the peer closed).
+pub(crate) fn recv_fd(socket: BorrowedFd<'_>) -> nix::Result<Option<OwnedFd>> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    let mut byte = [0u8; 1];
+    let mut iov = [std::io::IoSliceMut::new(&mut byte)];
+    let mut cmsg = nix::cmsg_space!([RawFd; 1]);
+    let msg = recvmsg::<()>(
+        socket.as_raw_fd(),
+        &mut iov,
+        Some(&mut cmsg),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )?;
+    let mut received = None;
+    for m in msg.cmsgs()? {
+        if let ControlMessageOwned::ScmRights(fds) = m {
+            for fd in fds {
+                // SAFETY: the kernel just installed `fd` in this process for this message
+                // (SCM_RIGHTS); nothing else refers to it, so it is ours to own and close.
+                let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+                if received.is_none() {
+                    received = Some(owned);
+                }
+            }
+        }
+    }
+    Ok(received)
+}
+
+/// A read-only, private mapping of a whole file (a memfd holding a payload): its bytes without a
+/// copy. Unmapped when dropped.
+#[derive(Debug)]
+pub(crate) struct Mapping {
+    addr: std::ptr::NonNull<u8>,
+    len: usize,
+}
+
+impl Mapping {
+    /// Maps all `len` bytes of `fd` read-only. `len` 0 gives an empty mapping without a system call.
+    pub(crate) fn of(fd: BorrowedFd<'_>, len: usize) -> nix::Result<Mapping> {
+        if len == 0 {
+            return Ok(Mapping {
+                addr: std::ptr::NonNull::dangling(),
+                len: 0,
+            });
+        }
+        // SAFETY: a new mapping at an address the kernel picks; it touches no existing memory. The
+        // file is a memfd nobody writes any more (the sender wrote it fully before passing it), and
+        // MAP_PRIVATE would keep our view stable even if someone did.
+        let addr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_PRIVATE | libc::MAP_POPULATE,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if addr == libc::MAP_FAILED {
+            return Err(Errno::last());
+        }
+        Ok(Mapping {
+            addr: std::ptr::NonNull::new(addr.cast()).ok_or(Errno::EFAULT)?,
+            len,
+        })
+    }
+
+    pub(crate) fn bytes(&self) -> &[u8] {
+        // SAFETY: `addr` is mapped readable for `len` bytes while `self` lives (or dangling with
+        // len 0, which from_raw_parts allows for an aligned non-null pointer).
+        unsafe { std::slice::from_raw_parts(self.addr.as_ptr(), self.len) }
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        if self.len > 0 {
+            // SAFETY: mapped by `of` with this length; borrows of its bytes end with `&self`.
+            unsafe { libc::munmap(self.addr.as_ptr().cast(), self.len) };
+        }
+    }
+}
+
+// SAFETY: the mapping is read-only memory not tied to a thread.
+unsafe impl Send for Mapping {}
+
+/// A new memfd of `len` bytes, mapped shared and writable: fill it through [`SharedFile::bytes_mut`],
+/// then pass [`SharedFile::into_fd`] to another process, which maps it with [`Mapping::of`].
+#[derive(Debug)]
+pub(crate) struct SharedFile {
+    fd: OwnedFd,
+    addr: std::ptr::NonNull<u8>,
+    len: usize,
+}
+
+impl SharedFile {
+    pub(crate) fn new(len: usize) -> nix::Result<SharedFile> {
+        use nix::sys::memfd::{memfd_create, MFdFlags};
+        let fd = memfd_create("multiprocessing-payload", MFdFlags::MFD_CLOEXEC)?;
+        nix::unistd::ftruncate(&fd, len as libc::off_t)?;
+        // SAFETY: a new shared mapping of our own new memfd, `len` bytes (its size, set above), at
+        // an address the kernel picks; it touches no existing memory.
+        let addr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len.max(1),
+                libc::PROT_READ | libc::PROT_WRITE,
+                // Populate: allocate every page in one go rather than one fault per 4 KiB.
+                libc::MAP_SHARED | libc::MAP_POPULATE,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if addr == libc::MAP_FAILED {
+            return Err(Errno::last());
+        }
+        Ok(SharedFile {
+            fd,
+            addr: std::ptr::NonNull::new(addr.cast()).ok_or(Errno::EFAULT)?,
+            len,
+        })
+    }
+
+    pub(crate) fn bytes_mut(&mut self) -> &mut [u8] {
+        // SAFETY: mapped readable and writable for `len` bytes while `self` lives; `&mut self` makes
+        // this the only borrow of it in this process (nobody else has the fd yet).
+        unsafe { std::slice::from_raw_parts_mut(self.addr.as_ptr(), self.len) }
+    }
+
+    /// Unmaps this process's view and returns the memfd (its contents stay).
+    pub(crate) fn into_fd(self) -> OwnedFd {
+        let this = std::mem::ManuallyDrop::new(self);
+        // SAFETY: mapped by `new` with this length; `this` is never used again, and its fd is moved
+        // out exactly once (ManuallyDrop: no double close).
+        unsafe {
+            libc::munmap(this.addr.as_ptr().cast(), this.len.max(1));
+            std::ptr::read(&this.fd)
+        }
+    }
+}
+
+impl Drop for SharedFile {
+    fn drop(&mut self) {
+        // SAFETY: mapped by `new` with this length; borrows end with `&mut self`.
+        unsafe { libc::munmap(self.addr.as_ptr().cast(), self.len.max(1)) };
+    }
 }

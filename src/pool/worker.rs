@@ -9,19 +9,21 @@ use std::rc::Rc;
 use serde::{Deserialize, Serialize};
 
 use super::function::{self, FnRef, ProgressSlot, Resolver};
-use crate::channel;
 use crate::output::ChildEnds;
 use crate::session;
+use crate::wire;
 
 /// Parent -> worker.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum ToWorker {
-    /// Run a chunk; the payload (postcard `Vec<input>`) follows the header.
+    /// Run a chunk; the payload (postcard `Vec<input>`) follows the header, or, when `shared`, comes
+    /// as a memfd on the side socket (big payloads, see `wire::SHARED_MIN`).
     Task {
         chunk: u64,
         first: u64,
         tramp: FnRef,
         func: FnRef,
+        shared: bool,
     },
     /// Finish: `close()` + `join()`.
     Exit,
@@ -30,8 +32,13 @@ pub(crate) enum ToWorker {
 /// Worker -> parent.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum FromWorker {
-    /// A chunk ran; for `Ok` the payload (postcard `Vec<result>`) follows the header.
-    Done { chunk: u64, status: Status },
+    /// A chunk ran; for `Ok` the payload (postcard `Vec<result>`) follows the header, or, when
+    /// `shared`, comes as a memfd on the side socket.
+    Done {
+        chunk: u64,
+        status: Status,
+        shared: bool,
+    },
     /// The initializer panicked; the worker exits.
     InitFailed { message: String },
 }
@@ -55,6 +62,8 @@ pub(crate) struct WorkerSetup {
     pub parent_pid: i32,
     pub tasks: OwnedFd,
     pub results: OwnedFd,
+    /// The worker's end of the side socket that carries memfds of big payloads, both ways.
+    pub side: OwnedFd,
     pub ends: ChildEnds,
     /// Parent-side descriptors (of this worker and its siblings) that the worker must not hold.
     pub close: Vec<RawFd>,
@@ -64,7 +73,8 @@ pub(crate) struct WorkerSetup {
 
 /// Runs in the child right after fork; returns the exit code.
 pub(crate) fn run(setup: WorkerSetup, progress: &ProgressSlot) -> i32 {
-    // (fork_child has made this worker die with its parent.)
+    // (fork_child has made this worker die with its parent and emptied its copy of the child table,
+    // closing its siblings' output pipes and pidfds.)
     for fd in setup.close {
         let _ = nix::unistd::close(fd);
     }
@@ -77,8 +87,8 @@ pub(crate) fn run(setup: WorkerSetup, progress: &ProgressSlot) -> i32 {
         if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| init())) {
             let message = crate::error::panic_message(&*payload);
             let mut frame = Vec::new();
-            if channel::encode_frame(&mut frame, &FromWorker::InitFailed { message }, &[]).is_ok() {
-                let _ = channel::write_all(results.as_fd(), &frame);
+            if wire::encode_frame(&mut frame, &FromWorker::InitFailed { message }, &[]).is_ok() {
+                let _ = wire::write_all(results.as_fd(), &frame);
             }
             return EXIT_INIT_FAILED;
         }
@@ -90,22 +100,32 @@ pub(crate) fn run(setup: WorkerSetup, progress: &ProgressSlot) -> i32 {
     let mut frame = Vec::new();
     let mut done = 0usize;
     loop {
-        match channel::read_frame(setup.tasks.as_fd(), &mut body) {
+        match wire::read_frame(setup.tasks.as_fd(), &mut body, "the pool") {
             Ok(true) => {}
             Ok(false) | Err(_) => return 0,
         }
-        let Ok((header, payload)) = channel::decode_body::<ToWorker>(&body) else {
+        let Ok((header, payload)) = wire::decode_body::<ToWorker>(&body) else {
             return 2;
         };
-        let (chunk, first, tramp, func) = match header {
+        let (chunk, first, tramp, func, shared) = match header {
             ToWorker::Exit => return 0,
             ToWorker::Task {
                 chunk,
                 first,
                 tramp,
                 func,
-            } => (chunk, first, tramp, func),
+                shared,
+            } => (chunk, first, tramp, func, shared),
         };
+        let mapped = if shared {
+            match wire::recv_shared(setup.side.as_fd()) {
+                Ok(mapping) => Some(mapping),
+                Err(_) => return 2,
+            }
+        } else {
+            None
+        };
+        let payload: &[u8] = mapped.as_ref().map_or(payload, |m| m.bytes());
         out.clear();
         let status = match (resolver.resolve(&tramp), resolver.resolve(&func)) {
             (Ok(tramp), Ok(func)) => {
@@ -132,9 +152,18 @@ pub(crate) fn run(setup: WorkerSetup, progress: &ProgressSlot) -> i32 {
         } else {
             &[]
         };
-        let header = FromWorker::Done { chunk, status };
-        if channel::encode_frame_head(&mut frame, &header, payload.len()).is_err()
-            || channel::write_all2(results.as_fd(), &frame, payload).is_err()
+        let shared = payload.len() >= wire::SHARED_MIN;
+        if shared && wire::send_shared(setup.side.as_fd(), payload).is_err() {
+            return 2;
+        }
+        let payload = if shared { &[][..] } else { payload };
+        let header = FromWorker::Done {
+            chunk,
+            status,
+            shared,
+        };
+        if wire::encode_frame_head(&mut frame, &header, payload.len()).is_err()
+            || wire::write_all2(results.as_fd(), &frame, payload).is_err()
         {
             return 2;
         }

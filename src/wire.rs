@@ -1,0 +1,863 @@
+//! The wire: how values cross between processes. One format, one pipe constructor, one set of
+//! readers and writers, used by `Pipe`, `Queue` and the pool.
+//!
+//! A frame is an 8-byte little-endian body length followed by the body. For `Pipe` and `Queue` the
+//! body is the postcard encoding of one value ([`encode_message`], [`decode_message`]). For the pool
+//! it starts with a postcard-encoded header (self-delimiting) and carries raw payload bytes after it
+//! (the postcard bytes of a chunk of inputs or results), so a large payload is copied once into the
+//! frame and never re-encoded ([`encode_frame`], [`decode_body`]).
+//!
+//! Two ways to move frames: blocking ([`read_frame`], [`write_all`]: a pool worker, and `Pipe`/
+//! `Queue` once the waiting core said the descriptor is ready); and the pool's parent side,
+//! [`NbWriter`] and [`NbReader`] on nonblocking pipe ends, driven by the waiting core, so it keeps
+//! reading results while its task writes are still pending (no deadlock at any size, no thread).
+
+use std::fs::File;
+use std::io::Read;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+use nix::errno::Errno;
+use nix::fcntl::{fcntl, FcntlArg, OFlag};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::sys;
+
+/// Size of the length prefix.
+const LEN: usize = 8;
+
+/// Pipe buffer size asked for (Linux allows unprivileged processes up to `/proc/sys/fs/pipe-max-size`,
+/// 1 MiB by default): fewer wake-ups per megabyte moved.
+const PIPE_SIZE: i32 = 1 << 20;
+
+/// How big a pipe's kernel buffer is asked to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Buffer {
+    /// The system's default (64 KiB): output relays, where lines are small.
+    Default,
+    /// [`PIPE_SIZE`]: pipes that carry data (tasks, results, queue items). Each such pipe counts
+    /// against the user's `pipe-user-pages-soft` limit, so only those get it.
+    Large,
+}
+
+/// The crate's one pipe constructor: each end nonblocking or not as asked (the parent's pool ends
+/// are, a worker's are not; an output relay's read end is). Both ends are `O_CLOEXEC`, so a program
+/// the parent later execs does not hold them open.
+pub(crate) fn pipe(
+    read_nonblocking: bool,
+    write_nonblocking: bool,
+    buffer: Buffer,
+) -> Result<(OwnedFd, OwnedFd)> {
+    let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::os("pipe2", e))?;
+    if buffer == Buffer::Large {
+        // A bigger pipe is an optimisation only: ignore a refusal.
+        let _ = fcntl(&write, FcntlArg::F_SETPIPE_SZ(PIPE_SIZE));
+    }
+    if read_nonblocking {
+        set_nonblocking(&read)?;
+    }
+    if write_nonblocking {
+        set_nonblocking(&write)?;
+    }
+    Ok((read, write))
+}
+
+pub(crate) fn set_nonblocking(fd: &OwnedFd) -> Result<()> {
+    let flags = fcntl(fd, FcntlArg::F_GETFL).map_err(|e| Error::os("fcntl", e))?;
+    fcntl(
+        fd,
+        FcntlArg::F_SETFL(OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK),
+    )
+    .map_err(|e| Error::os("fcntl", e))?;
+    Ok(())
+}
+
+/// Serializes `value` with postcard into a new `Vec` with room for `capacity` bytes.
+///
+/// Faster than `postcard::to_allocvec` for sequences of numbers: postcard hands each varint (1 to 10
+/// bytes) to its output as a slice, and `Vec::extend_from_slice` turns each into a `memcpy` call;
+/// here short slices are pushed byte by byte, which the compiler keeps inline.
+pub(crate) fn to_vec<T: Serialize + ?Sized>(
+    value: &T,
+    capacity: usize,
+) -> postcard::Result<Vec<u8>> {
+    postcard::serialize_with_flavor(value, FastVec(Vec::with_capacity(capacity)))
+}
+
+struct FastVec(Vec<u8>);
+
+impl postcard::ser_flavors::Flavor for FastVec {
+    type Output = Vec<u8>;
+
+    #[inline]
+    fn try_push(&mut self, byte: u8) -> postcard::Result<()> {
+        self.0.push(byte);
+        Ok(())
+    }
+
+    #[inline]
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        if data.len() <= 16 {
+            for &byte in data {
+                self.0.push(byte);
+            }
+        } else {
+            self.0.extend_from_slice(data);
+        }
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<Vec<u8>> {
+        Ok(self.0)
+    }
+}
+
+/// A chunk of encoded pool inputs: in memory, or (big ones of the bulk kinds) already written
+/// straight into a memfd, ready to be passed to a worker without another copy.
+#[derive(Debug)]
+pub(crate) enum Encoded {
+    Inline(Vec<u8>),
+    Shared { fd: OwnedFd, len: usize },
+}
+
+impl Encoded {
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Encoded::Inline(bytes) => bytes.len(),
+            Encoded::Shared { len, .. } => *len,
+        }
+    }
+}
+
+/// Like [`encode_seq`], but a chunk of the bulk kinds (`Vec<u8>`, `String`, `Vec<f64>`,
+/// `Vec<f32>`) of [`SHARED_MIN`] bytes or more is written straight into a memfd (one copy, from the
+/// caller's values into the memory the worker will map).
+pub(crate) fn encode_chunk<T: Serialize + 'static>(items: &[T]) -> Result<Encoded> {
+    fn shared<T: 'static, E: 'static>(
+        items: &[T],
+        bytes_of: fn(&E) -> &[u8],
+        elem: usize,
+    ) -> Option<Result<Encoded>> {
+        use std::any::Any;
+        let mut len = varint_len(items.len() as u64);
+        for item in items {
+            let bytes = bytes_of((item as &dyn Any).downcast_ref::<E>()?);
+            len += varint_len((bytes.len() / elem) as u64) + bytes.len();
+        }
+        if len < SHARED_MIN {
+            return None;
+        }
+        let mut file = match sys::SharedFile::new(len) {
+            Ok(file) => file,
+            Err(e) => return Some(Err(Error::os("memfd", e))),
+        };
+        let out = file.bytes_mut();
+        let mut at = put_varint(out, 0, items.len() as u64);
+        for item in items {
+            let bytes = bytes_of((item as &dyn Any).downcast_ref::<E>()?);
+            at = put_varint(out, at, (bytes.len() / elem) as u64);
+            out[at..at + bytes.len()].copy_from_slice(bytes);
+            at += bytes.len();
+        }
+        Some(Ok(Encoded::Shared {
+            fd: file.into_fd(),
+            len,
+        }))
+    }
+    let id = std::any::TypeId::of::<T>();
+    let direct = if id == std::any::TypeId::of::<Vec<u8>>() {
+        shared::<T, Vec<u8>>(items, |v| v.as_slice(), 1)
+    } else if id == std::any::TypeId::of::<String>() {
+        shared::<T, String>(items, |s| s.as_bytes(), 1)
+    } else if cfg!(target_endian = "little") && id == std::any::TypeId::of::<Vec<f64>>() {
+        shared::<T, Vec<f64>>(items, |v| f64_bytes(v), 8)
+    } else if cfg!(target_endian = "little") && id == std::any::TypeId::of::<Vec<f32>>() {
+        shared::<T, Vec<f32>>(items, |v| f32_bytes(v), 4)
+    } else {
+        None
+    };
+    match direct {
+        Some(encoded) => encoded,
+        None => encode_seq(items)
+            .map(Encoded::Inline)
+            .map_err(|e| Error::Codec {
+                direction: "serialize",
+                what: "task arguments",
+                message: e.to_string(),
+            }),
+    }
+}
+
+fn varint_len(mut n: u64) -> usize {
+    let mut len = 1;
+    while n >= 0x80 {
+        n >>= 7;
+        len += 1;
+    }
+    len
+}
+
+fn put_varint(out: &mut [u8], mut at: usize, mut n: u64) -> usize {
+    while n >= 0x80 {
+        out[at] = (n as u8) | 0x80;
+        n >>= 7;
+        at += 1;
+    }
+    out[at] = n as u8;
+    at + 1
+}
+
+/// Encodes a chunk of pool inputs or results exactly as postcard encodes `Vec<T>` (a varint count,
+/// then each item), with a fast path for the bulk kinds people give a pool: `Vec<u8>`, `String`,
+/// `Vec<f64>`, `Vec<f32>`. postcard writes those as a varint length and then the raw bytes (floats
+/// little-endian), but through serde one element at a time (a `Vec<u8>` of 4 MiB is four million
+/// calls); here each item is one copy of its bytes. The bytes are the same either way, so either
+/// side may take either path.
+pub(crate) fn encode_seq<T: Serialize + 'static>(items: &[T]) -> postcard::Result<Vec<u8>> {
+    fn fast<T: 'static, E: 'static>(
+        items: &[T],
+        bytes_of: fn(&E) -> &[u8],
+        elem: usize,
+    ) -> Option<Vec<u8>> {
+        use std::any::Any;
+        let mut total = 10;
+        for item in items {
+            total += bytes_of((item as &dyn Any).downcast_ref::<E>()?).len() + 10;
+        }
+        let mut out = Vec::with_capacity(total);
+        push_varint(&mut out, items.len() as u64);
+        for item in items {
+            let bytes = bytes_of((item as &dyn Any).downcast_ref::<E>()?);
+            push_varint(&mut out, (bytes.len() / elem) as u64);
+            out.extend_from_slice(bytes);
+        }
+        Some(out)
+    }
+    /// Integers: postcard's varints (zigzag for signed ones), in one tight loop.
+    fn ints<T: 'static, E: Copy + 'static>(items: &[T], word: fn(E) -> u64) -> Option<Vec<u8>> {
+        use std::any::Any;
+        let mut out = Vec::with_capacity(items.len() * (std::mem::size_of::<E>() + 2) + 10);
+        push_varint(&mut out, items.len() as u64);
+        for item in items {
+            push_varint(&mut out, word(*(item as &dyn Any).downcast_ref::<E>()?));
+        }
+        Some(out)
+    }
+    let id = std::any::TypeId::of::<T>();
+    let out = if id == std::any::TypeId::of::<u64>() {
+        ints::<T, u64>(items, |x| x)
+    } else if id == std::any::TypeId::of::<u32>() {
+        ints::<T, u32>(items, u64::from)
+    } else if id == std::any::TypeId::of::<usize>() {
+        ints::<T, usize>(items, |x| x as u64)
+    } else if id == std::any::TypeId::of::<i64>() {
+        ints::<T, i64>(items, |x| ((x << 1) ^ (x >> 63)) as u64)
+    } else if id == std::any::TypeId::of::<i32>() {
+        ints::<T, i32>(items, |x| ((x << 1) ^ (x >> 31)) as u32 as u64)
+    } else if id == std::any::TypeId::of::<Vec<u8>>() {
+        fast::<T, Vec<u8>>(items, |v| v.as_slice(), 1)
+    } else if id == std::any::TypeId::of::<String>() {
+        fast::<T, String>(items, |s| s.as_bytes(), 1)
+    } else if cfg!(target_endian = "little") && id == std::any::TypeId::of::<Vec<f64>>() {
+        fast::<T, Vec<f64>>(items, |v| f64_bytes(v), 8)
+    } else if cfg!(target_endian = "little") && id == std::any::TypeId::of::<Vec<f32>>() {
+        fast::<T, Vec<f32>>(items, |v| f32_bytes(v), 4)
+    } else {
+        None
+    };
+    match out {
+        Some(out) => Ok(out),
+        None => {
+            // Room for the usual case up front (small numbers take fewer bytes in postcard, not
+            // more), instead of growing and copying the buffer as it fills.
+            let guess = items.len().saturating_mul(std::mem::size_of::<T>() + 2) + 16;
+            to_vec(items, guess.min(1 << 28))
+        }
+    }
+}
+
+/// Decodes what [`encode_seq`] (or postcard, for `Vec<T>`) wrote, with the same fast paths.
+pub(crate) fn decode_seq<T: DeserializeOwned + 'static>(bytes: &[u8]) -> postcard::Result<Vec<T>> {
+    use std::any::{Any, TypeId};
+    fn items<E>(
+        mut bytes: &[u8],
+        elem: usize,
+        make: impl Fn(&[u8]) -> Option<E>,
+    ) -> Option<Vec<E>> {
+        let n = take_varint(&mut bytes)? as usize;
+        let mut out = Vec::with_capacity(n.min(bytes.len()));
+        for _ in 0..n {
+            let len = (take_varint(&mut bytes)? as usize).checked_mul(elem)?;
+            let (item, rest) = (bytes.get(..len)?, bytes.get(len..)?);
+            out.push(make(item)?);
+            bytes = rest;
+        }
+        bytes.is_empty().then_some(out)
+    }
+    fn cast<T: 'static, E: 'static>(v: Option<Vec<E>>) -> Option<Vec<T>> {
+        let boxed: Box<dyn Any> = Box::new(v?);
+        boxed.downcast::<Vec<T>>().ok().map(|b| *b)
+    }
+    fn ints<E>(mut bytes: &[u8], make: impl Fn(u64) -> Option<E>) -> Option<Vec<E>> {
+        let n = take_varint(&mut bytes)? as usize;
+        let mut out = Vec::with_capacity(n.min(bytes.len()));
+        for _ in 0..n {
+            out.push(make(take_varint(&mut bytes)?)?);
+        }
+        bytes.is_empty().then_some(out)
+    }
+    let id = TypeId::of::<T>();
+    let fast = if id == TypeId::of::<u64>() {
+        Some(cast::<T, u64>(ints(bytes, Some)))
+    } else if id == TypeId::of::<u32>() {
+        Some(cast::<T, u32>(ints(bytes, |w| u32::try_from(w).ok())))
+    } else if id == TypeId::of::<usize>() {
+        Some(cast::<T, usize>(ints(bytes, |w| usize::try_from(w).ok())))
+    } else if id == TypeId::of::<i64>() {
+        Some(cast::<T, i64>(ints(bytes, |w| {
+            Some(((w >> 1) as i64) ^ -((w & 1) as i64))
+        })))
+    } else if id == TypeId::of::<i32>() {
+        Some(cast::<T, i32>(ints(bytes, |w| {
+            let w = u32::try_from(w).ok()?;
+            Some(((w >> 1) as i32) ^ -((w & 1) as i32))
+        })))
+    } else if id == TypeId::of::<Vec<u8>>() {
+        Some(cast::<T, Vec<u8>>(items(bytes, 1, |b| Some(b.to_vec()))))
+    } else if id == TypeId::of::<String>() {
+        Some(cast::<T, String>(items(bytes, 1, |b| {
+            std::str::from_utf8(b).ok().map(str::to_owned)
+        })))
+    } else if id == TypeId::of::<Vec<f64>>() {
+        Some(cast::<T, Vec<f64>>(items(bytes, 8, |b| {
+            Some(
+                b.chunks_exact(8)
+                    .map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
+                    .collect(),
+            )
+        })))
+    } else if id == TypeId::of::<Vec<f32>>() {
+        Some(cast::<T, Vec<f32>>(items(bytes, 4, |b| {
+            Some(
+                b.chunks_exact(4)
+                    .map(|c| f32::from_le_bytes(c.try_into().unwrap_or([0; 4])))
+                    .collect(),
+            )
+        })))
+    } else {
+        None
+    };
+    match fast {
+        Some(Some(out)) => Ok(out),
+        // Malformed for the fast path: let postcard say what is wrong.
+        Some(None) | None => postcard::from_bytes(bytes),
+    }
+}
+
+fn f64_bytes(v: &[f64]) -> &[u8] {
+    crate::sys::float_bytes(v)
+}
+
+fn f32_bytes(v: &[f32]) -> &[u8] {
+    crate::sys::float_bytes(v)
+}
+
+fn push_varint(out: &mut Vec<u8>, mut n: u64) {
+    while n >= 0x80 {
+        out.push((n as u8) | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
+}
+
+fn take_varint(bytes: &mut &[u8]) -> Option<u64> {
+    let mut n = 0u64;
+    for shift in (0..70).step_by(7) {
+        let (&b, rest) = bytes.split_first()?;
+        *bytes = rest;
+        n |= u64::from(b & 0x7f).checked_shl(shift)?;
+        if b & 0x80 == 0 {
+            return Some(n);
+        }
+    }
+    None
+}
+
+/// Appends one frame (`header` then `payload`) to `out`.
+pub(crate) fn encode_frame(
+    out: &mut Vec<u8>,
+    header: &impl Serialize,
+    payload: &[u8],
+) -> Result<()> {
+    let start = out.len();
+    out.extend_from_slice(&[0; LEN]);
+    let codec = |e: postcard::Error| Error::Codec {
+        direction: "serialize",
+        what: "a frame header",
+        message: e.to_string(),
+    };
+    let mut buf = std::mem::take(out);
+    buf = postcard::to_extend(header, buf).map_err(codec)?;
+    buf.extend_from_slice(payload);
+    let body = (buf.len() - start - LEN) as u64;
+    buf[start..start + LEN].copy_from_slice(&body.to_le_bytes());
+    *out = buf;
+    Ok(())
+}
+
+/// Writes into `out` (cleared first) the length prefix and `header` of a frame whose payload of
+/// `payload_len` bytes the caller sends right after (see [`write_all2`]): no copy of the payload.
+pub(crate) fn encode_frame_head(
+    out: &mut Vec<u8>,
+    header: &impl Serialize,
+    payload_len: usize,
+) -> Result<()> {
+    out.clear();
+    encode_frame(out, header, &[])?;
+    let body = (out.len() - LEN + payload_len) as u64;
+    out[..LEN].copy_from_slice(&body.to_le_bytes());
+    Ok(())
+}
+
+/// Blocking: writes all of `a` then all of `b`, with `writev` (one system call in the usual case).
+pub(crate) fn write_all2(fd: BorrowedFd<'_>, mut a: &[u8], mut b: &[u8]) -> Result<()> {
+    while !a.is_empty() || !b.is_empty() {
+        let parts = [std::io::IoSlice::new(a), std::io::IoSlice::new(b)];
+        match nix::sys::uio::writev(fd, &parts) {
+            Ok(mut n) => {
+                let from_a = n.min(a.len());
+                a = &a[from_a..];
+                n -= from_a;
+                b = &b[n..];
+            }
+            Err(Errno::EINTR) => {}
+            Err(e) => return Err(Error::os("writev", e)),
+        }
+    }
+    Ok(())
+}
+
+/// Splits a frame body into its header and the payload bytes after it.
+pub(crate) fn decode_body<H: DeserializeOwned>(body: &[u8]) -> Result<(H, &[u8])> {
+    postcard::take_from_bytes(body).map_err(|e| Error::Codec {
+        direction: "deserialize",
+        what: "a frame header",
+        message: e.to_string(),
+    })
+}
+
+/// Blocking: reads one frame body into `body`. `Ok(false)` at a clean end of file before a frame;
+/// end of file inside a frame is [`Error::Disconnected`] naming `peer`.
+pub(crate) fn read_frame(fd: BorrowedFd<'_>, body: &mut Vec<u8>, peer: &str) -> Result<bool> {
+    let mut len = [0u8; LEN];
+    match read_exact(fd, &mut len)? {
+        0 => return Ok(false),
+        LEN => {}
+        _ => return Err(cut_short(peer)),
+    }
+    let n = u64::from_le_bytes(len) as usize;
+    body.clear();
+    body.reserve_exact(n);
+    // Read straight into the spare capacity: no zero-filling of megabytes first.
+    while body.len() < n {
+        match sys::read_append(fd, body, n - body.len()) {
+            Ok(0) => return Err(cut_short(peer)),
+            Ok(_) => {}
+            Err(Errno::EINTR) => {}
+            Err(Errno::ECONNRESET) => return Err(cut_short(peer)),
+            Err(e) => return Err(Error::os("read", e)),
+        }
+    }
+    Ok(true)
+}
+
+fn cut_short(peer: &str) -> Error {
+    Error::Disconnected {
+        peer: peer.into(),
+        message: "its process ended in the middle of a message; make senders finish their send before they end"
+            .into(),
+    }
+}
+
+/// Reads until `buf` is full or end of file (or a reset connection); returns how many bytes were read.
+fn read_exact(fd: BorrowedFd<'_>, buf: &mut [u8]) -> Result<usize> {
+    let mut done = 0;
+    while done < buf.len() {
+        match nix::unistd::read(fd, &mut buf[done..]) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(Errno::EINTR) => {}
+            Err(Errno::ECONNRESET) => break,
+            Err(e) => return Err(Error::os("read", e)),
+        }
+    }
+    Ok(done)
+}
+
+/// One frame holding the postcard bytes of `value` (a `Pipe` message, a `Queue` item).
+pub(crate) fn encode_message<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
+    let mut frame = postcard::serialize_with_flavor(value, FastVec(vec![0; LEN])).map_err(|e| {
+        Error::Codec {
+            direction: "serialize",
+            what: "a message",
+            message: e.to_string(),
+        }
+    })?;
+    let len = (frame.len() - LEN) as u64;
+    frame[..LEN].copy_from_slice(&len.to_le_bytes());
+    Ok(frame)
+}
+
+/// Deserializes one message body.
+pub(crate) fn decode_message<T: DeserializeOwned>(body: &[u8]) -> Result<T> {
+    postcard::from_bytes(body).map_err(|e| Error::Codec {
+        direction: "deserialize",
+        what: "a message (is the type asked for the type that was sent?)",
+        message: e.to_string(),
+    })
+}
+
+/// Blocking: writes all of `bytes`.
+pub(crate) fn write_all(fd: BorrowedFd<'_>, mut bytes: &[u8]) -> Result<()> {
+    while !bytes.is_empty() {
+        match nix::unistd::write(fd, bytes) {
+            Ok(n) => bytes = &bytes[n..],
+            Err(Errno::EINTR) => {}
+            Err(e) => return Err(Error::os("write", e)),
+        }
+    }
+    Ok(())
+}
+
+/// Payloads from this size on travel through shared memory (a memfd passed over the worker's side
+/// socket) rather than through the task or result pipe: the whole payload is there at once, so the
+/// two processes do not hand a 1 MiB pipe back and forth hundreds of times (each hand-off waits for
+/// the scheduler, which on a busy machine costs more than the copy).
+pub(crate) const SHARED_MIN: usize = 1 << 20;
+
+/// A socket pair for passing memfds between the pool's parent and one worker (both ends blocking,
+/// `O_CLOEXEC`).
+pub(crate) fn side_channel() -> Result<(OwnedFd, OwnedFd)> {
+    use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+    socketpair(
+        AddressFamily::Unix,
+        SockType::Stream,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .map_err(|e| Error::os("socketpair", e))
+}
+
+/// Puts `bytes` in a new memfd and sends it over `socket` (SCM_RIGHTS); the receiver reads it with
+/// [`recv_shared`]. The memory is freed once both sides have closed the descriptor.
+pub(crate) fn send_shared(socket: BorrowedFd<'_>, bytes: &[u8]) -> Result<()> {
+    use nix::sys::memfd::{memfd_create, MFdFlags};
+    let memfd = memfd_create("multiprocessing-payload", MFdFlags::MFD_CLOEXEC)
+        .map_err(|e| Error::os("memfd_create", e))?;
+    write_all(memfd.as_fd(), bytes)?;
+    send_fd(socket, memfd.as_fd())
+}
+
+/// Sends a memfd already filled (see [`encode_chunk`]) over `socket` (SCM_RIGHTS).
+pub(crate) fn send_fd(socket: BorrowedFd<'_>, memfd: BorrowedFd<'_>) -> Result<()> {
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+    use std::os::fd::AsRawFd;
+    let fds = [memfd.as_raw_fd()];
+    let iov = [std::io::IoSlice::new(b"m")];
+    loop {
+        match sendmsg::<()>(
+            socket.as_raw_fd(),
+            &iov,
+            &[ControlMessage::ScmRights(&fds)],
+            MsgFlags::MSG_NOSIGNAL,
+            None,
+        ) {
+            Ok(_) => return Ok(()),
+            Err(Errno::EINTR) => {}
+            Err(e) => return Err(Error::os("sendmsg", e)),
+        }
+    }
+}
+
+/// Receives a memfd sent by [`send_shared`] and maps it: its bytes, without a copy.
+pub(crate) fn recv_shared(socket: BorrowedFd<'_>) -> Result<sys::Mapping> {
+    let memfd = loop {
+        match sys::recv_fd(socket) {
+            Ok(Some(fd)) => break std::fs::File::from(fd),
+            Ok(None) => {
+                return Err(Error::Disconnected {
+                    peer: "the pool".into(),
+                    message: "a shared payload did not arrive".into(),
+                })
+            }
+            Err(Errno::EINTR) => {}
+            Err(e) => return Err(Error::os("recvmsg", e)),
+        }
+    };
+    let len = memfd
+        .metadata()
+        .map_err(|e| {
+            Error::os(
+                "fstat",
+                Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+            )
+        })?
+        .len() as usize;
+    sys::Mapping::of(memfd.as_fd(), len).map_err(|e| Error::os("mmap", e))
+}
+
+/// The parent's nonblocking, buffered writing end: frames are queued, then written as far as the pipe
+/// takes them; the rest waits for the next `POLLOUT`.
+#[derive(Debug)]
+pub(crate) struct NbWriter {
+    fd: OwnedFd,
+    buf: Vec<u8>,
+    pos: usize,
+}
+
+impl NbWriter {
+    pub(crate) fn new(fd: OwnedFd) -> Self {
+        NbWriter {
+            fd,
+            buf: Vec::new(),
+            pos: 0,
+        }
+    }
+
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    /// The buffer to append frames to (with [`encode_frame`]).
+    pub(crate) fn queue(&mut self) -> &mut Vec<u8> {
+        &mut self.buf
+    }
+
+    /// True while queued bytes wait to be written.
+    pub(crate) fn has_pending(&self) -> bool {
+        self.pos < self.buf.len()
+    }
+
+    /// Writes as much as the pipe takes now. `Err` when the reader is gone (EPIPE).
+    pub(crate) fn flush(&mut self) -> Result<()> {
+        while self.pos < self.buf.len() {
+            match nix::unistd::write(&self.fd, &self.buf[self.pos..]) {
+                Ok(n) => self.pos += n,
+                Err(Errno::EINTR) => {}
+                Err(Errno::EAGAIN) => break,
+                Err(e) => return Err(Error::os("write", e)),
+            }
+        }
+        if self.pos == self.buf.len() {
+            self.buf.clear();
+            self.pos = 0;
+        } else if self.pos > (1 << 20) && self.pos * 2 > self.buf.len() {
+            self.buf.drain(..self.pos);
+            self.pos = 0;
+        }
+        Ok(())
+    }
+}
+
+/// The parent's nonblocking, buffered reading end: reads what is there, hands out whole frames.
+///
+/// Small frames are cut out of one reusable buffer. A large frame (results of a big chunk) is read
+/// straight into a buffer of its own, which is then handed out as is: megabytes are not copied again.
+#[derive(Debug)]
+pub(crate) struct NbReader {
+    file: Option<File>,
+    buf: Vec<u8>,
+    start: usize,
+    filled: usize,
+    /// A large frame being read into its own buffer: (body so far, body length).
+    big: Option<(Vec<u8>, usize)>,
+}
+
+/// Frames from this size on are read into their own buffer.
+const BIG: usize = 256 * 1024;
+
+impl NbReader {
+    pub(crate) fn new(fd: OwnedFd) -> Self {
+        NbReader {
+            file: Some(File::from(fd)),
+            buf: Vec::new(),
+            start: 0,
+            filled: 0,
+            big: None,
+        }
+    }
+
+    /// The descriptor, until end of file was read.
+    pub(crate) fn fd(&self) -> Option<BorrowedFd<'_>> {
+        self.file.as_ref().map(|f| f.as_fd())
+    }
+
+    /// Reads everything available now without blocking (or up to the end of a large frame).
+    /// Closes the descriptor at end of file.
+    pub(crate) fn fill(&mut self) -> Result<()> {
+        loop {
+            let Some(file) = &self.file else {
+                return Ok(());
+            };
+            if let Some((body, need)) = &mut self.big {
+                if body.len() >= *need {
+                    return Ok(());
+                }
+                let want = (*need - body.len()) as u64;
+                // read_to_end reads into the spare capacity without zeroing it first; on a
+                // nonblocking pipe it stops with WouldBlock, keeping what it read.
+                match file.take(want).read_to_end(body) {
+                    Ok(_) => {
+                        if body.len() < *need {
+                            self.file = None;
+                        }
+                        return Ok(());
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
+                    Err(e) => {
+                        self.file = None;
+                        let errno = Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO));
+                        return Err(Error::os("read", errno));
+                    }
+                }
+            }
+            if self.start > 0 && (self.start == self.filled || self.start * 2 > self.buf.len()) {
+                self.buf.copy_within(self.start..self.filled, 0);
+                self.filled -= self.start;
+                self.start = 0;
+            }
+            // The first pending frame is large and not all here: read the rest into its own buffer.
+            if let Some(n) = self.pending_frame_len() {
+                let have = self.filled - self.start - LEN;
+                if n >= BIG && have < n {
+                    let mut body = Vec::with_capacity(n);
+                    body.extend_from_slice(&self.buf[self.start + LEN..self.filled]);
+                    self.start = 0;
+                    self.filled = 0;
+                    self.big = Some((body, n));
+                    continue;
+                }
+            }
+            let room = 64 * 1024;
+            if self.buf.len() - self.filled < room {
+                self.buf.resize(self.filled + room, 0);
+            }
+            match nix::unistd::read(file, &mut self.buf[self.filled..]) {
+                Ok(0) => {
+                    self.file = None;
+                    return Ok(());
+                }
+                Ok(n) => self.filled += n,
+                Err(Errno::EINTR) => {}
+                Err(Errno::EAGAIN) => return Ok(()),
+                Err(e) => {
+                    self.file = None;
+                    return Err(Error::os("read", e));
+                }
+            }
+        }
+    }
+
+    fn pending_frame_len(&self) -> Option<usize> {
+        let have = &self.buf[self.start..self.filled];
+        (have.len() >= LEN)
+            .then(|| u64::from_le_bytes(have[..LEN].try_into().unwrap_or([0; LEN])) as usize)
+    }
+
+    /// The next complete frame body, if one has arrived.
+    pub(crate) fn next_frame(&mut self) -> Option<Vec<u8>> {
+        if let Some((body, need)) = &self.big {
+            if body.len() < *need {
+                return None;
+            }
+            return self.big.take().map(|(body, _)| body);
+        }
+        let n = self.pending_frame_len()?;
+        if self.filled - self.start < LEN + n {
+            return None;
+        }
+        let body = self.buf[self.start + LEN..self.start + LEN + n].to_vec();
+        self.start += LEN + n;
+        if self.start == self.filled {
+            self.start = 0;
+            self.filled = 0;
+        }
+        Some(body)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_round_trip_through_a_pipe_in_pieces() {
+        let (r, w) = pipe(true, true, Buffer::Large).unwrap();
+        let mut writer = NbWriter::new(w);
+        let mut reader = NbReader::new(r);
+        let big = vec![7u8; 900_000];
+        for i in 0..3u32 {
+            encode_frame(writer.queue(), &(i, "header"), &big[..300_000 * i as usize]).unwrap();
+        }
+        let mut got = Vec::new();
+        while got.len() < 3 {
+            writer.flush().unwrap();
+            reader.fill().unwrap();
+            while let Some(body) = reader.next_frame() {
+                let ((i, h), payload): ((u32, String), &[u8]) = decode_body(&body).unwrap();
+                assert_eq!(h, "header");
+                assert_eq!(payload.len(), 300_000 * i as usize);
+                assert!(payload.iter().all(|&b| b == 7));
+                got.push(i);
+            }
+        }
+        assert_eq!(got, [0, 1, 2]);
+        drop(writer);
+        reader.fill().unwrap();
+        assert!(reader.fd().is_none(), "end of file closes the reader");
+    }
+
+    #[test]
+    fn fast_paths_write_and_read_postcards_bytes() {
+        fn same<T>(items: Vec<T>)
+        where
+            T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug + 'static,
+        {
+            let reference = postcard::to_allocvec(&items).unwrap();
+            assert_eq!(encode_seq(&items).unwrap(), reference);
+            assert_eq!(decode_seq::<T>(&reference).unwrap(), items);
+        }
+        same(vec![vec![], vec![1u8, 2, 3], vec![7u8; 300]]);
+        same(vec![String::new(), "héllo".to_string(), "x".repeat(200)]);
+        same(vec![vec![1.5f64, -0.0, f64::MAX], vec![]]);
+        same(vec![vec![1.5f32; 129]]);
+        same(vec![(1u64, "pair".to_string())]);
+        same(vec![0u64, 1, 127, 128, 300, u64::MAX]);
+        same(vec![0u32, 1, 127, 128, u32::MAX]);
+        same(vec![0usize, 5, usize::MAX]);
+        same(vec![0i64, -1, 1, -64, 64, i64::MIN, i64::MAX]);
+        same(vec![0i32, -1, 1, -65, i32::MIN, i32::MAX]);
+        assert!(
+            decode_seq::<u32>(&[1, 0xff, 0xff, 0xff, 0xff, 0x7f]).is_err(),
+            "too big"
+        );
+        assert!(decode_seq::<Vec<u8>>(&[5]).is_err(), "cut short");
+        assert!(decode_seq::<String>(&[1, 1, 0xff]).is_err(), "not UTF-8");
+    }
+
+    #[test]
+    fn blocking_read_sees_frames_and_end_of_file() {
+        let (r, w) = pipe(false, false, Buffer::Large).unwrap();
+        let mut frame = Vec::new();
+        encode_frame(&mut frame, &42u64, b"xyz").unwrap();
+        write_all(w.as_fd(), &frame).unwrap();
+        drop(w);
+        let mut body = Vec::new();
+        assert!(read_frame(r.as_fd(), &mut body, "test").unwrap());
+        let (h, p): (u64, &[u8]) = decode_body(&body).unwrap();
+        assert_eq!((h, p), (42, &b"xyz"[..]));
+        assert!(!read_frame(r.as_fd(), &mut body, "test").unwrap());
+    }
+}
