@@ -102,6 +102,21 @@ pub struct ExecuteOutcome {
     pub outputs: Vec<Output>,
     /// From sending the request to `execute_reply` + `idle` (grace drain not included).
     pub elapsed: Duration,
+    /// Every iopub message of the cell but `status` and `execute_input` (update_display_data
+    /// included), with when it arrived after the request was sent: for checking that output
+    /// comes while the cell runs.
+    pub timeline: Vec<TimedMessage>,
+}
+
+/// One iopub message of a cell and when it arrived.
+#[derive(Debug, Clone)]
+pub struct TimedMessage {
+    /// Time since the `execute_request` was sent.
+    pub at: Duration,
+    /// `stream`, `display_data`, `update_display_data`, `error`, ...
+    pub msg_type: String,
+    /// The message's content.
+    pub content: Value,
 }
 
 impl ExecuteOutcome {
@@ -491,6 +506,7 @@ impl KernelClient {
             errors: Vec::new(),
             outputs: Vec::new(),
             elapsed: Duration::ZERO,
+            timeline: Vec::new(),
         };
         let mut replied = false;
         let mut idle = false;
@@ -526,7 +542,16 @@ impl KernelClient {
                         idle = true;
                     }
                 }
-                (Channel::Iopub, _) => collect_output(&mut outcome, &message, false)?,
+                (Channel::Iopub, msg_type) => {
+                    if msg_type != "execute_input" {
+                        outcome.timeline.push(TimedMessage {
+                            at: started.elapsed(),
+                            msg_type: msg_type.to_string(),
+                            content: message.content.clone(),
+                        });
+                    }
+                    collect_output(&mut outcome, &message, false)?
+                }
                 _ => self.keep_stray(channel, message),
             }
         }
@@ -535,6 +560,13 @@ impl KernelClient {
         let grace_end = Instant::now() + self.options.stderr_grace;
         while let Some((channel, message)) = self.receive(&[Channel::Iopub], grace_end, &awaited)? {
             if message.parent_msg_id() == Some(msg_id) {
+                if message.msg_type() != "status" {
+                    outcome.timeline.push(TimedMessage {
+                        at: started.elapsed(),
+                        msg_type: message.msg_type().to_string(),
+                        content: message.content.clone(),
+                    });
+                }
                 collect_output(&mut outcome, &message, true)?;
             } else {
                 self.keep_stray(channel, message);
@@ -896,6 +928,7 @@ mod tests {
             errors: Vec::new(),
             outputs: Vec::new(),
             elapsed: Duration::ZERO,
+            timeline: Vec::new(),
         };
         let messages = [
             iopub("stream", serde_json::json!({"name":"stdout","text":"a\n"})),
