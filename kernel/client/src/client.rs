@@ -232,6 +232,10 @@ pub struct KernelClient {
     connection: ConnectionInfo,
     kernel_info: KernelInfoReply,
     stray: VecDeque<(Channel, Message)>,
+    /// Requests sent with `send_execute` and not yet awaited, and the messages (status
+    /// included) that arrived for them while another one was awaited.
+    outstanding: std::collections::HashSet<String>,
+    held: VecDeque<(Channel, Message)>,
     options: KernelOptions,
     spec_name: String,
     startup_time: Duration,
@@ -352,6 +356,8 @@ impl KernelClient {
             connection,
             kernel_info: KernelInfoReply::default(),
             stray: VecDeque::new(),
+            outstanding: std::collections::HashSet::new(),
+            held: VecDeque::new(),
             options,
             spec_name,
             startup_time: Duration::ZERO,
@@ -480,6 +486,7 @@ impl KernelClient {
     pub fn send_execute(&mut self, code: &str) -> Result<String> {
         let request = Message::new(&self.session, "execute_request", &ExecuteRequest::new(code))?;
         self.send(Channel::Shell, &request)?;
+        self.outstanding.insert(request.header.msg_id.clone());
         Ok(request.header.msg_id)
     }
 
@@ -511,8 +518,16 @@ impl KernelClient {
         let mut replied = false;
         let mut idle = false;
         let awaited = format!("execute_reply and iopub status idle for execute_request {msg_id}");
+        self.outstanding.remove(msg_id);
         while !(replied && idle) {
-            let received = self.receive(&[Channel::Shell, Channel::Iopub], deadline, &awaited)?;
+            let held = self
+                .held
+                .iter()
+                .position(|(_, m)| m.parent_msg_id() == Some(msg_id));
+            let received = match held {
+                Some(at) => self.held.remove(at),
+                None => self.receive(&[Channel::Shell, Channel::Iopub], deadline, &awaited)?,
+            };
             let Some((channel, message)) = received else {
                 return Err(Error::Timeout {
                     awaited: format!(
@@ -526,7 +541,14 @@ impl KernelClient {
                 });
             };
             if message.parent_msg_id() != Some(msg_id) {
-                self.keep_stray(channel, message);
+                if message
+                    .parent_msg_id()
+                    .is_some_and(|parent| self.outstanding.contains(parent))
+                {
+                    self.held.push_back((channel, message));
+                } else {
+                    self.keep_stray(channel, message);
+                }
                 continue;
             }
             match (channel, message.msg_type()) {
@@ -568,6 +590,11 @@ impl KernelClient {
                     });
                 }
                 collect_output(&mut outcome, &message, true)?;
+            } else if message
+                .parent_msg_id()
+                .is_some_and(|parent| self.outstanding.contains(parent))
+            {
+                self.held.push_back((channel, message));
             } else {
                 self.keep_stray(channel, message);
             }
