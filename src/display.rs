@@ -21,7 +21,7 @@
 //! else the first one, is printed as a line instead.
 //!
 //! How it reaches the notebook: one line on the runtime's stdout, `EVCXR_DISPLAY_DATA ` and a JSON
-//! object (`display_id`, `update`, `data`, `metadata`), which the project's kernel (patched
+//! object (`display_id`, `update`, `data`, `metadata`; or `clear_output`), which the project's kernel (patched
 //! evcxr, `kernel/patches`) turns into the Jupyter message. Plain evcxr shows that line as text.
 
 use std::io::{self, Write};
@@ -47,6 +47,23 @@ pub fn display(bundle: &[(&str, &str)]) -> io::Result<DisplayHandle> {
     };
     send(&handle.id, false, bundle)?;
     Ok(handle)
+}
+
+/// Clears the running cell's output: at once, or with `wait` when the next output arrives (no
+/// flicker when redrawing). Python: `IPython.display.clear_output(wait=...)`. Outside the kernel it
+/// does nothing.
+///
+/// Errors: writing to stdout failed (the kernel has gone).
+pub fn clear_output(wait: bool) -> io::Result<()> {
+    if !in_kernel() {
+        return Ok(());
+    }
+    let mut out = io::stdout().lock();
+    writeln!(
+        out,
+        "{DISPLAY_MARK}{{\"clear_output\":{{\"wait\":{wait}}}}}"
+    )?;
+    out.flush()
 }
 
 impl DisplayHandle {
