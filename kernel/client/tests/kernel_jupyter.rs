@@ -168,6 +168,49 @@ fn the_kernel_behaves_like_a_jupyter_kernel() {
     });
 
     checks.check(
+        "comm_info and unknown requests are answered, never silent",
+        || {
+            let reply = shell(&mut kernel, "comm_info_request", json!({}));
+            assert_eq!(reply["status"], "ok", "{reply}");
+            assert!(reply["comms"].is_object(), "{reply}");
+            let reply = shell(&mut kernel, "no_such_request", json!({}));
+            assert_eq!(reply["status"], "error", "{reply}");
+            assert!(
+                reply["evalue"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("no_such_request"),
+                "{reply}"
+            );
+            let reply = kernel
+                .request(Channel::Control, "no_such_request", &json!({}))
+                .expect("control answers an unknown request")
+                .content;
+            assert_eq!(reply["status"], "error", "{reply}");
+        },
+    );
+
+    checks.check(
+        "input asked where the front end allows none: a clear error",
+        || {
+            run_ok(&mut kernel, "let kept_after_input = 14u32;");
+            // What evcxr_input::get_string("name? ") does (this client sends allow_stdin false).
+            let outcome = run(
+                &mut kernel,
+                "println!(\"EVCXR_INPUT_REQUEST:name? \");\n\
+             let mut line = String::new();\nstd::io::stdin().read_line(&mut line)?;",
+            );
+            let (ename, evalue, _) = reply_error(&outcome);
+            assert_eq!(ename, "StdinNotAllowed");
+            assert!(evalue.contains("allow_stdin"), "{evalue}");
+            assert_eq!(
+                run_ok(&mut kernel, "println!(\"{kept_after_input}\");").stdout,
+                "14\n"
+            );
+        },
+    );
+
+    checks.check(
         "stderr is live: a \\r progress over 2 s arrives spread out",
         || {
             let outcome = run_ok(
