@@ -26,7 +26,11 @@
 //        decoded picture of non-zero size;
 //      - the key outputs listed for the notebook in KEY_OUTPUTS below are on screen;
 //      then a screenshot of the notebook's key cells -> OUT/<notebook>.png;
-//   4. always shuts the server (and its kernels) and the browser down.
+//   4. the kernel as a Jupyter user expects it (two scratch notebooks written into the temp dir):
+//      Run All stops at a failing cell (a `?` error: error output, the cells after it never run);
+//      interrupting a long Pool::map with the toolbar's interrupt button ends that cell within a
+//      few seconds, and the next cell prints a variable defined before it;
+//   5. always shuts the server (and its kernels) and the browser down.
 // Ends with a table: each notebook, its kernel start and its run time. Exit status 0 when every
 // check passed, 1 on a failed check, 2 on a setup problem.
 //
@@ -42,6 +46,7 @@
 //                                   [--kernel-timeout S] [--run-timeout S] [--max-run-seconds S]
 //   --out DIR          screenshots and, on failure, the server log (default /tmp/labcheck)
 //   --only 00,07       check only the notebooks whose file name starts with one of these
+//                      (`kernel`: the kernel checks of step 4; without --only, everything)
 //   --restart          use notebook:restart-run-all (accepting the dialog) instead of
 //                      notebook:run-all-cells
 //   --keep             keep the temp dir (notebook copies, server log, settings)
@@ -768,6 +773,111 @@ async function shootRange(page, first, last, file) {
 }
 
 // ----------------------------------------------------------------------------------------------
+// The kernel as a Jupyter user expects it (step 4)
+// ----------------------------------------------------------------------------------------------
+
+// Writes a notebook of code cells into the server's root (the temp copy, never the repo).
+function writeScratchNotebook(name, sources) {
+    const nb = {
+        cells: sources.map((source, i) => ({ cell_type: 'code', id: `cell-${i}`, source, metadata: {}, outputs: [], execution_count: null })),
+        metadata: {
+            kernelspec: { name: 'rust-multiprocessing', display_name: 'Rust (multiprocessing)', language: 'rust' },
+            language_info: { name: 'Rust' },
+        },
+        nbformat: 4,
+        nbformat_minor: 5,
+    };
+    fs.writeFileSync(path.join(lab.work, 'notebooks', name), JSON.stringify(nb, null, 1));
+}
+
+async function closeNotebook(page) {
+    await page.evaluate(async () => {
+        const panel = window.jupyterapp.shell.currentWidget;
+        await panel.sessionContext.shutdown();
+        panel.context.model.dirty = false;
+        panel.dispose();
+    });
+}
+
+// Runs cell `index` (as a click on "Run this cell" would) without waiting for it.
+async function startCell(page, index) {
+    await page.evaluate((i) => {
+        const panel = window.jupyterapp.shell.currentWidget;
+        panel.content.activeCellIndex = i;
+        window.jupyterapp.commands.execute('notebook:run-cell');
+    }, index);
+}
+
+// Waits until cell `index` has an execution count, no `*` prompt, and the kernel is idle.
+async function waitCell(page, name, index, timeoutMs) {
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+        const st = await page.evaluate(pageState);
+        const c = st.cells.find((x) => x.index === index);
+        if (c && c.count !== null && !c.prompt.includes('*') && st.indicator === 'idle') return { st, cell: c };
+        if (st.indicator === 'dead') throw new CheckError(`${name}: the kernel died`);
+        await sleep(250);
+    }
+    throw new CheckError(`${name}: cell ${index} did not finish within ${timeoutMs / 1000} s`);
+}
+
+async function checkRunAllStops(page) {
+    const name = 'kernel_run_all_stops.ipynb';
+    writeScratchNotebook(name, ['let defined_before = 7u32;\nprintln!("first cell ran");', 'let n: u32 = "not a number".parse()?;', 'println!("the cell after the failure ran");']);
+    await openNotebook(page, lab, name);
+    const st = await runAll(page, name);
+    const [first, failing, after] = st.cells;
+    const problems = [];
+    if (first.count === null || first.outputs.some((o) => o.type === 'error')) problems.push(`the first cell did not run cleanly: ${JSON.stringify(first)}`);
+    const error = failing.outputs.find((o) => o.type === 'error');
+    if (!error) problems.push(`the failing cell shows no error output: ${JSON.stringify(failing)}`);
+    if (after.count !== null || after.outputs.length) problems.push(`the cell after the failing one ran: ${JSON.stringify(after)}`);
+    if (problems.length) throw new CheckError(`${name}: Run All did not stop at the failing cell: ${problems.join('; ')}`);
+    say(`${name}: Run All stopped at the failing cell (${error.ename}: ${error.evalue}); the cell after it has no count`);
+    await closeNotebook(page);
+}
+
+async function checkInterruptKeepsVariables(page) {
+    const name = 'kernel_interrupt.ipynb';
+    writeScratchNotebook(name, [
+        'fn slow(x: u64) -> u64 { std::thread::sleep(std::time::Duration::from_millis(500)); x }\nlet pool = Pool::new(2)?;\nlet kept = 42u64;',
+        'let v = pool.map(slow, 0..400u64)?;\nprintln!("{}", v.len());',
+        'println!("kept = {kept}");',
+    ]);
+    await openNotebook(page, lab, name);
+    await startCell(page, 0);
+    await waitCell(page, name, 0, 300_000);
+    await startCell(page, 1);
+    // Until the map runs (its cell compiled, the workers busy), then a little longer.
+    await sleep(2000);
+    for (let i = 0; i < 120; i++) {
+        const st = await page.evaluate(pageState);
+        if (st.indicator === 'busy') break;
+        await sleep(500);
+    }
+    await sleep(3000);
+    const button = page.locator('.jp-NotebookPanel-toolbar [data-command="notebook:interrupt-kernel"]').first();
+    const clickedAt = Date.now();
+    if (await button.count()) await button.click();
+    else {
+        warn(`${name}: no toolbar interrupt button found: using the notebook:interrupt-kernel command`);
+        await page.evaluate(() => window.jupyterapp.commands.execute('notebook:interrupt-kernel'));
+    }
+    const { cell: interrupted } = await waitCell(page, name, 1, 60_000);
+    const tookS = ((Date.now() - clickedAt) / 1000).toFixed(1);
+    const error = interrupted.outputs.find((o) => o.type === 'error');
+    if (!error) throw new CheckError(`${name}: the interrupted cell shows no error: ${JSON.stringify(interrupted)}`);
+    say(`${name}: interrupt from the toolbar: cell ended ${tookS} s after the click with ${error.ename}: ${(error.evalue || '').split('\n')[0]}`);
+    await startCell(page, 2);
+    const { cell: next } = await waitCell(page, name, 2, 120_000);
+    const text = next.outputs.filter((o) => o.type === 'stream').map((o) => o.text).join('');
+    if (!text.includes('kept = 42'))
+        throw new CheckError(`${name}: after the interrupt, the next cell does not print the variable defined before it: ${JSON.stringify(next.outputs)}`);
+    say(`${name}: after the interrupt the next cell prints "${text.trim()}"`);
+    await closeNotebook(page);
+}
+
+// ----------------------------------------------------------------------------------------------
 // Main
 // ----------------------------------------------------------------------------------------------
 let lab = null;
@@ -825,7 +935,8 @@ async function main() {
         .filter((f) => f.endsWith('.ipynb'))
         .filter((f) => !opts.only.length || opts.only.some((p) => f.startsWith(p)))
         .sort();
-    if (!names.length) throw new SetupError(`no notebook in ${path.join(REPO, 'notebooks')} matches --only ${opts.only.join(',')}`);
+    const kernelChecks = !opts.only.length || opts.only.includes('kernel');
+    if (!names.length && !kernelChecks) throw new SetupError(`no notebook in ${path.join(REPO, 'notebooks')} matches --only ${opts.only.join(',')}`);
     for (const f of names) fs.rmSync(path.join(opts.out, f.replace(/\.ipynb$/, '.png')), { force: true });
     const failures = [];
     const table = [];
@@ -869,6 +980,10 @@ async function main() {
     say(`summary (kernel start = opening until the kernel is idle; run = Run All until every cell has run):\n` +
         `      notebook                              cells  kernel start       run  verdict\n` +
         table.map((r) => `      ${r.name.padEnd(36)} ${String(r.cells ?? '-').padStart(6)} ${fmt(r.start).padStart(13)} ${fmt(r.run).padStart(9)}  ${r.verdict}`).join('\n'));
+    if (kernelChecks) {
+        await checkRunAllStops(page);
+        await checkInterruptKeepsVariables(page);
+    }
     if (failures.length) throw new CheckError(`${failures.length} of ${names.length} notebook(s) failed:\n${failures.join('\n')}`);
     if (consoleErrors.length) warn(`browser console errors (not failures):\n  ${consoleErrors.slice(0, 10).join('\n  ')}`);
     if (outside.size) warn(`the page tried to reach hosts other than the server: ${[...outside].join(', ')}`);
