@@ -241,8 +241,8 @@ pub enum Error {
 
     /// The user interrupted the kernel (Jupyter's stop button, `I I`) while this call waited. Python
     /// raises `KeyboardInterrupt` here. The message says what the wait left behind: e.g. a pool's
-    /// unfinished tasks are cancelled and its busy workers replaced (the pool stays usable); a
-    /// `Process` being joined keeps running (as in Jupyter, where only the kernel gets the interrupt).
+    /// unfinished tasks are cancelled and its busy workers replaced (the pool stays usable); every
+    /// running `Process` child is sent SIGINT, as ipykernel's interrupt or Ctrl-C does to Python's.
     #[error("interrupted while waiting for {waiting_for}; {state}")]
     Interrupted {
         /// What the call was waiting for.

@@ -61,6 +61,7 @@ use nix::sys::signal::Signal;
 
 use crate::child::Child;
 use crate::error::{Error, Result};
+use crate::registry::ChildKind;
 use crate::{fork, output, registry, session, wait};
 
 /// The exit code a fallible closure's result gives the child (see [`Process::new_fallible`]): 0 for
@@ -407,7 +408,13 @@ impl Process {
             fork::fork_child(move || child_main(name, identity, daemon, parent_pid, ends, target))?;
         self.target = None;
         self.pid = Some(pid.as_raw());
-        registry::lock().add(self.name.clone(), self.daemon, Child::new(pid), relay);
+        registry::lock().add(
+            self.name.clone(),
+            ChildKind::Process,
+            self.daemon,
+            Child::new(pid),
+            relay,
+        );
         Ok(())
     }
 
@@ -568,13 +575,12 @@ impl Process {
         Some(code.map(|code| self.settle(pid, code)))
     }
 
-    /// A join was interrupted: the child is left running, as in Jupyter, where only the kernel
-    /// process gets the interrupt (in a terminal, Ctrl-C reaches the whole process group and the
-    /// child would die of SIGINT too; here the user decides).
+    /// A join was interrupted: the child has been sent SIGINT (by the waiting core, as ipykernel's
+    /// interrupt or a terminal's Ctrl-C does to Python's children).
     fn interrupted(&self, pid: i32) -> Error {
         Error::Interrupted {
             waiting_for: format!("process {} (pid {pid}) to end", self.name),
-            state: "it is still running: call join() again to keep waiting, or terminate() (or kill()) to stop it".into(),
+            state: "it was sent SIGINT, as Ctrl-C would (unless it handles SIGINT it ends with exit code -2): call join() to collect its exit code, or kill() it if it goes on".into(),
         }
     }
 

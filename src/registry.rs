@@ -37,10 +37,20 @@ const REGISTRY_VAR: &str = "RUST_MULTIPROCESSING_CHILDREN";
 /// Bump when [`Registry`] or anything it contains changes shape.
 const REGISTRY_LAYOUT: u32 = 2;
 
+/// What a child is, which decides who answers for it when the user interrupts this process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ChildKind {
+    /// A `Process`: gets SIGINT, as Python's children do from Ctrl-C or ipykernel's interrupt.
+    Process,
+    /// A pool's worker: the pool stops its tasks itself (and replaces the busy ones).
+    PoolWorker,
+}
+
 /// One child of this process.
 #[derive(Debug)]
 pub(crate) struct Entry {
     pub name: String,
+    pub kind: ChildKind,
     pub daemon: bool,
     pub child: Child,
     pub relay: OutputRelay,
@@ -81,9 +91,17 @@ pub(crate) fn forget_in_child(mut inherited: MutexGuard<'static, Registry>) {
 
 impl Registry {
     /// Enters a just-started child.
-    pub(crate) fn add(&mut self, name: String, daemon: bool, child: Child, relay: OutputRelay) {
+    pub(crate) fn add(
+        &mut self,
+        name: String,
+        kind: ChildKind,
+        daemon: bool,
+        child: Child,
+        relay: OutputRelay,
+    ) {
         self.entries.push(Entry {
             name,
+            kind,
             daemon,
             child,
             relay,
@@ -204,6 +222,17 @@ impl Registry {
             let _ = entry.child.signal(Signal::SIGKILL);
             let _ = entry.child.wait_blocking();
             entry.relay.finish();
+        }
+    }
+
+    /// The user interrupted this process: sends SIGINT to every `Process` child still running, as
+    /// ipykernel's interrupt (SIGINT to the kernel's process group) or a terminal's Ctrl-C does to
+    /// Python's children. A child that does not handle it ends with exit code -2.
+    pub(crate) fn interrupt_processes(&mut self) {
+        for entry in &mut self.entries {
+            if entry.kind == ChildKind::Process && entry.child.exit_code().is_none() {
+                let _ = entry.child.signal(Signal::SIGINT);
+            }
         }
     }
 

@@ -37,10 +37,16 @@ pub(crate) fn restore_default_fault_signals() {
         Signal::SIGILL,
         Signal::SIGFPE,
     ] {
-        // SAFETY: SIG_DFL installs no handler of ours, so no code runs in signal context; the child
-        // has a single thread at this point, so nothing races with the change.
-        let _ = unsafe { nix::sys::signal::signal(signal, nix::sys::signal::SigHandler::SigDfl) };
+        restore_default_action(signal);
     }
+}
+
+/// Gives `signal` its default action again (in a just-forked child, which must not run handlers
+/// installed by the program it was forked from).
+pub(crate) fn restore_default_action(signal: Signal) {
+    // SAFETY: SIG_DFL installs no handler of ours, so no code runs in signal context; the child
+    // has a single thread at this point, so nothing races with the change.
+    let _ = unsafe { nix::sys::signal::signal(signal, nix::sys::signal::SigHandler::SigDfl) };
 }
 
 /// Flushes Rust's buffered stdout and stderr, then ends the process at once with `code`, running no

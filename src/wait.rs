@@ -146,7 +146,7 @@ pub(crate) fn until<W: Waiter>(
     let interrupt = interrupt_fd();
     if let Some(fd) = interrupt {
         if drain(fd) {
-            return Err(waiter.interrupted());
+            return Err(interrupted(waiter));
         }
     }
     let mut fds = Fds::default();
@@ -190,7 +190,7 @@ pub(crate) fn until<W: Waiter>(
                     if let Some(fd) = interrupt {
                         drain(fd);
                     }
-                    return Err(waiter.interrupted());
+                    return Err(interrupted(waiter));
                 }
                 Owner::Child(pid) => children.push(pid),
                 Owner::Waiter(_) => {}
@@ -303,10 +303,21 @@ fn drain(fd: RawFd) -> bool {
 }
 
 /// In a just-forked child: the interrupt pipe is the parent's business. Close it and remove the
-/// variable, so the child's own waits never react to the user interrupting the parent.
+/// variable, so the child's own waits never react to the user interrupting the parent; and give
+/// SIGINT its default action back, since the handler inherited from the kernel's runtime would
+/// write into the parent's pipe (a SIGINT sent to the child must end the child, as Ctrl-C does).
 pub(crate) fn forget_interrupt_in_child() {
     if let Some(fd) = interrupt_fd() {
         sys::close_raw(fd);
+        sys::restore_default_action(nix::sys::signal::Signal::SIGINT);
     }
     std::env::remove_var(INTERRUPT_VAR);
+}
+
+/// The user interrupted this process while it waited: first do to its `Process` children what
+/// ipykernel's interrupt (SIGINT to the kernel's whole process group) or a terminal's Ctrl-C does
+/// to Python's, then let the waiter say what it left behind.
+fn interrupted<W: Waiter>(waiter: &mut W) -> Error {
+    registry::lock().interrupt_processes();
+    waiter.interrupted()
 }

@@ -73,11 +73,12 @@ fn pid(_: u8) -> u32 {
     std::process::id()
 }
 
-/// join and join_timeout: Interrupted; the child keeps running (as in Jupyter, where only the kernel
-/// gets the interrupt) and can be joined or killed afterwards. Children never see the variable.
+/// join and join_timeout: Interrupted; the child is sent SIGINT (as ipykernel's interrupt or a
+/// terminal's Ctrl-C does to Python's children) and ends with -2, a child that ignores SIGINT keeps
+/// running and can be joined or killed afterwards. Children never see the variable.
 #[test]
-fn process_waits_are_interrupted_and_the_child_keeps_running() {
-    if let Some(out) = isolate("process_waits_are_interrupted_and_the_child_keeps_running") {
+fn process_waits_are_interrupted_and_the_child_gets_sigint() {
+    if let Some(out) = isolate("process_waits_are_interrupted_and_the_child_gets_sigint") {
         out.assert_success();
         assert!(
             out.stdout.contains("child: no interrupt pipe"),
@@ -90,14 +91,23 @@ fn process_waits_are_interrupted_and_the_child_keeps_running() {
     let mut p = Process::new(|| std::thread::sleep(Duration::from_secs(30)));
     p.start().unwrap();
     let err = interrupted(&pipe, "join", || p.join());
-    assert!(err.to_string().contains("still running"), "{err}");
-    assert!(p.is_alive());
-    interrupted(&pipe, "join_timeout", || {
-        p.join_timeout(Duration::from_secs(20))
+    assert!(err.to_string().contains("sent SIGINT"), "{err}");
+    assert_eq!(p.join_timeout(Duration::from_secs(10)).unwrap(), Some(-2));
+
+    // A child that ignores SIGINT goes on after the interrupt, as Python's would.
+    let mut stubborn = Process::new(|| {
+        // SAFETY: SIG_IGN installs no handler code; the child is single-threaded here.
+        unsafe { libc::signal(libc::SIGINT, libc::SIG_IGN) };
+        std::thread::sleep(Duration::from_secs(30));
     });
-    assert!(p.is_alive());
-    p.kill().unwrap();
-    assert_eq!(p.join().unwrap(), -9);
+    stubborn.start().unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    interrupted(&pipe, "join_timeout", || {
+        stubborn.join_timeout(Duration::from_secs(20))
+    });
+    assert!(stubborn.is_alive());
+    stubborn.kill().unwrap();
+    assert_eq!(stubborn.join().unwrap(), -9);
 
     let mut c = Process::new(|| {
         let seen = std::env::var("RUST_MP_INTERRUPT_FD");
@@ -213,7 +223,11 @@ fn ipc_waits_are_interrupted() {
     let value = Value::new(0u64).unwrap();
     let (held_tx, held_rx) = Pipe::new().unwrap();
     let (l2, v2) = (lock.clone(), value.clone());
+    // The holder ignores SIGINT, so it outlives the interrupts below (which send SIGINT to every
+    // running Process child, as Ctrl-C does) and keeps holding the lock.
     let mut holder = Process::new(move || {
+        // SAFETY: SIG_IGN installs no handler code; the child is single-threaded here.
+        unsafe { libc::signal(libc::SIGINT, libc::SIG_IGN) };
         let _g = l2.acquire().unwrap();
         let _v = v2.lock();
         held_tx.send(&()).unwrap();

@@ -15,7 +15,7 @@ use super::worker::{self, FromWorker, Status, ToWorker, WorkerSetup};
 use crate::child::{describe_exit_code, Child};
 use crate::error::{Error, Result};
 use crate::output;
-use crate::registry;
+use crate::registry::{self, ChildKind};
 use crate::wait::{self, Fds, Waiter};
 use crate::wire::{self, Buffer, Encoded, NbReader, NbWriter};
 use crate::{fork, session};
@@ -239,7 +239,13 @@ impl Inner {
         };
         let progress_ref = &progress;
         let pid = fork::fork_child(move || worker::run(setup, progress_ref))?;
-        registry::lock().add(name.clone(), true, Child::new(pid), relay);
+        registry::lock().add(
+            name.clone(),
+            ChildKind::PoolWorker,
+            true,
+            Child::new(pid),
+            relay,
+        );
         Ok(Worker {
             name,
             pid: pid.as_raw(),
