@@ -14,6 +14,9 @@
 #   kernel/build_evcxr.sh            build if needed; print the binary's path on stdout
 #   kernel/build_evcxr.sh --key      print the key only
 #   kernel/build_evcxr.sh --src DIR  also leave the patched source tree in DIR (for writing patches)
+#   kernel/build_evcxr.sh --stock    build evcxr_jupyter without the patches (stock 0.22.0 built the
+#                                    same way, under its own key: what scripts/measure_startup.py
+#                                    compares against); combines with --key and --src
 #
 # Needs the network only when the sources or their dependencies are not in cargo's cache yet.
 set -euo pipefail
@@ -28,17 +31,20 @@ cache=${RUST_MP_EVCXR_CACHE:-/var/tmp/rust-multiprocessing-evcxr-$(id -u)}
 build_dir=$here/evcxr-build
 patch_dir=$here/patches
 
-mode=build src_out=
-case ${1:-} in
---key) mode=key ;;
---src) src_out=${2:?--src needs a directory} ;;
-"") ;;
-*) echo "usage: $0 [--key | --src DIR]" >&2 && exit 2 ;;
-esac
+mode=build src_out= stock=0
+while (($#)); do
+    case $1 in
+    --key) mode=key ;;
+    --src) src_out=${2:?--src needs a directory} && shift ;;
+    --stock) stock=1 ;;
+    *) echo "usage: $0 [--stock] [--key | --src DIR]" >&2 && exit 2 ;;
+    esac
+    shift
+done
 
 # Patches in series order (blank lines and # comments ignored).
 patches=()
-if [[ -f $patch_dir/series ]]; then
+if ((!stock)) && [[ -f $patch_dir/series ]]; then
     while read -r p; do
         p=${p%%#*}
         p=${p//[[:space:]]/}

@@ -16,7 +16,12 @@
 //      (k = 1..4) and "Process finished in"; screenshot of the Q6 cells -> OUT/q6.png;
 //      01_performance: an image/svg+xml output is rendered (decoded, non-zero size);
 //      screenshot -> OUT/perf.png;
-//   4. always shuts the server (and its kernels) and the browser down.
+//   4. the kernel as a Jupyter user expects it (two scratch notebooks written into the temp dir):
+//      Run All stops at a failing cell (a `?` error: error output, the cells after it never run);
+//      interrupting a long Pool::map with the toolbar's interrupt button ends that cell within a
+//      few seconds, and the next cell prints a variable defined before it (needs the crate's
+//      interrupt support: the kernel's SIGINT makes the map return Err(Interrupted));
+//   5. always shuts the server (and its kernels) and the browser down.
 // Exit status 0 when every check passed, 1 on a failed check, 2 on a setup problem.
 //
 // Prerequisite (the only one besides ./install.sh and a Chromium, e.g. `apt-get install chromium`):
@@ -27,10 +32,10 @@
 // (scripts/lab_smoke.sh does this for you). playwright-core's own browser download is not
 // needed (and does not work here): Chromium is taken from CHROMIUM (default /usr/bin/chromium).
 //
-// usage: node scripts/lab_smoke.mjs [--out DIR] [--only 00|01] [--restart] [--keep]
+// usage: node scripts/lab_smoke.mjs [--out DIR] [--only 00|01|kernel] [--restart] [--keep]
 //                                   [--kernel-timeout S] [--run-timeout S]
 //   --out DIR          screenshots and, on failure, the server log (default /tmp/labcheck)
-//   --only 00|01       check one notebook only
+//   --only 00|01|kernel  check one notebook only, or only the kernel checks (step 4)
 //   --restart          use notebook:restart-run-all (accepting the dialog) instead of
 //                      notebook:run-all-cells
 //   --keep             keep the temp dir (notebook copies, server log, settings)
@@ -81,7 +86,7 @@ const opts = { out: '/tmp/labcheck', only: null, restart: false, keep: false, ke
         else if (a === '-h' || a === '--help') usage();
         else usage(`unknown argument ${a}`);
     }
-    if (opts.only && !['00', '01'].includes(opts.only)) usage('--only takes 00 or 01');
+    if (opts.only && !['00', '01', 'kernel'].includes(opts.only)) usage('--only takes 00, 01 or kernel');
     if (!(opts.kernelTimeout > 0) || !(opts.runTimeout > 0)) usage('timeouts are positive seconds');
 }
 function usage(problem) {
@@ -560,6 +565,111 @@ async function checkPerformance(page, name) {
 }
 
 // ----------------------------------------------------------------------------------------------
+// The kernel as a Jupyter user expects it (step 4)
+// ----------------------------------------------------------------------------------------------
+
+// Writes a notebook of code cells into the server's root (the temp copy, never the repo).
+function writeScratchNotebook(name, sources) {
+    const nb = {
+        cells: sources.map((source, i) => ({ cell_type: 'code', id: `cell-${i}`, source, metadata: {}, outputs: [], execution_count: null })),
+        metadata: {
+            kernelspec: { name: 'rust-multiprocessing', display_name: 'Rust (multiprocessing)', language: 'rust' },
+            language_info: { name: 'Rust' },
+        },
+        nbformat: 4,
+        nbformat_minor: 5,
+    };
+    fs.writeFileSync(path.join(lab.work, 'notebooks', name), JSON.stringify(nb, null, 1));
+}
+
+async function closeNotebook(page) {
+    await page.evaluate(async () => {
+        const panel = window.jupyterapp.shell.currentWidget;
+        await panel.sessionContext.shutdown();
+        panel.context.model.dirty = false;
+        panel.dispose();
+    });
+}
+
+// Runs cell `index` (as a click on "Run this cell" would) without waiting for it.
+async function startCell(page, index) {
+    await page.evaluate((i) => {
+        const panel = window.jupyterapp.shell.currentWidget;
+        panel.content.activeCellIndex = i;
+        window.jupyterapp.commands.execute('notebook:run-cell');
+    }, index);
+}
+
+// Waits until cell `index` has an execution count, no `*` prompt, and the kernel is idle.
+async function waitCell(page, name, index, timeoutMs) {
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+        const st = await page.evaluate(pageState);
+        const c = st.cells.find((x) => x.index === index);
+        if (c && c.count !== null && !c.prompt.includes('*') && st.indicator === 'idle') return { st, cell: c };
+        if (st.indicator === 'dead') throw new CheckError(`${name}: the kernel died`);
+        await sleep(250);
+    }
+    throw new CheckError(`${name}: cell ${index} did not finish within ${timeoutMs / 1000} s`);
+}
+
+async function checkRunAllStops(page) {
+    const name = 'kernel_run_all_stops.ipynb';
+    writeScratchNotebook(name, ['let defined_before = 7u32;\nprintln!("first cell ran");', 'let n: u32 = "not a number".parse()?;', 'println!("the cell after the failure ran");']);
+    await openNotebook(page, lab, name);
+    const st = await runAll(page, name);
+    const [first, failing, after] = st.cells;
+    const problems = [];
+    if (first.count === null || first.outputs.some((o) => o.type === 'error')) problems.push(`the first cell did not run cleanly: ${JSON.stringify(first)}`);
+    const error = failing.outputs.find((o) => o.type === 'error');
+    if (!error) problems.push(`the failing cell shows no error output: ${JSON.stringify(failing)}`);
+    if (after.count !== null || after.outputs.length) problems.push(`the cell after the failing one ran: ${JSON.stringify(after)}`);
+    if (problems.length) throw new CheckError(`${name}: Run All did not stop at the failing cell: ${problems.join('; ')}`);
+    say(`${name}: Run All stopped at the failing cell (${error.ename}: ${error.evalue}); the cell after it has no count`);
+    await closeNotebook(page);
+}
+
+async function checkInterruptKeepsVariables(page) {
+    const name = 'kernel_interrupt.ipynb';
+    writeScratchNotebook(name, [
+        'fn slow(x: u64) -> u64 { std::thread::sleep(std::time::Duration::from_millis(500)); x }\nlet pool = Pool::new(2)?;\nlet kept = 42u64;',
+        'let v = pool.map(slow, 0..400u64)?;\nprintln!("{}", v.len());',
+        'println!("kept = {kept}");',
+    ]);
+    await openNotebook(page, lab, name);
+    await startCell(page, 0);
+    await waitCell(page, name, 0, 300_000);
+    await startCell(page, 1);
+    // Until the map runs (its cell compiled, the workers busy), then a little longer.
+    await sleep(2000);
+    for (let i = 0; i < 120; i++) {
+        const st = await page.evaluate(pageState);
+        if (st.indicator === 'busy') break;
+        await sleep(500);
+    }
+    await sleep(3000);
+    const button = page.locator('.jp-NotebookPanel-toolbar [data-command="notebook:interrupt-kernel"]').first();
+    const clickedAt = Date.now();
+    if (await button.count()) await button.click();
+    else {
+        warn(`${name}: no toolbar interrupt button found: using the notebook:interrupt-kernel command`);
+        await page.evaluate(() => window.jupyterapp.commands.execute('notebook:interrupt-kernel'));
+    }
+    const { cell: interrupted } = await waitCell(page, name, 1, 60_000);
+    const tookS = ((Date.now() - clickedAt) / 1000).toFixed(1);
+    const error = interrupted.outputs.find((o) => o.type === 'error');
+    if (!error) throw new CheckError(`${name}: the interrupted cell shows no error: ${JSON.stringify(interrupted)}`);
+    say(`${name}: interrupt from the toolbar: cell ended ${tookS} s after the click with ${error.ename}: ${(error.evalue || '').split('\n')[0]}`);
+    await startCell(page, 2);
+    const { cell: next } = await waitCell(page, name, 2, 120_000);
+    const text = next.outputs.filter((o) => o.type === 'stream').map((o) => o.text).join('');
+    if (!text.includes('kept = 42'))
+        throw new CheckError(`${name}: after the interrupt, the next cell does not print the variable defined before it: ${JSON.stringify(next.outputs)}`);
+    say(`${name}: after the interrupt the next cell prints "${text.trim()}"`);
+    await closeNotebook(page);
+}
+
+// ----------------------------------------------------------------------------------------------
 // Main
 // ----------------------------------------------------------------------------------------------
 let lab = null;
@@ -617,6 +727,7 @@ async function main() {
         ['00', '00_seed_questions.ipynb', checkSeedQuestions],
         ['01', '01_performance.ipynb', checkPerformance],
     ].filter(([id]) => !opts.only || opts.only === id);
+    // (--only kernel: no notebook from notebooks/, only step 4 below)
     for (const [, name, check] of notebooks) {
         await openNotebook(page, lab, name);
         await checkSavedOutputs(page, name);
@@ -631,6 +742,10 @@ async function main() {
             panel.dispose();
         });
         say(`${name}: kernel shut down, notebook closed`);
+    }
+    if (!opts.only || opts.only === 'kernel') {
+        await checkRunAllStops(page);
+        await checkInterruptKeepsVariables(page);
     }
     if (consoleErrors.length) warn(`browser console errors (not failures):\n  ${consoleErrors.slice(0, 10).join('\n  ')}`);
     if (outside.size) warn(`the page tried to reach hosts other than the server: ${[...outside].join(', ')}`);

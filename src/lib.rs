@@ -57,6 +57,7 @@
 //! children are made, reaped and killed with their parent.
 
 pub mod current;
+pub mod display;
 pub mod error;
 pub mod pipe;
 pub mod pool;

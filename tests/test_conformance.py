@@ -8,9 +8,9 @@ Runs jupyter_kernel_test 0.7.0 against the kernel spec installed in the project'
 The kernel compiles Rust, so timeouts are raised: kernel start 180 s (the first start in
 a fresh build slot compiles the helper crate), each reply 60 s.
 
-Tests that evcxr 0.22 cannot pass are skipped, each with its reason (see
-shared/notes/evcxr-facts.md, "Protocol as implemented"); their samples stay defined so
-that they run again once the skip is removed.
+The kernel is evcxr 0.22.0 with the project's patches (kernel/patches): errors carry
+ename/evalue/traceback, is_complete and history are answered, display_data and clear_output
+come from the crate's `display` module. The one skip says why in one line.
 """
 
 import os
@@ -34,13 +34,8 @@ class RustMultiprocessingKernelTests(jkt.KernelTests):
     file_extension = ".rs"
 
     code_hello_world = 'println!("hello, world");'
-    # evcxr forwards stderr from a reader thread that races the end of the cell: stderr written
-    # just before a cell returns can arrive after `status: idle` (evcxr #353), which this test
-    # reads as "no output". The pause lets the reader forward it while the cell still runs.
-    code_stderr = (
-        'eprintln!("written to stderr"); '
-        "std::thread::sleep(std::time::Duration::from_millis(500));"
-    )
+    # No pause needed: the patched kernel sends all of a cell's stderr before `status: idle`.
+    code_stderr = 'eprintln!("written to stderr");'
     code_execute_result = [
         {"code": "6 * 7", "result": "42"},
         {"code": 'format!("{}-{}", "a", 1)', "result": '"a-1"'},
@@ -49,16 +44,23 @@ class RustMultiprocessingKernelTests(jkt.KernelTests):
     code_generate_error = 'let x: u32 = "not a number";'
     # The helper crate is preloaded: hovering its type must find documentation.
     code_inspect_sample = "std::vec::Vec"
-    complete_code_samples = ["1", 'println!("hi");', "fn f() {}"]
-    incomplete_code_samples = ["fn f() {", "let v = vec![1,"]
+    complete_code_samples = ["1", 'println!("hi");', "fn f() {}", ":dep rand = \"0.8\""]
+    incomplete_code_samples = ["fn f() {", "let v = vec![1,", 'let s = "open', "/* open"]
+    invalid_code_samples = ["fn f() { )", "}", "let x = (1, 2];"]
     completion_samples = [{"text": "std::vec::Ve", "matches": {"Vec"}}]
     code_display_data = [
         {
-            "code": 'println!("EVCXR_BEGIN_CONTENT text/html\\n<b>x</b>\\nEVCXR_END_CONTENT");',
+            "code": 'multiprocessing::display::display(&[("text/html", "<b>x</b>")])?;',
             "mime": "text/html",
-        }
+        },
+        {
+            "code": 'multiprocessing::display::display(&[("text/plain", "plain")])?;',
+            "mime": "text/plain",
+        },
     ]
-    supported_history_operations = ()
+    code_clear_output = 'println!("gone"); multiprocessing::display::clear_output(false)?;'
+    supported_history_operations = ("tail", "range", "search")
+    code_history_pattern = "6 ?*"
 
     @classmethod
     def setUpClass(cls) -> None:
@@ -70,34 +72,13 @@ class RustMultiprocessingKernelTests(jkt.KernelTests):
         # The base class binds its 15 s default at definition time.
         return super().execute_helper(code, timeout=max(timeout, REPLY_TIMEOUT), **kwargs)
 
-    @pytest.mark.skip(
-        reason="evcxr 0.22 error replies lack ename/evalue/traceback, "
-        "which the execute_reply schema requires"
-    )
-    def test_error(self) -> None:
-        super().test_error()
-
-    @pytest.mark.skip(
-        reason="evcxr 0.22 answers every is_complete_request with 'complete', "
-        "so incomplete code is not recognised"
-    )
-    def test_is_complete(self) -> None:
-        super().test_is_complete()
-
-    @pytest.mark.skip(reason="evcxr 0.22 sends no history_reply (history_request is ignored)")
-    def test_history(self) -> None:
-        super().test_history()
-
-    @pytest.mark.skip(
-        reason="evcxr 0.22 never sends display_data: rich output comes once, as execute_result"
-    )
-    def test_display_data(self) -> None:
-        super().test_display_data()
-
-    @pytest.mark.skip(reason="evcxr 0.22 sends no pager payloads")
+    @pytest.mark.skip(reason="Rust has no `help()`/`?` that pages: inspect_request gives the docs")
     def test_pager(self) -> None:
         super().test_pager()
 
-    @pytest.mark.skip(reason="evcxr 0.22 has no clear_output")
-    def test_clear_output(self) -> None:
-        super().test_clear_output()
+
+class RustMultiprocessingIopubWelcome(jkt.IopubWelcomeTests):
+    """JEP 65: the first iopub message a new subscriber gets is `iopub_welcome`."""
+
+    kernel_name = RustMultiprocessingKernelTests.kernel_name
+    support_iopub_welcome = True

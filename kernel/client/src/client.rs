@@ -102,6 +102,21 @@ pub struct ExecuteOutcome {
     pub outputs: Vec<Output>,
     /// From sending the request to `execute_reply` + `idle` (grace drain not included).
     pub elapsed: Duration,
+    /// Every iopub message of the cell but `status` and `execute_input` (update_display_data
+    /// included), with when it arrived after the request was sent: for checking that output
+    /// comes while the cell runs.
+    pub timeline: Vec<TimedMessage>,
+}
+
+/// One iopub message of a cell and when it arrived.
+#[derive(Debug, Clone)]
+pub struct TimedMessage {
+    /// Time since the `execute_request` was sent.
+    pub at: Duration,
+    /// `stream`, `display_data`, `update_display_data`, `error`, ...
+    pub msg_type: String,
+    /// The message's content.
+    pub content: Value,
 }
 
 impl ExecuteOutcome {
@@ -217,6 +232,10 @@ pub struct KernelClient {
     connection: ConnectionInfo,
     kernel_info: KernelInfoReply,
     stray: VecDeque<(Channel, Message)>,
+    /// Requests sent with `send_execute` and not yet awaited, and the messages (status
+    /// included) that arrived for them while another one was awaited.
+    outstanding: std::collections::HashSet<String>,
+    held: VecDeque<(Channel, Message)>,
     options: KernelOptions,
     spec_name: String,
     startup_time: Duration,
@@ -337,6 +356,8 @@ impl KernelClient {
             connection,
             kernel_info: KernelInfoReply::default(),
             stray: VecDeque::new(),
+            outstanding: std::collections::HashSet::new(),
+            held: VecDeque::new(),
             options,
             spec_name,
             startup_time: Duration::ZERO,
@@ -465,6 +486,7 @@ impl KernelClient {
     pub fn send_execute(&mut self, code: &str) -> Result<String> {
         let request = Message::new(&self.session, "execute_request", &ExecuteRequest::new(code))?;
         self.send(Channel::Shell, &request)?;
+        self.outstanding.insert(request.header.msg_id.clone());
         Ok(request.header.msg_id)
     }
 
@@ -491,12 +513,21 @@ impl KernelClient {
             errors: Vec::new(),
             outputs: Vec::new(),
             elapsed: Duration::ZERO,
+            timeline: Vec::new(),
         };
         let mut replied = false;
         let mut idle = false;
         let awaited = format!("execute_reply and iopub status idle for execute_request {msg_id}");
+        self.outstanding.remove(msg_id);
         while !(replied && idle) {
-            let received = self.receive(&[Channel::Shell, Channel::Iopub], deadline, &awaited)?;
+            let held = self
+                .held
+                .iter()
+                .position(|(_, m)| m.parent_msg_id() == Some(msg_id));
+            let received = match held {
+                Some(at) => self.held.remove(at),
+                None => self.receive(&[Channel::Shell, Channel::Iopub], deadline, &awaited)?,
+            };
             let Some((channel, message)) = received else {
                 return Err(Error::Timeout {
                     awaited: format!(
@@ -510,7 +541,14 @@ impl KernelClient {
                 });
             };
             if message.parent_msg_id() != Some(msg_id) {
-                self.keep_stray(channel, message);
+                if message
+                    .parent_msg_id()
+                    .is_some_and(|parent| self.outstanding.contains(parent))
+                {
+                    self.held.push_back((channel, message));
+                } else {
+                    self.keep_stray(channel, message);
+                }
                 continue;
             }
             match (channel, message.msg_type()) {
@@ -526,7 +564,16 @@ impl KernelClient {
                         idle = true;
                     }
                 }
-                (Channel::Iopub, _) => collect_output(&mut outcome, &message, false)?,
+                (Channel::Iopub, msg_type) => {
+                    if msg_type != "execute_input" {
+                        outcome.timeline.push(TimedMessage {
+                            at: started.elapsed(),
+                            msg_type: msg_type.to_string(),
+                            content: message.content.clone(),
+                        });
+                    }
+                    collect_output(&mut outcome, &message, false)?
+                }
                 _ => self.keep_stray(channel, message),
             }
         }
@@ -535,7 +582,19 @@ impl KernelClient {
         let grace_end = Instant::now() + self.options.stderr_grace;
         while let Some((channel, message)) = self.receive(&[Channel::Iopub], grace_end, &awaited)? {
             if message.parent_msg_id() == Some(msg_id) {
+                if message.msg_type() != "status" {
+                    outcome.timeline.push(TimedMessage {
+                        at: started.elapsed(),
+                        msg_type: message.msg_type().to_string(),
+                        content: message.content.clone(),
+                    });
+                }
                 collect_output(&mut outcome, &message, true)?;
+            } else if message
+                .parent_msg_id()
+                .is_some_and(|parent| self.outstanding.contains(parent))
+            {
+                self.held.push_back((channel, message));
             } else {
                 self.keep_stray(channel, message);
             }
@@ -896,6 +955,7 @@ mod tests {
             errors: Vec::new(),
             outputs: Vec::new(),
             elapsed: Duration::ZERO,
+            timeline: Vec::new(),
         };
         let messages = [
             iopub("stream", serde_json::json!({"name":"stdout","text":"a\n"})),

@@ -26,6 +26,8 @@ pub mod procs;
 pub mod signing;
 pub mod wire;
 
-pub use client::{Channel, ExecuteOutcome, KernelClient, KernelOptions, Output, ShutdownOutcome};
+pub use client::{
+    Channel, ExecuteOutcome, KernelClient, KernelOptions, Output, ShutdownOutcome, TimedMessage,
+};
 pub use error::{Error, Result};
 pub use kernelspec::{default_kernel_dirs, KernelSpec};

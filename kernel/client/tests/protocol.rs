@@ -108,7 +108,7 @@ fn client_speaks_the_protocol() {
             code("println!(\"pid {}\", std::process::id());", &[], stream("pid 1\n")),
             code("for i in [3, 1, 2] { println!(\"{i}\"); };", &["unordered-output"], stream("1\n2\n3\n")),
             code("let x: u32 = \"s\";", &["raises-exception"], serde_json::json!([
-                {"output_type": "error", "ename": "Error", "evalue": "mismatched types", "traceback": []}])),
+                {"output_type": "error", "ename": "CompileError", "evalue": "mismatched types", "traceback": []}])),
             code("panic!(\"skipped\")", &["nbval-skip"], serde_json::json!([])),
             code("println!(\"{}\", 12345);", &["nbval-ignore-output"], stream("other\n")),
             code("1 + 1", &[], serde_json::json!([{"output_type": "execute_result", "execution_count": 1,
