@@ -66,6 +66,7 @@ mod async_result;
 mod function;
 mod imap;
 mod inner;
+mod watch;
 mod worker;
 
 use std::cell::{RefCell, RefMut};
@@ -77,6 +78,7 @@ use serde::Serialize;
 
 pub use async_result::AsyncResult;
 pub use imap::IMap;
+pub use watch::{Progress, TaskRecord, TaskStream, WithProgress};
 
 use function::{trampoline_addr, Binary, Shape, Unary};
 use inner::{ChunkSource, Inner};
@@ -133,6 +135,7 @@ pub struct PoolBuilder {
     processes: Option<usize>,
     initializer: Option<Rc<dyn Fn()>>,
     maxtasksperchild: Option<usize>,
+    progress: Progress,
 }
 
 impl std::fmt::Debug for PoolBuilder {
@@ -141,6 +144,7 @@ impl std::fmt::Debug for PoolBuilder {
             .field("processes", &self.processes)
             .field("initializer", &self.initializer.is_some())
             .field("maxtasksperchild", &self.maxtasksperchild)
+            .field("progress", &self.progress)
             .finish()
     }
 }
@@ -195,6 +199,19 @@ impl PoolBuilder {
         self
     }
 
+    /// When the pool's calls show live progress: [`Progress::Auto`] (default: in a notebook only),
+    /// [`Progress::Always`], [`Progress::Never`]. See also [`Pool::with_progress`] for one call.
+    ///
+    /// ```
+    /// use multiprocessing::{Pool, Progress};
+    /// let pool = Pool::builder().processes(2).progress(Progress::Never).build()?;
+    /// # Ok::<(), multiprocessing::Error>(())
+    /// ```
+    pub fn progress(mut self, mode: Progress) -> Self {
+        self.progress = mode;
+        self
+    }
+
     /// Forks the workers.
     ///
     /// ```
@@ -215,7 +232,8 @@ impl PoolBuilder {
                 fix: "use a positive number, or leave it out to keep workers for the pool's life",
             });
         }
-        let inner = Inner::new(processes, self.initializer, self.maxtasksperchild)?;
+        let mut inner = Inner::new(processes, self.initializer, self.maxtasksperchild)?;
+        inner.watch.set_mode(self.progress);
         Ok(Pool {
             inner: Rc::new(RefCell::new(inner)),
         })
@@ -449,12 +467,14 @@ impl Pool {
             Some(c) => check_chunksize(c)?,
             None => self.default_chunksize_of(items.len(), inner.processes),
         };
+        let total = items.len();
         let source = Box::new(VecChunks {
             items,
             chunksize,
             next: 0,
         });
         let job = inner.submit(trampoline_addr::<S>(), func, source, true)?;
+        inner.watch.plan(job, "map", Some(total), chunksize);
         let mut parts = std::collections::BTreeMap::new();
         let outcome = (|| loop {
             inner.drive(None, |i| i.job_has_news(job))?;
@@ -470,6 +490,7 @@ impl Pool {
             }
         })();
         if let Err(e) = outcome {
+            inner.watch.ended(job, watch::Outcome::Failed(&e));
             inner.abandon(job);
             return Err(e);
         }
@@ -624,12 +645,16 @@ impl Pool {
         T: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + 'static,
     {
+        let total = items.len();
         let source = Box::new(VecChunks {
             items,
             chunksize: check_chunksize(chunksize)?,
             next: 0,
         });
         let job = self.submit::<Unary<T, R>>(f as usize, source, true)?;
+        borrow(&self.inner)?
+            .watch
+            .plan(job, "map_async", Some(total), chunksize);
         Ok(AsyncResult::new(
             self.inner.clone(),
             job,
@@ -699,12 +724,19 @@ impl Pool {
         I: IntoIterator<Item = T>,
         I::IntoIter: 'static,
     {
+        let iter = items.into_iter();
+        let total = match iter.size_hint() {
+            (low, Some(high)) if low == high => Some(low),
+            _ => None,
+        };
         let source = Box::new(IterChunks {
-            iter: items.into_iter(),
+            iter,
             chunksize: check_chunksize(chunksize)?,
             next: 0,
         });
         let job = self.submit::<Unary<T, R>>(f as usize, source, false)?;
+        let what = if ordered { "imap" } else { "imap_unordered" };
+        borrow(&self.inner)?.watch.plan(job, what, total, chunksize);
         Ok(IMap::new(self.inner.clone(), job, ordered))
     }
 
