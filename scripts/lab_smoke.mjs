@@ -21,6 +21,8 @@
 //      interrupting a long Pool::map with the toolbar's interrupt button ends that cell within a
 //      few seconds, and the next cell prints a variable defined before it (needs the crate's
 //      interrupt support: the kernel's SIGINT makes the map return Err(Interrupted));
+//   4b. a long Pool::map shows a partly filled progress bar mid-run and a summary at the end
+//      (screenshots OUT/progress_mid.png, OUT/progress_end.png);
 //   5. always shuts the server (and its kernels) and the browser down.
 // Exit status 0 when every check passed, 1 on a failed check, 2 on a setup problem.
 //
@@ -32,7 +34,7 @@
 // (scripts/lab_smoke.sh does this for you). playwright-core's own browser download is not
 // needed (and does not work here): Chromium is taken from CHROMIUM (default /usr/bin/chromium).
 //
-// usage: node scripts/lab_smoke.mjs [--out DIR] [--only 00|01|kernel] [--restart] [--keep]
+// usage: node scripts/lab_smoke.mjs [--out DIR] [--only 00|01|kernel|progress] [--restart] [--keep]
 //                                   [--kernel-timeout S] [--run-timeout S]
 //   --out DIR          screenshots and, on failure, the server log (default /tmp/labcheck)
 //   --only 00|01|kernel  check one notebook only, or only the kernel checks (step 4)
@@ -86,7 +88,7 @@ const opts = { out: '/tmp/labcheck', only: null, restart: false, keep: false, ke
         else if (a === '-h' || a === '--help') usage();
         else usage(`unknown argument ${a}`);
     }
-    if (opts.only && !['00', '01', 'kernel'].includes(opts.only)) usage('--only takes 00, 01 or kernel');
+    if (opts.only && !['00', '01', 'kernel', 'progress'].includes(opts.only)) usage('--only takes 00, 01, kernel or progress');
     if (!(opts.kernelTimeout > 0) || !(opts.runTimeout > 0)) usage('timeouts are positive seconds');
 }
 function usage(problem) {
@@ -669,6 +671,48 @@ async function checkInterruptKeepsVariables(page) {
     await closeNotebook(page);
 }
 
+// A long Pool::map shows its progress bar while it runs (partly filled, screenshot
+// OUT/progress_mid.png) and a one-line summary at the end (OUT/progress_end.png) (issue 12).
+async function checkProgress(page) {
+    const name = 'kernel_progress.ipynb';
+    writeScratchNotebook(name, [
+        'fn slow(x: u64) -> u64 { std::thread::sleep(std::time::Duration::from_millis(40)); x }\nlet pool = Pool::new(2)?;',
+        'let v = pool.map(slow, 0..200u64)?;\nprintln!("{} results", v.len());',
+    ]);
+    await openNotebook(page, lab, name);
+    await startCell(page, 0);
+    await waitCell(page, name, 0, 300_000);
+    await startCell(page, 1);
+    const outputText = () =>
+        page.evaluate(() => {
+            const w = window.jupyterapp.shell.currentWidget.content.widgets[1];
+            const area = w.node.querySelector('.jp-OutputArea');
+            return area ? area.innerText : '';
+        });
+    // The bar appears after ~1 s of the map; wait until it shows some tasks done, not all.
+    let mid = '';
+    for (let i = 0; i < 240; i++) {
+        mid = await outputText();
+        const m = mid.match(/(\d+)\/200 tasks/);
+        if (m && Number(m[1]) > 20 && Number(m[1]) < 180) break;
+        await sleep(100);
+    }
+    const m = mid.match(/(\d+)\/200 tasks/);
+    if (!m) throw new CheckError(`${name}: no progress display while the map ran; output: ${JSON.stringify(mid)}`);
+    const cellNode = page.locator('.jp-Notebook .jp-Cell').nth(1);
+    const midFile = path.join(opts.out, 'progress_mid.png');
+    await cellNode.screenshot({ path: midFile });
+    say(`${name}: mid-map the cell shows ${JSON.stringify(mid.split('\n')[0])}; screenshot ${midFile}`);
+    const { cell } = await waitCell(page, name, 1, 120_000);
+    const end = await outputText();
+    if (!/map: 200 tasks in /.test(end)) throw new CheckError(`${name}: the display did not end as the summary: ${JSON.stringify(end)}`);
+    if (cell.outputs.some((o) => o.type === 'error')) throw new CheckError(`${name}: the map failed: ${JSON.stringify(cell.outputs)}`);
+    const endFile = path.join(opts.out, 'progress_end.png');
+    await cellNode.screenshot({ path: endFile });
+    say(`${name}: at the end the cell shows ${JSON.stringify(end.replace(/\s+/g, ' ').trim())}; screenshot ${endFile}`);
+    await closeNotebook(page);
+}
+
 // ----------------------------------------------------------------------------------------------
 // Main
 // ----------------------------------------------------------------------------------------------
@@ -727,7 +771,7 @@ async function main() {
         ['00', '00_seed_questions.ipynb', checkSeedQuestions],
         ['01', '01_performance.ipynb', checkPerformance],
     ].filter(([id]) => !opts.only || opts.only === id);
-    // (--only kernel: no notebook from notebooks/, only step 4 below)
+    // (--only kernel / progress: no notebook from notebooks/, only the checks below)
     for (const [, name, check] of notebooks) {
         await openNotebook(page, lab, name);
         await checkSavedOutputs(page, name);
@@ -747,6 +791,7 @@ async function main() {
         await checkRunAllStops(page);
         await checkInterruptKeepsVariables(page);
     }
+    if (!opts.only || opts.only === 'progress') await checkProgress(page);
     if (consoleErrors.length) warn(`browser console errors (not failures):\n  ${consoleErrors.slice(0, 10).join('\n  ')}`);
     if (outside.size) warn(`the page tried to reach hosts other than the server: ${[...outside].join(', ')}`);
 }

@@ -59,6 +59,8 @@ pub struct TaskRecord {
     pub worker: String,
     /// The worker's pid.
     pub pid: i32,
+    /// Which call of the pool it belonged to (numbered from 0 in the order they were made).
+    pub call: u64,
     /// The index of the chunk's first task in its call's inputs.
     pub first: usize,
     /// How many tasks the chunk held.
@@ -283,6 +285,7 @@ impl Watch {
         self.stream.push_back(TaskRecord {
             worker: name.to_owned(),
             pid,
+            call: job,
             first,
             tasks,
             start: (start - self.origin).as_secs_f64(),
@@ -532,10 +535,15 @@ impl super::Pool {
     /// evcxr calls this to show a `Pool` as a cell's result: a table of its workers (name, pid,
     /// state, tasks done, current task).
     pub fn evcxr_display(&self) {
-        let Ok(inner) = self.inner.try_borrow() else {
-            evcxr_content("text/html", "<i>Pool (busy)</i>");
+        // Collect what has arrived first (as `ready()` does), so that the table is current.
+        let Ok(mut inner) = super::borrow(&self.inner) else {
+            evcxr_content(
+                "text/html",
+                "<i>Pool (busy, or owned by another process)</i>",
+            );
             return;
         };
+        let _ = inner.drive(Some(Instant::now()), |_| false);
         let mut html = format!(
             "<div><b>Pool</b>: {} processes, {:?}<table><tr><th>worker</th><th>pid</th><th>state</th><th>tasks done</th><th>current task</th></tr>",
             inner.processes, inner.state
@@ -544,7 +552,7 @@ impl super::Pool {
             let state = match (current, queued) {
                 (Some(_), _) => "running",
                 (None, 0) => "idle",
-                (None, _) => "queued work",
+                (None, _) => "busy",
             };
             let _ = write!(
                 html,
@@ -647,8 +655,8 @@ impl TaskStream {
         &self.records
     }
 
-    /// The timeline as an SVG image: one row per worker, one bar per chunk (red if it failed),
-    /// time on the x axis.
+    /// The timeline as an SVG image: one row per worker, one bar per chunk (a colour per call, red if
+    /// it failed), time on the x axis; hovering a bar names its tasks.
     pub fn svg(&self) -> String {
         let mut rows: Vec<&str> = Vec::new();
         for r in &self.records {
@@ -697,12 +705,12 @@ impl TaskStream {
         let palette = [
             "#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#17becf",
         ];
-        for (k, r) in self.records.iter().enumerate() {
+        for r in &self.records {
             let i = rows.iter().position(|n| *n == r.worker).unwrap_or(0);
             let y = top + row_h * i as f64 + 3.0;
             let (x0, x1) = (x(r.start), x(r.end));
             let fill = if r.ok {
-                palette[k % palette.len()]
+                palette[r.call as usize % palette.len()]
             } else {
                 "#e53935"
             };
