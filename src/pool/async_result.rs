@@ -33,6 +33,8 @@ pub struct AsyncResult<R> {
     job: u64,
     decode: fn(Vec<Arrived>) -> Result<R>,
     taken: bool,
+    /// Once taken: whether the call succeeded, for `successful()` and `ready()` afterwards.
+    outcome: Option<bool>,
 }
 
 impl<R> std::fmt::Debug for AsyncResult<R> {
@@ -55,6 +57,7 @@ impl<R> AsyncResult<R> {
             job,
             decode,
             taken: false,
+            outcome: None,
         }
     }
 
@@ -115,9 +118,12 @@ impl<R> AsyncResult<R> {
         drop(inner);
         self.taken = true;
         if let Some(e) = failure {
+            self.outcome = Some(false);
             return Err(e);
         }
-        (self.decode)(arrived)
+        let result = (self.decode)(arrived);
+        self.outcome = Some(result.is_ok());
+        result
     }
 
     /// Waits until the result is ready (Python: `wait()`), without taking it.
@@ -186,7 +192,7 @@ impl<R> AsyncResult<R> {
     }
 
     /// Whether the call completed without error (Python: `successful()`); [`Error::ResultNotReady`]
-    /// before it is ready, as Python raises `ValueError`.
+    /// before it is ready, as Python raises `ValueError`. After `get()` it still answers, as Python's.
     ///
     /// ```
     /// use multiprocessing::Pool;
@@ -200,8 +206,8 @@ impl<R> AsyncResult<R> {
     /// # Ok::<(), multiprocessing::Error>(())
     /// ```
     pub fn successful(&self) -> Result<bool> {
-        if self.taken {
-            return Err(Error::ResultTaken);
+        if let Some(ok) = self.outcome {
+            return Ok(ok);
         }
         if !self.ready() {
             return Err(Error::ResultNotReady);

@@ -6,7 +6,7 @@
 //! pipes, and the chunks each one holds.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::rc::Rc;
 use std::time::Instant;
 
@@ -18,12 +18,12 @@ use crate::error::{Error, Result};
 use crate::output;
 use crate::registry;
 use crate::wait::{self, Fds, Waiter};
-use crate::wire::{self, Buffer, NbReader, NbWriter};
+use crate::wire::{self, Buffer, Encoded, NbReader, NbWriter};
 use crate::{fork, session};
 
 /// Serialized chunks of a job's inputs, produced lazily: `(index of the first task, postcard bytes of
-/// a Vec of inputs)`.
-pub(crate) type ChunkSource = Box<dyn Iterator<Item = Result<(usize, Vec<u8>)>>>;
+/// a Vec of inputs, in memory or in a memfd)`.
+pub(crate) type ChunkSource = Box<dyn Iterator<Item = Result<(usize, Encoded)>>>;
 
 /// A pool's lifecycle, as in Python (`RUN`, `CLOSE`, `TERMINATE`) plus "joined".
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,7 +42,7 @@ struct Chunk {
     job: u64,
     seq: usize,
     first: usize,
-    payload: Vec<u8>,
+    payload: Encoded,
     /// How many workers died while holding it at the front of their queue.
     attempts: u8,
 }
@@ -56,17 +56,20 @@ pub(crate) struct Arrived {
     pub result: Result<Payload>,
 }
 
-/// The encoded results of a chunk: the frame body as read, and where the payload starts in it (kept
-/// in place: no copy of megabytes of results).
+/// The encoded results of a chunk, kept in place (no copy of megabytes of results): the frame body
+/// as read and where the payload starts in it, or the mapped memfd of a big payload.
 #[derive(Debug)]
-pub(crate) struct Payload {
-    body: Vec<u8>,
-    start: usize,
+pub(crate) enum Payload {
+    InFrame { body: Vec<u8>, start: usize },
+    Shared(crate::sys::Mapping),
 }
 
 impl Payload {
     pub(crate) fn bytes(&self) -> &[u8] {
-        &self.body[self.start..]
+        match self {
+            Payload::InFrame { body, start } => &body[*start..],
+            Payload::Shared(mapping) => mapping.bytes(),
+        }
     }
 }
 
@@ -118,6 +121,8 @@ struct Worker {
     pid: i32,
     tx: NbWriter,
     rx: NbReader,
+    /// The parent's end of the socket that carries memfds of big payloads (`wire::send_shared`).
+    side: std::os::fd::OwnedFd,
     progress: ProgressSlot,
     in_flight: VecDeque<Chunk>,
     sent: usize,
@@ -129,7 +134,7 @@ impl Worker {
     /// Parent-side descriptors a later-forked sibling must close.
     fn parent_fds(&self) -> Vec<RawFd> {
         // (Its pidfd and output pipes are in the child table, which a forked child empties.)
-        let mut fds = vec![self.tx.fd().as_raw_fd()];
+        let mut fds = vec![self.tx.fd().as_raw_fd(), self.side.as_raw_fd()];
         fds.extend(self.rx.fd().map(|fd| fd.as_raw_fd()));
         fds
     }
@@ -214,10 +219,15 @@ impl Inner {
         let (identity, name) = session::number_new_child("ForkPoolWorker");
         let (task_read, task_write) = wire::pipe(false, true, Buffer::Large)?;
         let (result_read, result_write) = wire::pipe(true, false, Buffer::Large)?;
+        let (side, worker_side) = wire::side_channel()?;
         let (relay, ends) = output::pipes_for_child()?;
         let progress = ProgressSlot::new()?;
         let mut close: Vec<RawFd> = self.workers.iter().flat_map(Worker::parent_fds).collect();
-        close.extend([task_write.as_raw_fd(), result_read.as_raw_fd()]);
+        close.extend([
+            task_write.as_raw_fd(),
+            result_read.as_raw_fd(),
+            side.as_raw_fd(),
+        ]);
         close.extend(relay.fds().map(|fd| fd.as_raw_fd()));
         let setup = WorkerSetup {
             name: name.clone(),
@@ -225,6 +235,7 @@ impl Inner {
             parent_pid: std::process::id() as i32,
             tasks: task_read,
             results: result_write,
+            side: worker_side,
             ends,
             close,
             initializer: self.initializer.clone(),
@@ -238,6 +249,7 @@ impl Inner {
             pid: pid.as_raw(),
             tx: NbWriter::new(task_write),
             rx: NbReader::new(result_read),
+            side,
             progress,
             in_flight: VecDeque::new(),
             sent: 0,
@@ -546,7 +558,20 @@ impl Inner {
                 });
                 self.broken = Some((worker, message));
             }
-            FromWorker::Done { chunk, status } => {
+            FromWorker::Done {
+                chunk,
+                status,
+                shared,
+            } => {
+                let payload = if shared {
+                    match wire::recv_shared(self.workers[i].side.as_fd()) {
+                        Ok(mapping) => Payload::Shared(mapping),
+                        // The worker is gone mid-message; its exit settles its chunks.
+                        Err(_) => return,
+                    }
+                } else {
+                    Payload::InFrame { body, start }
+                };
                 let w = &mut self.workers[i];
                 let Some(pos) = w.in_flight.iter().position(|c| c.id == chunk) else {
                     return;
@@ -574,7 +599,7 @@ impl Inner {
                     matches!(status, Status::Ok),
                 );
                 let result = match status {
-                    Status::Ok => Ok(Payload { body, start }),
+                    Status::Ok => Ok(payload),
                     Status::Panicked { index, message } => Err(Error::TaskPanicked {
                         index: index as usize,
                         worker: name,
@@ -713,14 +738,29 @@ impl Inner {
                 let Some(job) = self.jobs.get(&chunk.job) else {
                     continue;
                 };
+                let shared = chunk.payload.len() >= wire::SHARED_MIN;
                 let header = ToWorker::Task {
                     chunk: chunk.id,
                     first: chunk.first as u64,
                     tramp: job.tramp.clone(),
                     func: job.func.clone(),
+                    shared,
                 };
                 let w = &mut self.workers[i];
-                if wire::encode_frame(w.tx.queue(), &header, &chunk.payload).is_err() {
+                // A big payload goes in shared memory, its descriptor on the side socket (in the
+                // same order as the frames, which the worker reads one by one).
+                let (sent, payload): (Result<()>, &[u8]) = match &chunk.payload {
+                    Encoded::Shared { fd, .. } => (wire::send_fd(w.side.as_fd(), fd.as_fd()), &[]),
+                    Encoded::Inline(bytes) if shared => {
+                        (wire::send_shared(w.side.as_fd(), bytes), &[])
+                    }
+                    Encoded::Inline(bytes) => (Ok(()), bytes),
+                };
+                if let Err(e) =
+                    sent.and_then(|()| wire::encode_frame(w.tx.queue(), &header, payload))
+                {
+                    // Never lose a chunk silently: its job gets the error.
+                    self.chunk_done(chunk, Err(e));
                     continue;
                 }
                 let _ = w.tx.flush();
