@@ -477,26 +477,32 @@ impl Inner {
         self.watch.update(&now, |j| jobs.contains_key(&j));
     }
 
-    /// Settles every worker the child table saw end (the waiting core reaps them).
+    /// Settles every worker the child table saw end (the waiting core reaps them). Settling one
+    /// relays and reaps every child (`disown`), which may reap another worker: look again until
+    /// none is left, or that worker's end would never wake the core again.
     fn reap_ended(&mut self) -> Result<()> {
-        let ended: Vec<(usize, i32)> = {
-            let mut table = registry::lock();
-            self.workers
-                .iter()
-                .enumerate()
-                .filter_map(|(i, w)| match table.status(w.pid) {
-                    Some(Some(code)) => Some((i, code)),
-                    Some(None) => None,
-                    // Not in the table (cannot happen while the pool owns it): treat as ended.
-                    None => Some((i, 0)),
-                })
-                .collect()
-        };
-        // Highest index first, so removing one does not shift the others.
-        for (i, code) in ended.into_iter().rev() {
-            self.worker_ended(i, code)?;
+        loop {
+            let ended: Vec<(usize, i32)> = {
+                let mut table = registry::lock();
+                self.workers
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, w)| match table.status(w.pid) {
+                        Some(Some(code)) => Some((i, code)),
+                        Some(None) => None,
+                        // Not in the table (cannot happen while the pool owns it): treat as ended.
+                        None => Some((i, 0)),
+                    })
+                    .collect()
+            };
+            if ended.is_empty() {
+                return Ok(());
+            }
+            // Highest index first, so removing one does not shift the others.
+            for (i, code) in ended.into_iter().rev() {
+                self.worker_ended(i, code)?;
+            }
         }
-        Ok(())
     }
 
     /// The kernel's interrupt came while the pool was waited for: Python raises KeyboardInterrupt.
