@@ -76,9 +76,3 @@ class RustMultiprocessingKernelTests(jkt.KernelTests):
     def test_pager(self) -> None:
         super().test_pager()
 
-
-class RustMultiprocessingIopubWelcome(jkt.IopubWelcomeTests):
-    """JEP 65: the first iopub message a new subscriber gets is `iopub_welcome`."""
-
-    kernel_name = RustMultiprocessingKernelTests.kernel_name
-    support_iopub_welcome = True
