@@ -12,7 +12,8 @@
 //! people really give a pool: 256 MiB of byte buffers in (and echoed back), 200 000 short strings,
 //! 200 vectors of 50 000 floats, 5000 `apply_async` in flight, `imap_unordered` (chunksize 1), a
 //! `Pipe` ping-pong, a `Queue` streaming 100 000 items. Every figure but Q6/Q3 is the best of
-//! several runs, on both sides (the machine is shared).
+//! several runs, on both sides (the machine is shared). Also the cost of live progress (issue 12) on
+//! the 1M map: progress forced on against off, interleaved, with an off-against-off control.
 //!
 //! Beside them, the machine's own limits, measured in the same run: memcpy bandwidth, the bandwidth
 //! of a raw pipe between two forked processes, and a raw pipe round trip (8 bytes each way).
@@ -23,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use std::os::fd::AsFd;
 
-use multiprocessing::{Pipe, Pool, Process, Queue};
+use multiprocessing::{Pipe, Pool, Process, Progress, Queue};
 
 fn cubes(n: u64) -> u64 {
     n.pow(3)
@@ -131,6 +132,18 @@ fn raw_pipe_limits() -> (f64, f64) {
     (bandwidth, round_trip)
 }
 
+/// User + system CPU time of this process so far, in seconds.
+fn cpu_seconds() -> f64 {
+    // SAFETY: getrusage only writes into the zeroed struct we own.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        usage
+    };
+    let secs = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 * 1e-6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
+}
+
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
@@ -224,6 +237,40 @@ fn main() -> multiprocessing::Result<()> {
         Ok(())
     })?;
     let map_rate = 1e6 / map_s;
+
+    // The cost of live progress (issue 12) on the same map: progress forced on (tasks counted, and
+    // drawn on stderr if the call passes 1 s) against off, in interleaved pairs (alternating which
+    // goes first) so that the machine's noise hits both. Wall time and this process's CPU time (the
+    // notebook's side, the only one progress adds work to) are compared per pair.
+    // A third arm, off again, gives the noise floor of such a comparison on this machine.
+    let (mut wall_on, mut wall_off, mut cpu_on, mut cpu_off) = (vec![], vec![], vec![], vec![]);
+    let (mut wall_ctl, mut cpu_ctl) = (vec![], vec![]);
+    for round in 0..15 {
+        let mut modes = [
+            (Progress::Never, &mut wall_off, &mut cpu_off),
+            (Progress::Always, &mut wall_on, &mut cpu_on),
+            (Progress::Never, &mut wall_ctl, &mut cpu_ctl),
+        ];
+        modes.rotate_left(round % 3);
+        for (mode, wall, cpu) in modes {
+            let (t, c) = (Instant::now(), cpu_seconds());
+            let out = pool.with_progress(mode).map(cubes, 0..1_000_000u64)?;
+            cpu.push(cpu_seconds() - c);
+            wall.push(t.elapsed().as_secs_f64());
+            assert_eq!(out.len(), 1_000_000);
+        }
+    }
+    let median_ratio = |on: &[f64], off: &[f64]| {
+        let mut r: Vec<f64> = on.iter().zip(off).map(|(a, b)| a / b).collect();
+        r.sort_by(f64::total_cmp);
+        r[r.len() / 2]
+    };
+    let fastest = |v: &[f64]| v.iter().copied().fold(f64::MAX, f64::min);
+    let progress_wall = median_ratio(&wall_on, &wall_off);
+    let progress_cpu = median_ratio(&cpu_on, &cpu_off);
+    let noise_wall = median_ratio(&wall_ctl, &wall_off);
+    let noise_cpu = median_ratio(&cpu_ctl, &cpu_off);
+    let (progress_off_s, progress_on_s) = (fastest(&wall_off), fastest(&wall_on));
 
     // apply round trip.
     for i in 0..200 {
@@ -428,6 +475,15 @@ fn main() -> multiprocessing::Result<()> {
     println!(
         "primes < 4000000, 16 inputs, chunksize 1 (Rust only): serial {big_serial_s:.3} s, map {big_parallel_s:.3} s -> speedup {:.2}",
         big_serial_s / big_parallel_s
+    );
+    println!(
+        "progress cost on map 1M tiny tasks, Pool(2), 15 interleaved rounds: fastest off {:.1} ms / on {:.1} ms; median of pair ratios: wall {:+.1} %, this process's CPU {:+.1} % (limit +2 %); noise floor (off against off): wall {:+.1} %, CPU {:+.1} %",
+        progress_off_s * 1e3,
+        progress_on_s * 1e3,
+        (progress_wall - 1.0) * 100.0,
+        (progress_cpu - 1.0) * 100.0,
+        (noise_wall - 1.0) * 100.0,
+        (noise_cpu - 1.0) * 100.0
     );
     println!();
     println!(

@@ -30,6 +30,8 @@
 //      Run All stops at a failing cell (a `?` error: error output, the cells after it never run);
 //      interrupting a long Pool::map with the toolbar's interrupt button ends that cell within a
 //      few seconds, and the next cell prints a variable defined before it;
+//   4b. a long Pool::map shows a partly filled progress bar mid-run and a summary at the end
+//      (screenshots OUT/progress_mid.png, OUT/progress_end.png);
 //   5. always shuts the server (and its kernels) and the browser down.
 // Ends with a table: each notebook, its kernel start and its run time. Exit status 0 when every
 // check passed, 1 on a failed check, 2 on a setup problem.
@@ -46,7 +48,7 @@
 //                                   [--kernel-timeout S] [--run-timeout S] [--max-run-seconds S]
 //   --out DIR          screenshots and, on failure, the server log (default /tmp/labcheck)
 //   --only 00,07       check only the notebooks whose file name starts with one of these
-//                      (`kernel`: the kernel checks of step 4; without --only, everything)
+//                      (`kernel`, `progress`: the checks of step 4, 4b; without --only, everything)
 //   --restart          use notebook:restart-run-all (accepting the dialog) instead of
 //                      notebook:run-all-cells
 //   --keep             keep the temp dir (notebook copies, server log, settings)
@@ -877,6 +879,48 @@ async function checkInterruptKeepsVariables(page) {
     await closeNotebook(page);
 }
 
+// A long Pool::map shows its progress bar while it runs (partly filled, screenshot
+// OUT/progress_mid.png) and a one-line summary at the end (OUT/progress_end.png) (issue 12).
+async function checkProgress(page) {
+    const name = 'kernel_progress.ipynb';
+    writeScratchNotebook(name, [
+        'fn slow(x: u64) -> u64 { std::thread::sleep(std::time::Duration::from_millis(40)); x }\nlet pool = Pool::new(2)?;',
+        'let v = pool.map(slow, 0..200u64)?;\nprintln!("{} results", v.len());',
+    ]);
+    await openNotebook(page, lab, name);
+    await startCell(page, 0);
+    await waitCell(page, name, 0, 300_000);
+    await startCell(page, 1);
+    const outputText = () =>
+        page.evaluate(() => {
+            const w = window.jupyterapp.shell.currentWidget.content.widgets[1];
+            const area = w.node.querySelector('.jp-OutputArea');
+            return area ? area.innerText : '';
+        });
+    // The bar appears after ~1 s of the map; wait until it shows some tasks done, not all.
+    let mid = '';
+    for (let i = 0; i < 240; i++) {
+        mid = await outputText();
+        const m = mid.match(/(\d+)\/200 tasks/);
+        if (m && Number(m[1]) > 20 && Number(m[1]) < 180) break;
+        await sleep(100);
+    }
+    const m = mid.match(/(\d+)\/200 tasks/);
+    if (!m) throw new CheckError(`${name}: no progress display while the map ran; output: ${JSON.stringify(mid)}`);
+    const cellNode = page.locator('.jp-Notebook .jp-Cell').nth(1);
+    const midFile = path.join(opts.out, 'progress_mid.png');
+    await cellNode.screenshot({ path: midFile });
+    say(`${name}: mid-map the cell shows ${JSON.stringify(mid.split('\n')[0])}; screenshot ${midFile}`);
+    const { cell } = await waitCell(page, name, 1, 120_000);
+    const end = await outputText();
+    if (!/map: 200 tasks in /.test(end)) throw new CheckError(`${name}: the display did not end as the summary: ${JSON.stringify(end)}`);
+    if (cell.outputs.some((o) => o.type === 'error')) throw new CheckError(`${name}: the map failed: ${JSON.stringify(cell.outputs)}`);
+    const endFile = path.join(opts.out, 'progress_end.png');
+    await cellNode.screenshot({ path: endFile });
+    say(`${name}: at the end the cell shows ${JSON.stringify(end.replace(/\s+/g, ' ').trim())}; screenshot ${endFile}`);
+    await closeNotebook(page);
+}
+
 // ----------------------------------------------------------------------------------------------
 // Main
 // ----------------------------------------------------------------------------------------------
@@ -936,7 +980,8 @@ async function main() {
         .filter((f) => !opts.only.length || opts.only.some((p) => f.startsWith(p)))
         .sort();
     const kernelChecks = !opts.only.length || opts.only.includes('kernel');
-    if (!names.length && !kernelChecks) throw new SetupError(`no notebook in ${path.join(REPO, 'notebooks')} matches --only ${opts.only.join(',')}`);
+    const progressCheck = !opts.only.length || opts.only.includes('progress');
+    if (!names.length && !kernelChecks && !progressCheck) throw new SetupError(`no notebook in ${path.join(REPO, 'notebooks')} matches --only ${opts.only.join(',')}`);
     for (const f of names) fs.rmSync(path.join(opts.out, f.replace(/\.ipynb$/, '.png')), { force: true });
     const failures = [];
     const table = [];
@@ -984,6 +1029,7 @@ async function main() {
         await checkRunAllStops(page);
         await checkInterruptKeepsVariables(page);
     }
+    if (progressCheck) await checkProgress(page);
     if (failures.length) throw new CheckError(`${failures.length} of ${names.length} notebook(s) failed:\n${failures.join('\n')}`);
     if (consoleErrors.length) warn(`browser console errors (not failures):\n  ${consoleErrors.slice(0, 10).join('\n  ')}`);
     if (outside.size) warn(`the page tried to reach hosts other than the server: ${[...outside].join(', ')}`);

@@ -81,7 +81,7 @@ impl DisplayHandle {
 }
 
 /// Whether this process runs cells for evcxr (or was forked from one that does).
-fn in_kernel() -> bool {
+pub(crate) fn in_kernel() -> bool {
     std::env::var_os("EVCXR_IS_RUNTIME").is_some()
 }
 

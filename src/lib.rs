@@ -72,6 +72,7 @@ mod output;
 mod registry;
 mod session;
 mod shm;
+mod show;
 mod sys;
 mod wait;
 mod wire;
@@ -82,7 +83,7 @@ pub use current::{
 };
 pub use error::{Error, Result};
 pub use pipe::{Connection, Pipe};
-pub use pool::{AsyncResult, Chunked, IMap, Pool, PoolBuilder};
+pub use pool::{AsyncResult, Chunked, IMap, Pool, PoolBuilder, Progress, TaskStream};
 pub use process::{Process, ProcessBuilder};
 pub use queue::Queue;
 pub use shared::{Shareable, Value, ValueGuard};

@@ -11,6 +11,7 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use super::function::{self, FnRef, ProgressSlot};
+use super::watch::{Outcome, Watch, WorkerNow};
 use super::worker::{self, FromWorker, Status, ToWorker, WorkerSetup};
 use crate::child::{describe_exit_code, Child};
 use crate::error::{Error, Result};
@@ -156,6 +157,8 @@ pub(crate) struct Inner {
     described: HashMap<usize, FnRef>,
     /// Set when a worker's initializer panicked: (worker, message).
     broken: Option<(String, String)>,
+    /// Progress displays and the task stream ([`super::watch`]).
+    pub watch: Watch,
 }
 
 impl std::fmt::Debug for Inner {
@@ -203,6 +206,7 @@ impl Inner {
             next_chunk: 0,
             described: HashMap::new(),
             broken: None,
+            watch: Watch::new(Default::default()),
         };
         for _ in 0..processes {
             let worker = inner.spawn_worker()?;
@@ -257,6 +261,17 @@ impl Inner {
             sent: 0,
             retiring: false,
         })
+    }
+
+    /// Per worker: name, pid, the task it runs, chunks queued to it (for the pool's rich display).
+    pub(crate) fn worker_rows(&self) -> Vec<(String, i32, Option<usize>, usize)> {
+        self.workers
+            .iter()
+            .map(|w| {
+                let current = w.progress.running().and_then(|(_, item)| item);
+                (w.name.clone(), w.pid, current, w.in_flight.len())
+            })
+            .collect()
     }
 
     pub(crate) fn worker_info(&self) -> Vec<(String, i32)> {
@@ -353,6 +368,11 @@ impl Inner {
         };
         let arrived = std::mem::take(&mut j.arrived);
         let failure = j.failure.take();
+        match &failure {
+            Some(e) => self.watch.ended(job, Outcome::Failed(e)),
+            None if j.finished() => self.watch.ended(job, Outcome::Done),
+            None => {}
+        }
         if failure.is_some() {
             // Results of chunks still in workers are discarded when they come back.
             j.abandoned = true;
@@ -367,6 +387,7 @@ impl Inner {
 
     /// The caller lost interest: drop unsent chunks, discard results still to come.
     pub(crate) fn abandon(&mut self, job: u64) {
+        self.watch.ended(job, Outcome::Stopped);
         if let Some(j) = self.jobs.get_mut(&job) {
             j.abandoned = true;
             j.source = None;
@@ -412,6 +433,7 @@ impl Inner {
                 }
                 inner.reap_ended()?;
                 inner.dispatch();
+                inner.watch_tick();
                 Ok((self.done)(inner).then_some(()))
             }
             fn watch(&self, fds: &mut Fds) {
@@ -428,9 +450,37 @@ impl Inner {
             fn interrupted(&mut self) -> Error {
                 self.inner.interrupt()
             }
+            fn slice(&self) -> Option<std::time::Duration> {
+                self.inner.watch.slice()
+            }
         }
         let mut drive = Drive { inner: self, done };
         Ok(wait::until(&mut drive, deadline)?.is_some())
+    }
+
+    /// The watcher's hook in the wait loop: notes what each worker runs, and redraws a progress
+    /// display when one is due.
+    fn watch_tick(&mut self) {
+        let running = self
+            .workers
+            .iter()
+            .map(|w| (w.pid, w.progress.running().map(|(chunk, _)| chunk)));
+        if !self.watch.due(running) {
+            return;
+        }
+        let now: Vec<WorkerNow<'_>> = self
+            .workers
+            .iter()
+            .map(|w| WorkerNow {
+                name: &w.name,
+                running: w.progress.running().and_then(|(chunk, item)| {
+                    let c = w.in_flight.iter().find(|c| c.id == chunk)?;
+                    Some((c.job, chunk, c.first, item))
+                }),
+            })
+            .collect();
+        let jobs = &self.jobs;
+        self.watch.update(&now, |j| jobs.contains_key(&j));
     }
 
     /// Settles every worker the child table saw end (the waiting core reaps them). Settling one
@@ -551,6 +601,15 @@ impl Inner {
                     registry::lock().pump_one(w.pid);
                 }
                 let name = w.name.clone();
+                let pid = w.pid;
+                self.watch.chunk_done(
+                    &name,
+                    pid,
+                    c.job,
+                    c.id,
+                    c.first,
+                    matches!(status, Status::Ok),
+                );
                 let result = match status {
                     Status::Ok => Ok(payload),
                     Status::Panicked { index, message } => Err(Error::TaskPanicked {

@@ -71,6 +71,7 @@ mod async_result;
 mod function;
 mod imap;
 mod inner;
+mod watch;
 mod worker;
 
 use std::cell::{RefCell, RefMut};
@@ -82,6 +83,7 @@ use serde::Serialize;
 
 pub use async_result::AsyncResult;
 pub use imap::IMap;
+pub use watch::{Progress, TaskRecord, TaskStream, WithProgress};
 
 use function::{trampoline_addr, Binary, Shape, Unary};
 use inner::{ChunkSource, Inner};
@@ -138,6 +140,7 @@ pub struct PoolBuilder {
     processes: Option<usize>,
     initializer: Option<Rc<dyn Fn()>>,
     maxtasksperchild: Option<usize>,
+    progress: Progress,
 }
 
 impl std::fmt::Debug for PoolBuilder {
@@ -146,6 +149,7 @@ impl std::fmt::Debug for PoolBuilder {
             .field("processes", &self.processes)
             .field("initializer", &self.initializer.is_some())
             .field("maxtasksperchild", &self.maxtasksperchild)
+            .field("progress", &self.progress)
             .finish()
     }
 }
@@ -200,6 +204,19 @@ impl PoolBuilder {
         self
     }
 
+    /// When the pool's calls show live progress: [`Progress::Auto`] (default: in a notebook only),
+    /// [`Progress::Always`], [`Progress::Never`]. See also [`Pool::with_progress`] for one call.
+    ///
+    /// ```
+    /// use multiprocessing::{Pool, Progress};
+    /// let pool = Pool::builder().processes(2).progress(Progress::Never).build()?;
+    /// # Ok::<(), multiprocessing::Error>(())
+    /// ```
+    pub fn progress(mut self, mode: Progress) -> Self {
+        self.progress = mode;
+        self
+    }
+
     /// Forks the workers.
     ///
     /// ```
@@ -220,7 +237,8 @@ impl PoolBuilder {
                 fix: "use a positive number, or leave it out to keep workers for the pool's life",
             });
         }
-        let inner = Inner::new(processes, self.initializer, self.maxtasksperchild)?;
+        let mut inner = Inner::new(processes, self.initializer, self.maxtasksperchild)?;
+        inner.watch.set_mode(self.progress);
         Ok(Pool {
             inner: Rc::new(RefCell::new(inner)),
         })
@@ -465,12 +483,14 @@ impl Pool {
             Some(c) => check_chunksize(c)?,
             None => default_chunksize(items.len(), inner.processes).max(1),
         };
+        let total = items.len();
         let source = Box::new(VecChunks {
             items,
             chunksize,
             next: 0,
         });
         let job = inner.submit(trampoline_addr::<S>(), func, source, true)?;
+        inner.watch.plan(job, "map", Some(total), chunksize);
         let mut parts = std::collections::BTreeMap::new();
         let outcome = (|| loop {
             inner.drive(None, |i| i.job_has_news(job))?;
@@ -486,6 +506,7 @@ impl Pool {
             }
         })();
         if let Err(e) = outcome {
+            inner.watch.ended(job, watch::Outcome::Failed(&e));
             inner.abandon(job);
             return Err(e);
         }
@@ -835,12 +856,16 @@ impl Chunked<'_> {
             Some(c) => check_chunksize(c)?,
             None => self.pool.default_chunksize(items.len()).max(1),
         };
+        let total = items.len();
         let source = Box::new(VecChunks {
             items,
             chunksize,
             next: 0,
         });
         let job = self.pool.submit::<Unary<T, R>>(f as usize, source, true)?;
+        borrow(&self.pool.inner)?
+            .watch
+            .plan(job, "map_async", Some(total), chunksize);
         Ok(AsyncResult::new(
             self.pool.inner.clone(),
             job,
@@ -899,12 +924,23 @@ impl Chunked<'_> {
         I: IntoIterator<Item = T>,
         I::IntoIter: 'static,
     {
+        let iter = items.into_iter();
+        // Known only when the iterator says exactly how many it holds.
+        let total = match iter.size_hint() {
+            (low, Some(high)) if low == high => Some(low),
+            _ => None,
+        };
+        let chunksize = check_chunksize(self.chunksize.unwrap_or(1))?;
         let source = Box::new(IterChunks {
-            iter: items.into_iter(),
-            chunksize: check_chunksize(self.chunksize.unwrap_or(1))?,
+            iter,
+            chunksize,
             next: 0,
         });
         let job = self.pool.submit::<Unary<T, R>>(f as usize, source, false)?;
+        let what = if ordered { "imap" } else { "imap_unordered" };
+        borrow(&self.pool.inner)?
+            .watch
+            .plan(job, what, total, chunksize);
         Ok(IMap::new(self.pool.inner.clone(), job, ordered))
     }
 }

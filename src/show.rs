@@ -1,0 +1,128 @@
+//! Rich displays in a notebook: a cell that ends in a [`Process`], an
+//! [`AsyncResult`](crate::AsyncResult) or an [`Error`] shows it as a small HTML card (evcxr calls a
+//! value's `evcxr_display` method); a [`Pool`](crate::Pool) shows its worker table and a
+//! [`TaskStream`](crate::TaskStream) its chart (both in [`crate::pool`]). What `{}` and `{:?}` print
+//! stays as it is.
+//!
+//! ```
+//! use multiprocessing::{Error, Process};
+//!
+//! let mut p = Process::new(|| ());
+//! p.start()?;
+//! p.join()?;
+//! p.evcxr_display(); // in a notebook: name, pid, state "ended", exit code 0
+//! Error::ZeroProcesses.evcxr_display(); // the message and, apart, its fix
+//! # Ok::<(), multiprocessing::Error>(())
+//! ```
+
+use crate::error::Error;
+use crate::pool::AsyncResult;
+use crate::process::Process;
+
+/// Escapes text for HTML.
+pub(crate) fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '"' => out.push_str("&quot;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Prints `content` as the cell's rich result, as evcxr expects from `evcxr_display`.
+pub(crate) fn evcxr_content(mime: &str, content: &str) {
+    println!("EVCXR_BEGIN_CONTENT {mime}\n{content}\nEVCXR_END_CONTENT");
+}
+
+impl Process {
+    /// evcxr calls this to show a `Process` as a cell's result: name, pid, state and exit code.
+    pub fn evcxr_display(&self) {
+        let state = match (self.pid(), self.exitcode()) {
+            (None, _) => "not started".to_string(),
+            (Some(_), None) if self.is_alive() => "running".to_string(),
+            (Some(_), None) => "ended".to_string(),
+            (Some(_), Some(code)) => format!("ended, exit code {code}"),
+        };
+        let html = format!(
+            "<div><b>Process</b> {} &nbsp; pid {} &nbsp; <i>{}</i>{}</div>",
+            escape(self.name()),
+            self.pid().map_or("-".to_string(), |p| p.to_string()),
+            escape(&state),
+            if self.daemon() {
+                " &nbsp; (daemon)"
+            } else {
+                ""
+            }
+        );
+        evcxr_content("text/html", &html);
+    }
+}
+
+impl<R> AsyncResult<R> {
+    /// evcxr calls this to show an `AsyncResult` as a cell's result: whether it is ready.
+    pub fn evcxr_display(&self) {
+        let html = if self.ready() {
+            "<div><b>AsyncResult</b>: <span style=\"color:#2e7d32\">ready</span> (get() returns it)</div>"
+        } else {
+            "<div><b>AsyncResult</b>: <span style=\"color:#ef6c00\">not ready</span> (get() waits for it)</div>"
+        };
+        evcxr_content("text/html", html);
+    }
+}
+
+impl Error {
+    /// The message's parts: what happened, and the fix (after the first `"; "`), if it names one.
+    fn what_and_fix(&self) -> (String, Option<String>) {
+        let text = self.to_string();
+        match text.split_once("; ") {
+            Some((what, fix)) => (what.to_string(), Some(fix.to_string())),
+            None => (text, None),
+        }
+    }
+
+    /// The variant's name (`TaskPanicked`), as the kernel's `ename`.
+    fn kind(&self) -> String {
+        let debug = format!("{self:?}");
+        debug
+            .split(|c: char| !c.is_alphanumeric() && c != '_')
+            .next()
+            .unwrap_or("Error")
+            .to_string()
+    }
+
+    /// evcxr calls this to show an `Error` as a cell's result: its kind, its message and, apart,
+    /// the fix.
+    pub fn evcxr_display(&self) {
+        let (what, fix) = self.what_and_fix();
+        let mut html = format!(
+            "<div style=\"border-left:4px solid #e53935;padding:4px 8px;background:#fdecea\">\
+             <b style=\"color:#c62828\">Error::{}</b>: {}",
+            escape(&self.kind()),
+            escape(&what)
+        );
+        if let Some(fix) = fix {
+            html.push_str(&format!("<div><b>Fix:</b> {}</div>", escape(&fix)));
+        }
+        html.push_str("</div>");
+        evcxr_content("text/html", &html);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_parts() {
+        let e = Error::ZeroProcesses;
+        assert_eq!(e.kind(), "ZeroProcesses");
+        let (what, fix) = e.what_and_fix();
+        assert_eq!(what, "a pool needs at least one worker process");
+        assert!(fix.unwrap().starts_with("use Pool::new(n)"));
+    }
+}
