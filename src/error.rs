@@ -16,7 +16,7 @@ use std::time::Duration;
 /// // Joining a process that was never started is a typed error, not a panic:
 /// assert!(matches!(p.join(), Err(Error::NotStarted { .. })));
 /// ```
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// `start()` was called on a process that was already started.
@@ -237,6 +237,31 @@ pub enum Error {
     QueueBroken {
         /// "putting" or "getting".
         during: &'static str,
+    },
+
+    /// A process died holding units of a `Semaphore` (acquired, never released). They are free again.
+    /// Python's semaphore would keep them forever, and its waiters would hang.
+    #[error("process {pid} died holding {what}; they are free again, but what they guarded may be half-done: check it, then acquire() again")]
+    HolderDied {
+        /// What it held, e.g. "units of this Semaphore".
+        what: &'static str,
+        /// The pid of the process that died.
+        pid: i32,
+    },
+
+    /// `release()` on a `BoundedSemaphore` already at its initial value (Python: `ValueError:
+    /// Semaphore released too many times`).
+    #[error("this BoundedSemaphore was released more often than acquired (its value is already {bound}); release only what you acquired")]
+    ReleasedTooOften {
+        /// The bound (the initial value).
+        bound: u32,
+    },
+
+    /// A `Barrier` is broken (Python's `BrokenBarrierError`).
+    #[error("the barrier is broken: {why}; call reset() before using it again")]
+    BrokenBarrier {
+        /// Why: aborted, reset, timed out, or a waiting process died.
+        why: &'static str,
     },
 }
 

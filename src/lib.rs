@@ -56,12 +56,18 @@
 //! `is_alive`, ...), whole lines, in the order the children printed them. See [`process`] for how
 //! children are made, reaped and killed with their parent.
 
+pub mod array;
+pub mod barrier;
+pub mod condition;
 pub mod current;
 pub mod error;
+pub mod event;
 pub mod pipe;
 pub mod pool;
 pub mod process;
 pub mod queue;
+pub mod rlock;
+pub mod semaphore;
 pub mod shared;
 pub mod sync;
 
@@ -72,16 +78,23 @@ mod registry;
 mod session;
 mod shm;
 mod sys;
+mod waiters;
 
+pub use array::{Array, ArrayGuard, RawArray, RawValue};
+pub use barrier::Barrier;
+pub use condition::{Condition, ConditionGuard};
 pub use current::{
     active_children, cpu_count, current_process, exit, parent_process, ActiveChild, CurrentProcess,
     ParentProcess,
 };
 pub use error::{Error, Result};
+pub use event::Event;
 pub use pipe::{Connection, Pipe};
 pub use pool::{AsyncResult, Chunked, IMap, Pool, PoolBuilder};
 pub use process::{Process, ProcessBuilder};
 pub use queue::Queue;
+pub use rlock::{RLock, RLockGuard};
+pub use semaphore::{BoundedSemaphore, Semaphore};
 pub use shared::{Shareable, Value, ValueGuard};
 pub use sync::{Lock, LockGuard};
 
@@ -95,4 +108,6 @@ pub mod prelude {
     pub use crate::queue::Queue;
     pub use crate::shared::{Shareable, Value};
     pub use crate::sync::Lock;
+    pub use crate::{Array, RawArray, RawValue};
+    pub use crate::{Barrier, BoundedSemaphore, Condition, Event, RLock, Semaphore};
 }
