@@ -263,6 +263,10 @@ pub enum Error {
         /// Why: aborted, reset, timed out, or a waiting process died.
         why: &'static str,
     },
+
+    /// The future was cancelled before it ran (Python's `concurrent.futures.CancelledError`).
+    #[error("this future was cancelled before it ran; submit the call again to run it")]
+    Cancelled,
 }
 
 /// `Result` with this crate's [`Error`].

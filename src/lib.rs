@@ -62,6 +62,7 @@ pub mod condition;
 pub mod current;
 pub mod error;
 pub mod event;
+pub mod futures;
 pub mod pipe;
 pub mod pool;
 pub mod process;

@@ -238,3 +238,31 @@ pub(crate) fn decode_all<R: DeserializeOwned>(mut arrived: Vec<Arrived>) -> Resu
     }
     Ok(out)
 }
+
+/// A handle on an async result's job without its type, so that [`crate::futures`] can wait for the
+/// first of several results of one pool.
+#[derive(Clone)]
+pub(crate) struct JobRef {
+    pool: Rc<RefCell<Inner>>,
+    job: u64,
+}
+
+impl<R> AsyncResult<R> {
+    /// The job this result belongs to.
+    pub(crate) fn job_ref(&self) -> JobRef {
+        JobRef {
+            pool: self.pool.clone(),
+            job: self.job,
+        }
+    }
+}
+
+/// Drives the pool of `jobs` (all of one pool) until one of them is finished or `deadline` passes;
+/// true if one is finished. Polls at least once.
+pub(crate) fn wait_any(jobs: &[JobRef], deadline: Option<Instant>) -> Result<bool> {
+    let Some(first) = jobs.first() else {
+        return Ok(false);
+    };
+    let ids: Vec<u64> = jobs.iter().map(|j| j.job).collect();
+    borrow(&first.pool)?.drive(deadline, |i| ids.iter().any(|&j| i.job_finished(j)))
+}

@@ -76,6 +76,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 pub use async_result::AsyncResult;
+pub(crate) use async_result::{wait_any, JobRef};
 pub use imap::IMap;
 
 use function::{trampoline_addr, Binary, Shape, Unary};
