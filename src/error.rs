@@ -267,6 +267,21 @@ pub enum Error {
     /// The future was cancelled before it ran (Python's `concurrent.futures.CancelledError`).
     #[error("this future was cancelled before it ran; submit the call again to run it")]
     Cancelled,
+
+    /// `SharedMemory::create_named` with a name that is taken (Python's `FileExistsError`).
+    #[error("a shared memory block named {name:?} exists already; attach to it with SharedMemory::attach, pick another name, or unlink the old one")]
+    SharedMemoryExists {
+        /// The name.
+        name: String,
+    },
+
+    /// `SharedMemory::attach` (or `unlink`) with a name that does not exist (Python's
+    /// `FileNotFoundError`).
+    #[error("no shared memory block named {name:?}; check the name (shm.name() of the creator), and that it was not unlinked")]
+    SharedMemoryNotFound {
+        /// The name.
+        name: String,
+    },
 }
 
 /// `Result` with this crate's [`Error`].

@@ -70,6 +70,7 @@ pub mod queue;
 pub mod rlock;
 pub mod semaphore;
 pub mod shared;
+pub mod shared_memory;
 pub mod sync;
 
 mod channel;

@@ -583,3 +583,77 @@ impl<T: Copy> DerefMut for SliceGuard<'_, T> {
         unsafe { std::slice::from_raw_parts_mut(self.data.data.as_ptr(), self.data.len) }
     }
 }
+
+/// A file mapped `MAP_SHARED` (a POSIX shared memory object in `/dev/shm`): the bytes of a
+/// [`SharedMemory`](crate::shared_memory::SharedMemory). Read and written by copying, bounds checked
+/// by the caller.
+pub(crate) struct FileMapping {
+    data: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: the mapping is not tied to a thread; it is only accessed by copying bytes in and out.
+unsafe impl Send for FileMapping {}
+// SAFETY: as above.
+unsafe impl Sync for FileMapping {}
+
+impl FileMapping {
+    /// Maps the first `len` bytes (at least 1) of `file`, readable and writable.
+    pub(crate) fn new(file: &std::fs::File, len: usize) -> Result<Self> {
+        use std::os::fd::AsRawFd;
+        // SAFETY: a new shared mapping of an open file, at an address the kernel picks; it touches
+        // no existing memory. The file stays mapped after `file` is closed.
+        let addr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        if addr == libc::MAP_FAILED {
+            return Err(Error::os("mmap", Errno::last()));
+        }
+        Ok(FileMapping {
+            data: NonNull::new(addr.cast()).expect("mmap never returns null on success"),
+            len,
+        })
+    }
+
+    /// Copies `out.len()` bytes from `offset` (the caller checked the range).
+    pub(crate) fn read(&self, offset: usize, out: &mut [u8]) {
+        assert!(offset + out.len() <= self.len);
+        // SAFETY: in bounds (checked); the mapping lives while `self` does. Other processes may
+        // write these bytes at the same time: a torn read gives mixed bytes, and every byte value is
+        // valid; they are outside this program's memory, so the compiler assumes nothing about them.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                self.data.as_ptr().add(offset),
+                out.as_mut_ptr(),
+                out.len(),
+            )
+        }
+    }
+
+    /// Copies `bytes` to `offset` (the caller checked the range).
+    pub(crate) fn write(&self, offset: usize, bytes: &[u8]) {
+        assert!(offset + bytes.len() <= self.len);
+        // SAFETY: as in `read`; the mapping is writable.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                bytes.as_ptr(),
+                self.data.as_ptr().add(offset),
+                bytes.len(),
+            )
+        }
+    }
+}
+
+impl Drop for FileMapping {
+    fn drop(&mut self) {
+        // SAFETY: mapped by `new` with this length; borrows end with `&self`.
+        unsafe { libc::munmap(self.data.as_ptr().cast(), self.len) };
+    }
+}

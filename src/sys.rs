@@ -161,3 +161,57 @@ pub(crate) fn process_global<T: Sync + 'static>(
     std::env::set_var(var, stamp(leaked as *const T as usize));
     leaked
 }
+
+/// Starts `body` in a detached process: a grandchild, reparented to init (or the nearest
+/// subreaper) at once, so that it outlives this process even when this process is killed (no
+/// `PR_SET_PDEATHSIG`: that is cleared by the second fork). Its stdin, stdout and stderr are
+/// `/dev/null`, it is in a session of its own (a signal to this process group misses it), and every
+/// other descriptor is closed except `keep`, which it gets as descriptor 3. It ends with `_exit` and
+/// what `body` returned. The intermediate child is reaped before this returns. Used by
+/// [`crate::shared_memory`]'s watcher, which must remove a name after its creator dies.
+pub(crate) fn spawn_detached(
+    keep: std::os::fd::BorrowedFd<'_>,
+    body: impl FnOnce(std::os::fd::BorrowedFd<'_>) -> i32,
+) -> Result<()> {
+    use std::os::fd::{AsRawFd, BorrowedFd};
+    let keep = keep.as_raw_fd();
+    let intermediate = fork_child(|| {
+        // SAFETY: this child has one thread (fork_child's child); the grandchild below only runs
+        // `body` and `_exit`s, as fork_child's children do.
+        match unsafe { nix::unistd::fork() } {
+            Ok(ForkResult::Parent { .. }) => 0,
+            Ok(ForkResult::Child) => {
+                let _ = nix::unistd::setsid();
+                // SAFETY: plain descriptor calls in a single-threaded process that never returns
+                // into code owning these descriptors: the OwnedFds still in memory are never used
+                // again, because this process ends with `_exit` right after `body`.
+                unsafe {
+                    let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+                    for fd in 0..3 {
+                        libc::dup2(null, fd);
+                    }
+                    if keep != 3 {
+                        libc::dup2(keep, 3);
+                    }
+                    libc::syscall(libc::SYS_close_range, 4u32, u32::MAX, 0u32);
+                    if null > 3 {
+                        libc::close(null);
+                    }
+                }
+                // SAFETY: descriptor 3 is open (dup2 above, or `keep` was 3) and stays open for the
+                // borrow: nothing closes it before `_exit`.
+                let fd = unsafe { BorrowedFd::borrow_raw(3) };
+                exit_now(body(fd))
+            }
+            Err(_) => 1,
+        }
+    })?;
+    loop {
+        match nix::sys::wait::waitpid(intermediate, None) {
+            Err(Errno::EINTR) => continue,
+            Ok(nix::sys::wait::WaitStatus::Exited(_, 0)) => return Ok(()),
+            Ok(_) => return Err(Error::os("fork (detached)", Errno::EAGAIN)),
+            Err(e) => return Err(Error::os("waitpid", e)),
+        }
+    }
+}
