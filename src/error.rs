@@ -282,6 +282,15 @@ pub enum Error {
         /// The name.
         name: String,
     },
+
+    /// The manager process behind a proxy is gone (shut down, killed or crashed).
+    #[error("the manager process (pid {pid}) {how}; every proxy of it fails now: start a new Manager (and keep it alive while its proxies are used)")]
+    ManagerDied {
+        /// The manager's pid.
+        pid: i32,
+        /// What was seen, e.g. "closed the connection".
+        how: String,
+    },
 }
 
 /// `Result` with this crate's [`Error`].

@@ -63,6 +63,7 @@ pub mod current;
 pub mod error;
 pub mod event;
 pub mod futures;
+pub mod managers;
 pub mod pipe;
 pub mod pool;
 pub mod process;
