@@ -494,8 +494,11 @@ impl Handle {
 /// ```
 pub struct DictProxy<K, V> {
     handle: Handle,
-    _types: PhantomData<fn(K, V) -> (K, V)>,
+    _types: PhantomData<KeyValue<K, V>>,
 }
+
+/// The key and value types of a [`DictProxy`] (a `fn` type: the proxy owns neither).
+type KeyValue<K, V> = fn(K, V) -> (K, V);
 
 impl<K, V> Clone for DictProxy<K, V> {
     fn clone(&self) -> Self {
