@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::shm::{Doorbell, Shared};
-use crate::waiters::{deadline, lock_state, wait_on, Look, Table, Who};
+use crate::waiters::{deadline, interrupted, lock_state, wait_on, Look, Table, Who};
 
 #[derive(Clone, Copy)]
 #[repr(C)]
@@ -214,6 +214,14 @@ impl Barrier {
                     return Look::Done(Err(broken("this wait timed out")));
                 }
                 Look::Wait
+            },
+            |s| {
+                // As Python's Barrier when a wait raises: break it, so the others do not hang.
+                s.broken = true;
+                interrupted(
+                    "a Barrier",
+                    "the barrier is broken now (the other parties get BrokenBarrier): reset() it before using it again",
+                )
             },
         )?
     }

@@ -1,17 +1,14 @@
 //! A forked child as the parent sees it: its pid, a pidfd to `poll` for its exit, and its exit code
-//! once reaped. Shared by [`Process`](crate::Process) and the pool's workers.
+//! once reaped. Every entry of the child table ([`crate::registry`]) holds one.
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{self, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 use crate::error::{Error, Result};
-use crate::output::OutputRelay;
 use crate::sys;
 
 /// How a child ended, in Python's convention for `Process.exitcode`: `N` for `exit(N)`, `-N` when killed
@@ -110,49 +107,28 @@ impl Child {
         }
     }
 
-    /// Waits until the child ends or `deadline` passes, relaying `output` meanwhile. Returns the exit
-    /// code, or `None` at the deadline. After the child ends, its remaining output is relayed.
-    pub(crate) fn wait_relaying(
-        &mut self,
-        mut output: Option<&mut OutputRelay>,
-        deadline: Option<Instant>,
-    ) -> Result<Option<i32>> {
+    /// Waits for the child to end, blocked in `waitpid` (for a child just sent SIGKILL, which ends
+    /// at once). Returns its exit code.
+    pub(crate) fn wait_blocking(&mut self) -> Result<i32> {
+        if let Some(code) = self.exit_code {
+            return Ok(code);
+        }
         loop {
-            if let Some(relay) = output.as_deref_mut() {
-                relay.pump();
-            }
-            if let Some(code) = self.try_reap()? {
-                if let Some(relay) = output.as_deref_mut() {
-                    relay.finish();
+            match waitpid(self.pid, None) {
+                Ok(status) => {
+                    if let Some(code) = exit_code_of(status) {
+                        self.exit_code = Some(code);
+                        self.pidfd = None;
+                        return Ok(code);
+                    }
                 }
-                return Ok(Some(code));
-            }
-            let now = Instant::now();
-            let remaining = match deadline {
-                Some(deadline) if deadline <= now => return Ok(None),
-                Some(deadline) => Some(deadline - now),
-                None => None,
-            };
-            // Without a pidfd, or while a grandchild keeps the pipes open after the child ended,
-            // wake up now and then to check with waitpid.
-            let slice = if self.pidfd.is_some() {
-                Duration::from_millis(500)
-            } else {
-                Duration::from_millis(10)
-            };
-            let wait = remaining.map_or(slice, |r| r.min(slice));
-            let mut fds: Vec<PollFd<'_>> = Vec::new();
-            if let Some(fd) = self.exit_fd() {
-                fds.push(PollFd::new(fd, PollFlags::POLLIN));
-            }
-            if let Some(relay) = output.as_deref() {
-                fds.extend(relay.fds().map(|fd| PollFd::new(fd, PollFlags::POLLIN)));
-            }
-            let timeout =
-                PollTimeout::try_from(wait.as_millis().max(1) as i32).unwrap_or(PollTimeout::MAX);
-            match poll(&mut fds, timeout) {
-                Ok(_) | Err(Errno::EINTR) => {}
-                Err(e) => return Err(Error::os("poll", e)),
+                Err(Errno::EINTR) => {}
+                Err(Errno::ECHILD) => {
+                    self.exit_code = Some(0);
+                    self.pidfd = None;
+                    return Ok(0);
+                }
+                Err(e) => return Err(Error::os("waitpid", e)),
             }
         }
     }

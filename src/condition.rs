@@ -22,6 +22,7 @@
 //! # }
 //! ```
 
+use std::cell::Cell;
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -30,7 +31,7 @@ use std::time::{Duration, Instant};
 use crate::error::{Error, Result};
 use crate::rlock::{Owner, Take};
 use crate::shm::{Doorbell, Shared};
-use crate::waiters::{deadline, lock_state, wait_on, Look, Who, TABLE};
+use crate::waiters::{deadline, interrupted, lock_state, wait_on, Look, Who, TABLE};
 
 #[derive(Clone, Copy, Default)]
 #[repr(C)]
@@ -92,6 +93,8 @@ pub struct Condition {
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct ConditionGuard<'a> {
     cond: &'a Condition,
+    /// False after an interrupted `wait` could not take the lock back: dropping releases nothing.
+    held: Cell<bool>,
     _not_send: PhantomData<*const ()>,
 }
 
@@ -129,15 +132,25 @@ impl Condition {
     /// ```
     pub fn acquire(&self) -> Result<ConditionGuard<'_>> {
         let me = Who::me();
-        wait_on(&self.state, &self.bell, None, |s, _| {
-            match s.lock.take(&me, 1) {
+        wait_on(
+            &self.state,
+            &self.bell,
+            None,
+            |s, _| match s.lock.take(&me, 1) {
                 Take::Took => Look::Done(Ok(())),
                 Take::Dead(pid) => Look::Done(Err(Error::LockOwnerDied { pid })),
                 Take::Busy => Look::Wait,
-            }
-        })??;
+            },
+            |_| {
+                interrupted(
+                    "a Condition's lock",
+                    "it was not acquired: acquire again to keep waiting",
+                )
+            },
+        )??;
         Ok(ConditionGuard {
             cond: self,
+            held: Cell::new(true),
             _not_send: PhantomData,
         })
     }
@@ -257,7 +270,26 @@ impl ConditionGuard<'_> {
         };
         cond.bell.ring(); // the lock is free
         let mut notified = None;
-        wait_on(&cond.state, &cond.bell, until, |s, expired| {
+        let held = &self.held;
+        let on_interrupt = |s: &mut State| {
+            if let Some(w) = s.waiters.iter_mut().find(|w| w.ticket == ticket) {
+                *w = Waiter::default();
+            }
+            if s.lock.who.is_empty() || s.lock.who == me {
+                s.lock = Owner { who: me, depth };
+                interrupted(
+                    "a Condition",
+                    "the lock is held again (the guard is valid): wait again to keep waiting",
+                )
+            } else {
+                held.set(false);
+                interrupted(
+                    "a Condition",
+                    "the lock is NOT held (another process has it): drop this guard and acquire() again",
+                )
+            }
+        };
+        let look = |s: &mut State, expired: bool| {
             if notified.is_none() {
                 let slot = s.waiters.iter_mut().find(|w| w.ticket == ticket);
                 match slot {
@@ -278,7 +310,8 @@ impl ConditionGuard<'_> {
                 }
                 Take::Busy => Look::Wait,
             }
-        })?
+        };
+        wait_on(&cond.state, &cond.bell, until, look, on_interrupt)?
     }
 
     /// Wakes one waiting process (Python's `c.notify()`).
@@ -341,6 +374,9 @@ impl ConditionGuard<'_> {
 
 impl Drop for ConditionGuard<'_> {
     fn drop(&mut self) {
+        if !self.held.get() {
+            return;
+        }
         if let Ok(mut s) = lock_state(&self.cond.state) {
             s.lock.depth = s.lock.depth.saturating_sub(1);
             if s.lock.depth == 0 {

@@ -239,6 +239,23 @@ pub enum Error {
         during: &'static str,
     },
 
+    /// The user interrupted the kernel (Jupyter's stop button, `I I`) while this call waited. Python
+    /// raises `KeyboardInterrupt` here. The message says what the wait left behind: e.g. a pool's
+    /// unfinished tasks are cancelled and its busy workers replaced (the pool stays usable); a
+    /// `Process` being joined keeps running (as in Jupyter, where only the kernel gets the interrupt).
+    #[error("interrupted while waiting for {waiting_for}; {state}")]
+    Interrupted {
+        /// What the call was waiting for.
+        waiting_for: String,
+        /// In what state things were left, and what to do next.
+        state: String,
+    },
+
+    /// A pool call was made from inside one of the pool's own input iterators (e.g. an `imap`
+    /// input that calls the pool): the pool is busy running that call.
+    #[error("the pool is busy: it was called from inside one of its own input iterators; compute the inputs first (collect them into a Vec), then call the pool")]
+    PoolBusy,
+
     /// A process died holding units of a `Semaphore` (acquired, never released). They are free again.
     /// Python's semaphore would keep them forever, and its waiters would hang.
     #[error("process {pid} died holding {what}; they are free again, but what they guarded may be half-done: check it, then acquire() again")]

@@ -16,7 +16,9 @@ use std::time::Duration;
 
 use crate::error::Result;
 use crate::shm::{Doorbell, Shared};
-use crate::waiters::{deadline, lock_state, wait_on, Look};
+use crate::waiters::{deadline, interrupted, lock_state, wait_on, Look};
+
+const NOT_SET: &str = "it was not set yet: call wait() again to keep waiting";
 
 /// A flag shared between processes (Python's `multiprocessing.Event`): `wait` returns once another
 /// process `set`s it. Clones are the same event; so is the copy a forked child gets.
@@ -117,13 +119,19 @@ impl Event {
     /// # }
     /// ```
     pub fn wait(&self) -> Result<()> {
-        wait_on(&self.state, &self.bell, None, |set, _| {
-            if *set {
-                Look::Done(())
-            } else {
-                Look::Wait
-            }
-        })
+        wait_on(
+            &self.state,
+            &self.bell,
+            None,
+            |set, _| {
+                if *set {
+                    Look::Done(())
+                } else {
+                    Look::Wait
+                }
+            },
+            |_| interrupted("an Event", NOT_SET),
+        )
     }
 
     /// Waits at most `timeout` for the flag (Python's `e.wait(timeout)`): returns the flag, `false`
@@ -152,6 +160,7 @@ impl Event {
                     Look::Wait
                 }
             },
+            |_| interrupted("an Event", NOT_SET),
         )
     }
 }

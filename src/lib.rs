@@ -74,14 +74,16 @@ pub mod shared;
 pub mod shared_memory;
 pub mod sync;
 
-mod channel;
 mod child;
+mod fork;
 mod output;
 mod registry;
 mod session;
 mod shm;
 mod sys;
+mod wait;
 mod waiters;
+mod wire;
 
 pub use array::{Array, ArrayGuard, RawArray, RawValue};
 pub use barrier::Barrier;

@@ -43,8 +43,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::pipe::{decode, encode, read_message};
 use crate::process::Process;
+use crate::{wait, wire};
 
 /// The kinds of shared objects.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -127,10 +127,24 @@ impl Link {
             *conn = Some((me, stream));
         }
         let (_, stream) = conn.as_ref().expect("connected above");
-        send_frame(stream, &encode(req)?).map_err(|_| self.died("closed the connection"))?;
-        crate::registry::wait_readable(stream.as_fd(), None)?;
-        match read_message(stream.as_fd()) {
-            Ok(Some(body)) => decode(&body),
+        send_frame(stream, &wire::encode_message(req)?)
+            .map_err(|_| self.died("closed the connection"))?;
+        let waited = wait::fd_ready(stream.as_fd(), wait::READABLE, None, || {
+            Error::Interrupted {
+            waiting_for: "the manager's answer".into(),
+            state: "the request was sent and may still complete in the manager (a get may take an \
+                    item, an acquire the lock, which is released when this process ends); call again"
+                .into(),
+        }
+        });
+        if let Err(e) = waited {
+            // The answer, when it comes, must not be read as the answer to a later request.
+            *conn = None;
+            return Err(e);
+        }
+        let mut body = Vec::new();
+        match wire::read_frame(stream.as_fd(), &mut body, "the manager") {
+            Ok(true) => wire::decode_message(&body),
             _ => {
                 *conn = None;
                 Err(self.died("closed the connection"))
@@ -1353,12 +1367,13 @@ fn serve(listener: UnixListener) {
             if !ready[i + 1] {
                 continue;
             }
+            let mut body = Vec::new();
             let message = match server.clients.get(cid) {
-                Some(c) => read_message(c.stream.as_fd()),
+                Some(c) => wire::read_frame(c.stream.as_fd(), &mut body, "a client"),
                 None => continue,
             };
             match message {
-                Ok(Some(body)) => match decode::<Req>(&body) {
+                Ok(true) => match wire::decode_message::<Req>(&body) {
                     Ok(Req::Shutdown) => {
                         server.reply(*cid, &Resp::Done);
                         return;
@@ -1373,14 +1388,16 @@ fn serve(listener: UnixListener) {
 }
 
 impl Server {
-    fn reply(&mut self, cid: u64, resp: &Resp) {
-        let sent = match (self.clients.get(&cid), encode(resp)) {
+    /// Sends `resp`; false (and the client is dropped) if it cannot be sent.
+    fn reply(&mut self, cid: u64, resp: &Resp) -> bool {
+        let sent = match (self.clients.get(&cid), wire::encode_message(resp)) {
             (Some(c), Ok(frame)) => send_frame(&c.stream, &frame).is_ok(),
             _ => false,
         };
         if !sent {
             self.drop_client(cid);
         }
+        sent
     }
 
     /// A client is gone: forget its parked request, free the locks it held (telling the next
@@ -1409,13 +1426,37 @@ impl Server {
         let now = Instant::now();
         let expired = deadline.is_some_and(|d| now >= d);
         match self.try_wait(cid, &req) {
-            Some(resp) => self.reply(cid, &resp),
-            None if expired => self.reply(cid, &Resp::TimedOut),
+            Some(resp) => {
+                if !self.reply(cid, &resp) {
+                    self.undo(&req, resp);
+                }
+            }
+            None if expired => {
+                self.reply(cid, &Resp::TimedOut);
+            }
             None => {
                 if let Some(client) = self.clients.get_mut(&cid) {
                     client.parked = Some((req, deadline));
                 }
             }
+        }
+    }
+
+    /// A waiting request's answer could not be delivered (its client is gone): put back what it
+    /// took, so that no item is lost.
+    fn undo(&mut self, req: &Req, resp: Resp) {
+        match (req, resp) {
+            (Req::QueueGet(id, _), Resp::Maybe(Some(item))) => {
+                if let Some(Object::Queue(items)) = self.objects.get_mut(id) {
+                    items.push_front(item);
+                }
+            }
+            (Req::LockAcquire(id, _), Resp::Done) => {
+                if let Some(Object::Lock { holder, .. }) = self.objects.get_mut(id) {
+                    *holder = None;
+                }
+            }
+            _ => {}
         }
     }
 
@@ -1448,7 +1489,12 @@ impl Server {
         let resp = match req {
             Req::QueueGet(_, timeout) | Req::LockAcquire(_, timeout) => {
                 match self.try_wait(cid, &req) {
-                    Some(resp) => resp,
+                    Some(resp) => {
+                        if !self.reply(cid, &resp) {
+                            self.undo(&req, resp);
+                        }
+                        return;
+                    }
                     None if timeout == Some(0) => Resp::TimedOut,
                     None => {
                         let deadline =

@@ -11,9 +11,8 @@ use std::io::{self, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use nix::errno::Errno;
-use nix::fcntl::{fcntl, FcntlArg, OFlag};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// Which of the parent's streams a pipe is relayed to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,7 +33,7 @@ impl ChildEnds {
     ///
     /// Stdin matters inside evcxr: the runtime's stdin is the kernel's command channel, and a child
     /// that read it would steal the kernel's commands (Python's children also get `os.devnull`).
-    /// [`fork_child`](crate::sys::fork_child) flushed Rust's buffers before forking, so nothing the
+    /// [`fork_child`](crate::fork::fork_child) flushed Rust's buffers before forking, so nothing the
     /// parent had buffered is printed twice.
     pub(crate) fn install(self) {
         if let Ok(null) = std::fs::File::open("/dev/null") {
@@ -89,15 +88,7 @@ pub(crate) fn pipes_for_child() -> Result<(OutputRelay, ChildEnds)> {
 }
 
 fn pipe() -> Result<(OwnedFd, OwnedFd)> {
-    // O_CLOEXEC: a program the parent later execs must not hold these pipes open.
-    let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::os("pipe2", e))?;
-    let flags = fcntl(&read, FcntlArg::F_GETFL).map_err(|e| Error::os("fcntl", e))?;
-    fcntl(
-        &read,
-        FcntlArg::F_SETFL(OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK),
-    )
-    .map_err(|e| Error::os("fcntl", e))?;
-    Ok((read, write))
+    crate::wire::pipe(true, false, crate::wire::Buffer::Default)
 }
 
 impl OutputRelay {

@@ -34,6 +34,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
+use crate::{wait, wire};
 
 /// Creates connected pairs of [`Connection`]s (Python's `multiprocessing.Pipe()`).
 ///
@@ -117,12 +118,31 @@ impl Connection {
     /// # }
     /// ```
     pub fn send<T: Serialize + ?Sized>(&self, value: &T) -> Result<()> {
-        let frame = encode(value)?;
+        let frame = wire::encode_message(value)?;
         let mut rest = &frame[..];
+        let flags = MsgFlags::MSG_NOSIGNAL | MsgFlags::MSG_DONTWAIT;
         while !rest.is_empty() {
-            match nix::sys::socket::send(self.fd.as_raw_fd(), rest, MsgFlags::MSG_NOSIGNAL) {
+            match nix::sys::socket::send(self.fd.as_raw_fd(), rest, flags) {
                 Ok(n) => rest = &rest[n..],
                 Err(Errno::EINTR) => {}
+                // Full: wait for room in the waiting core (relaying children's output meanwhile, so
+                // a child that prints before it receives is never stuck on a full output pipe).
+                Err(Errno::EAGAIN) => {
+                    let sent = frame.len() - rest.len();
+                    wait::fd_ready(self.fd.as_fd(), wait::WRITABLE, None, || {
+                        Error::Interrupted {
+                            waiting_for: "room to send on a Connection".into(),
+                            state: if sent == 0 {
+                                "nothing was sent: call send() again to retry".into()
+                            } else {
+                                format!(
+                                    "{sent} of the message's {} bytes were sent, so this Pipe's stream is cut mid-message: create a new Pipe",
+                                    frame.len()
+                                )
+                            },
+                        }
+                    })?;
+                }
                 Err(Errno::EPIPE | Errno::ECONNRESET) => {
                     return Err(Error::Disconnected {
                         peer: PEER.into(),
@@ -152,11 +172,12 @@ impl Connection {
     /// # }
     /// ```
     pub fn recv<T: DeserializeOwned>(&self) -> Result<T> {
-        // Wait in poll, relaying children's output, rather than blocked in read.
-        poll_readable(self.fd.as_fd(), None)?;
-        match read_message(self.fd.as_fd())? {
-            Some(body) => decode(&body),
-            None => Err(Error::Disconnected {
+        // Wait in the waiting core, relaying children's output, rather than blocked in read.
+        self.wait_readable(None)?;
+        let mut body = Vec::new();
+        match wire::read_frame(self.fd.as_fd(), &mut body, PEER)? {
+            true => wire::decode_message(&body),
+            false => Err(Error::Disconnected {
                 peer: PEER.into(),
                 message: "it was closed (every copy dropped, or its process ended) and sent nothing \
                           more; if more was expected, keep it open until the last send, and drop the \
@@ -207,7 +228,16 @@ impl Connection {
     /// # }
     /// ```
     pub fn poll(&self, timeout: Duration) -> Result<bool> {
-        poll_readable(self.fd.as_fd(), Instant::now().checked_add(timeout))
+        self.wait_readable(Instant::now().checked_add(timeout))
+    }
+
+    fn wait_readable(&self, deadline: Option<Instant>) -> Result<bool> {
+        wait::fd_ready(self.fd.as_fd(), wait::READABLE, deadline, || {
+            Error::Interrupted {
+            waiting_for: "a message on a Connection".into(),
+            state: "nothing was received and the message, when it comes, stays for the next recv(): call recv() again to keep waiting".into(),
+        }
+        })
     }
 
     /// Closes this end (Python's `close()`); the same as dropping it. The other end's `recv` then
@@ -239,70 +269,4 @@ impl AsFd for Connection {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
     }
-}
-
-/// One frame: 8-byte little-endian body length, then the postcard bytes of `value`.
-pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
-    let mut frame = postcard::to_extend(value, vec![0; 8]).map_err(|e| Error::Codec {
-        direction: "serialize",
-        what: "a message",
-        message: e.to_string(),
-    })?;
-    let len = (frame.len() - 8) as u64;
-    frame[..8].copy_from_slice(&len.to_le_bytes());
-    Ok(frame)
-}
-
-/// Deserializes one frame body.
-pub(crate) fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T> {
-    postcard::from_bytes(body).map_err(|e| Error::Codec {
-        direction: "deserialize",
-        what: "a message (is the type asked for the type that was sent?)",
-        message: e.to_string(),
-    })
-}
-
-/// Blocking: reads one frame's body; `None` at end of file before it. End of file inside a frame
-/// is [`Error::Disconnected`].
-pub(crate) fn read_message(fd: BorrowedFd<'_>) -> Result<Option<Vec<u8>>> {
-    let mut len = [0u8; 8];
-    match read_exact(fd, &mut len)? {
-        0 => return Ok(None),
-        8 => {}
-        _ => return Err(cut_short()),
-    }
-    let mut body = vec![0u8; u64::from_le_bytes(len) as usize];
-    if read_exact(fd, &mut body)? != body.len() {
-        return Err(cut_short());
-    }
-    Ok(Some(body))
-}
-
-fn cut_short() -> Error {
-    Error::Disconnected {
-        peer: "the sender".into(),
-        message: "its process ended in the middle of a message; make senders finish their send before they end"
-            .into(),
-    }
-}
-
-/// Reads until `buf` is full or end of file; returns how many bytes were read.
-fn read_exact(fd: BorrowedFd<'_>, buf: &mut [u8]) -> Result<usize> {
-    let mut done = 0;
-    while done < buf.len() {
-        match nix::unistd::read(fd, &mut buf[done..]) {
-            Ok(0) => break,
-            Ok(n) => done += n,
-            Err(Errno::EINTR) => {}
-            Err(Errno::ECONNRESET) => break,
-            Err(e) => return Err(Error::os("read", e)),
-        }
-    }
-    Ok(done)
-}
-
-/// Waits until `fd` is readable (data, or end of file) or `deadline` passes (`None`: no limit),
-/// relaying the output of this process's children meanwhile (see [`crate::registry`]).
-pub(crate) fn poll_readable(fd: BorrowedFd<'_>, deadline: Option<Instant>) -> Result<bool> {
-    crate::registry::wait_readable(fd, deadline)
 }

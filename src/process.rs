@@ -53,7 +53,7 @@ use nix::sys::signal::Signal;
 
 use crate::child::Child;
 use crate::error::{Error, Result};
-use crate::{output, registry, session, sys};
+use crate::{fork, output, registry, session, wait};
 
 /// The exit code a fallible closure's result gives the child (see [`Process::new_fallible`]): 0 for
 /// `Ok`; for `Err`, reports `Process <name>:` and `Error: <e:?>` on stderr (as a Rust `main` does) and
@@ -395,7 +395,7 @@ impl Process {
         let (name, identity, daemon) = (self.name.clone(), self.identity.clone(), self.daemon);
         let target = &mut self.target;
         let pid =
-            sys::fork_child(move || child_main(name, identity, daemon, parent_pid, ends, target))?;
+            fork::fork_child(move || child_main(name, identity, daemon, parent_pid, ends, target))?;
         self.target = None;
         self.pid = Some(pid.as_raw());
         registry::lock().add(self.name.clone(), self.daemon, Child::new(pid), relay);
@@ -421,8 +421,8 @@ impl Process {
         if let Some(code) = self.exit_code.get() {
             return Ok(code);
         }
-        let code =
-            registry::wait(pid, None)?.ok_or_else(|| Error::os("waitpid", nix::Error::ECHILD))?;
+        let code = wait::child_exit(pid, None, || self.interrupted(pid))?
+            .ok_or_else(|| Error::os("waitpid", nix::Error::ECHILD))?;
         Ok(self.settle(pid, code))
     }
 
@@ -448,7 +448,8 @@ impl Process {
             return Ok(Some(code));
         }
         let deadline = Instant::now().checked_add(timeout);
-        Ok(registry::wait(pid, deadline)?.map(|code| self.settle(pid, code)))
+        Ok(wait::child_exit(pid, deadline, || self.interrupted(pid))?
+            .map(|code| self.settle(pid, code)))
     }
 
     /// Whether the child has been started and has not ended yet. Relays pending output.
@@ -558,6 +559,16 @@ impl Process {
         Some(code.map(|code| self.settle(pid, code)))
     }
 
+    /// A join was interrupted: the child is left running, as in Jupyter, where only the kernel
+    /// process gets the interrupt (in a terminal, Ctrl-C reaches the whole process group and the
+    /// child would die of SIGINT too; here the user decides).
+    fn interrupted(&self, pid: i32) -> Error {
+        Error::Interrupted {
+            waiting_for: format!("process {} (pid {pid}) to end", self.name),
+            state: "it is still running: call join() again to keep waiting, or terminate() (or kill()) to stop it".into(),
+        }
+    }
+
     /// Keeps the exit code and lets the registry forget the child.
     fn settle(&self, pid: i32, code: i32) -> i32 {
         self.exit_code.set(Some(code));
@@ -629,7 +640,7 @@ fn child_main(
                 let message = crate::error::panic_message(&*payload);
                 eprintln!("Process {name}:\npanicked:\n{message}");
             }
-            sys::EXIT_PANIC
+            fork::EXIT_PANIC
         }),
         None => 0,
     };

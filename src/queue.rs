@@ -29,7 +29,7 @@
 
 use std::fmt;
 use std::marker::PhantomData;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -38,8 +38,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::pipe::{decode, encode, poll_readable, read_message};
 use crate::shm::{Acquired, Shared, SharedGuard, Wait};
+use crate::{wait, wire};
 
 /// A FIFO queue of `T`s shared by the processes forked after it was made (Python's
 /// `multiprocessing.Queue`). Clones are the same queue.
@@ -92,7 +92,9 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// # }
     /// ```
     pub fn new() -> Result<Queue<T>> {
-        let (read, write) = crate::channel::pipe(false, false)?;
+        // The write end is nonblocking: a full pipe sends `put` into the waiting core (interruptible,
+        // relaying children's output) instead of blocking in write(2).
+        let (read, write) = wire::pipe(false, true, wire::Buffer::Large)?;
         Ok(Queue {
             inner: Arc::new(Inner {
                 read,
@@ -116,12 +118,41 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// # }
     /// ```
     pub fn put(&self, item: &T) -> Result<()> {
-        let frame = encode(item)?;
+        let frame = wire::encode_message(item)?;
         let Some(mut guard) = enter(&self.inner.wlock, Wait::Forever, "putting")? else {
             unreachable!("a lock without timeout waits until it is free");
         };
         *guard = true;
-        crate::channel::write_all(self.inner.write.as_fd(), &frame)?;
+        let mut rest = &frame[..];
+        while !rest.is_empty() {
+            match nix::unistd::write(&self.inner.write, rest) {
+                Ok(n) => rest = &rest[n..],
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(nix::errno::Errno::EAGAIN) => {
+                    let sent = frame.len() - rest.len();
+                    let waited = wait::fd_ready(
+                        self.inner.write.as_fd(),
+                        wait::WRITABLE,
+                        None,
+                        || Error::Interrupted {
+                            waiting_for:
+                                "room in the Queue (its buffer is full: nobody gets items)".into(),
+                            state: if sent == 0 {
+                                "the item was not put: call put() again to retry".into()
+                            } else {
+                                "the item was half written, so the Queue is broken (every later call returns QueueBroken): create a new Queue".into()
+                            },
+                        },
+                    );
+                    if let Err(e) = waited {
+                        // Half written: the flag stays set, so every later put/get sees a cut stream.
+                        *guard = sent > 0;
+                        return Err(e);
+                    }
+                }
+                Err(e) => return Err(Error::os("write", e)),
+            }
+        }
         *guard = false;
         self.inner.wlock.count().fetch_add(1, Ordering::Relaxed);
         Ok(())
@@ -190,17 +221,26 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         };
         // Wait for the first byte without the "half read" flag: a consumer killed while it waits
         // leaves the stream intact.
-        if !poll_readable(self.inner.read.as_fd(), deadline)? {
+        let ready = wait::fd_ready(self.inner.read.as_fd(), wait::READABLE, deadline, || {
+            Error::Interrupted {
+                waiting_for: "an item from the Queue".into(),
+                state: "no item was taken: call get() again to keep waiting".into(),
+            }
+        })?;
+        if !ready {
             return Err(empty());
         }
         *guard = true;
-        let body = read_message(self.inner.read.as_fd())?;
+        let mut body = Vec::new();
+        let got = wire::read_frame(self.inner.read.as_fd(), &mut body, "the Queue's producer")?;
         *guard = false;
         drop(guard);
         // This process holds the write end, so the pipe never reaches end of file.
-        let body = body.expect("a queue's pipe has a writer while the queue exists");
+        if !got {
+            return Err(Error::QueueBroken { during: "getting" });
+        }
         self.inner.wlock.count().fetch_sub(1, Ordering::Relaxed);
-        decode(&body)
+        wire::decode_message(&body)
     }
 
     /// Whether the queue has no item now (Python's `empty()`): a snapshot, since other processes may
@@ -216,7 +256,12 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// # }
     /// ```
     pub fn empty(&self) -> bool {
-        !poll_readable(self.inner.read.as_fd(), Some(Instant::now())).unwrap_or(false)
+        let mut one = [libc::pollfd {
+            fd: self.inner.read.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        }];
+        !matches!(crate::sys::poll(&mut one, 0), Ok(n) if n > 0)
     }
 
     /// About how many items are in the queue (Python's `qsize()`): items fully put and not yet got.
@@ -242,7 +287,9 @@ fn enter<'a>(
     wait: Wait,
     during: &'static str,
 ) -> Result<Option<SharedGuard<'a, bool>>> {
-    match lock.lock(wait)? {
+    match lock.lock(wait, "this Queue's lock")? {
+        // A put interrupted in the middle of an item left the flag set: the stream is cut.
+        Acquired::Locked(guard) if *guard => Err(Error::QueueBroken { during }),
         Acquired::Locked(guard) => Ok(Some(guard)),
         Acquired::OwnerDied(guard, _) if !*guard => {
             guard.make_consistent();

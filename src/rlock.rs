@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::shm::{Doorbell, Shared};
-use crate::waiters::{deadline, lock_state, wait_on, Look, Who};
+use crate::waiters::{deadline, interrupted, lock_state, wait_on, Look, Who};
 
 /// Who holds a re-entrant lock, and how many times (shared by [`RLock`] and
 /// [`Condition`](crate::Condition)).
@@ -181,6 +181,12 @@ impl RLock {
                 Take::Dead(pid) => Look::Done(Err(Error::LockOwnerDied { pid })),
                 Take::Busy if expired || no_wait => Look::Done(Ok(false)),
                 Take::Busy => Look::Wait,
+            },
+            |_| {
+                interrupted(
+                    "an RLock",
+                    "it was not acquired: acquire again to keep waiting",
+                )
             },
         )??;
         Ok(got.then_some(RLockGuard {

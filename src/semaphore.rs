@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::shm::{Doorbell, Shared};
-use crate::waiters::{deadline, lock_state, wait_on, Look, Table, Who};
+use crate::waiters::{deadline, interrupted, lock_state, wait_on, Look, Table, Who};
 
 #[derive(Clone, Copy)]
 #[repr(C)]
@@ -167,29 +167,40 @@ impl Semaphore {
         let me = Who::me();
         let until = timeout.and_then(deadline);
         let no_wait = timeout == Some(Duration::ZERO);
-        wait_on(&self.state, &self.bell, until, |s, expired| {
-            if s.value > 0 {
-                s.value -= 1;
-                s.holders.add(&me, 1);
-                return Look::Done(Ok(true));
-            }
-            if let Some((dead, units)) = s.holders.remove_dead() {
-                s.value = s.value.saturating_add(units);
-                if let Some(bound) = s.bound {
-                    s.value = s.value.min(bound);
+        wait_on(
+            &self.state,
+            &self.bell,
+            until,
+            |s, expired| {
+                if s.value > 0 {
+                    s.value -= 1;
+                    s.holders.add(&me, 1);
+                    return Look::Done(Ok(true));
                 }
-                self.bell.ring();
-                return Look::Done(Err(Error::HolderDied {
-                    what: "units of this Semaphore",
-                    pid: dead.pid,
-                }));
-            }
-            if expired || no_wait {
-                Look::Done(Ok(false))
-            } else {
-                Look::Wait
-            }
-        })?
+                if let Some((dead, units)) = s.holders.remove_dead() {
+                    s.value = s.value.saturating_add(units);
+                    if let Some(bound) = s.bound {
+                        s.value = s.value.min(bound);
+                    }
+                    self.bell.ring();
+                    return Look::Done(Err(Error::HolderDied {
+                        what: "units of this Semaphore",
+                        pid: dead.pid,
+                    }));
+                }
+                if expired || no_wait {
+                    Look::Done(Ok(false))
+                } else {
+                    Look::Wait
+                }
+            },
+            |_| {
+                interrupted(
+                    "a unit of a Semaphore",
+                    "no unit was taken: acquire again to keep waiting",
+                )
+            },
+        )?
     }
 
     /// Gives a unit back and wakes a waiter (Python's `s.release()`). Any process may release, as in

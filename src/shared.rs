@@ -187,7 +187,9 @@ impl<T: Shareable> Value<T> {
     /// # Panics
     ///
     /// If this thread already holds the lock (a guard is alive): waiting would never end. Use the
-    /// guard you have.
+    /// guard you have. Also when the kernel is interrupted while this waits for another process to
+    /// release the lock (Python raises `KeyboardInterrupt` there): the panic carries the message of
+    /// [`Error::Interrupted`](crate::Error::Interrupted), and nothing is locked.
     ///
     /// ```
     /// # fn main() -> multiprocessing::Result<()> {
@@ -200,7 +202,7 @@ impl<T: Shareable> Value<T> {
     /// # }
     /// ```
     pub fn lock(&self) -> ValueGuard<'_, T> {
-        match self.shared.lock(Wait::Forever) {
+        match self.shared.lock(Wait::Forever, "a Value's lock") {
             Ok(Acquired::Locked(guard)) => ValueGuard { guard },
             Ok(Acquired::OwnerDied(guard, _)) => {
                 guard.make_consistent();
@@ -289,7 +291,7 @@ impl<T: Shareable> DerefMut for ValueGuard<'_, T> {
 
 impl<T: Shareable + fmt::Debug> fmt::Debug for Value<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.shared.lock(Wait::No) {
+        match self.shared.lock(Wait::No, "a Value's lock") {
             Ok(Acquired::Locked(guard)) => f.debug_tuple("Value").field(&*guard).finish(),
             _ => f.write_str("Value(<locked>)"),
         }

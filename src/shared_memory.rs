@@ -375,7 +375,7 @@ fn start_watcher(name: &str, file: &File) -> Result<OwnedFd> {
     let (read, write) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| Error::os("pipe2", e))?;
     let target = path(name);
-    crate::sys::spawn_detached(read.as_fd(), move |fd| {
+    crate::fork::spawn_detached(read.as_fd(), move |fd| {
         let mut buf = [0u8; 64];
         loop {
             match nix::unistd::read(fd, &mut buf) {

@@ -28,6 +28,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use nix::errno::Errno;
 
 use crate::error::{Error, Result};
+use crate::wait;
 
 /// The layout of a mapping. `repr(C)`: the same in every process (they all run the same code anyway).
 #[repr(C)]
@@ -211,25 +212,56 @@ impl<T: Copy> Shared<T> {
         self.slot().holder.load(Ordering::Relaxed)
     }
 
-    /// Locks the mutex, waiting as `wait` says. While it waits, it relays this process's children's
-    /// output every 100 ms (as `join` does), so a child that prints a lot while it holds the lock
-    /// never blocks on a full output pipe while this process waits for the lock.
-    pub(crate) fn lock(&self, wait: Wait) -> Result<Acquired<'_, T>> {
+    /// Locks the mutex, waiting as `wait` says. It waits in the waiting core ([`crate::wait`]):
+    /// `timedlock` slices of [`wait::SLICE`], and between them children's output is relayed (a child
+    /// that prints a lot while it holds the lock never blocks on a full output pipe while this
+    /// process waits for it) and the kernel's interrupt is seen ([`Error::Interrupted`], naming
+    /// `what`; nothing is locked then).
+    pub(crate) fn lock(&self, wait: Wait, what: &'static str) -> Result<Acquired<'_, T>> {
         let deadline = match wait {
             Wait::No => return self.lock_once(Wait::No),
             Wait::Forever => None,
             Wait::Until(deadline) => Some(deadline),
         };
-        loop {
-            let slice_end = Instant::now() + Duration::from_millis(100);
-            let until = deadline.map_or(slice_end, |d| d.min(slice_end));
-            match self.lock_once(Wait::Until(until))? {
-                Acquired::Busy if deadline.map_or(true, |d| Instant::now() < d) => {
-                    crate::registry::lock().pump();
+        // Uncontended: no waiting core at all.
+        match self.lock_once(Wait::No)? {
+            Acquired::Busy => {}
+            other => return Ok(other),
+        }
+        struct Mutex<'a, T: Copy> {
+            shared: &'a Shared<T>,
+            deadline: Option<Instant>,
+            what: &'static str,
+        }
+        impl<'a, T: Copy> wait::Waiter for Mutex<'a, T> {
+            type Output = Acquired<'a, T>;
+            fn check(&mut self, _: &wait::Fds) -> Result<Option<Acquired<'a, T>>> {
+                let slice_end = Instant::now() + wait::SLICE;
+                let until = self.deadline.map_or(slice_end, |d| d.min(slice_end));
+                match self.shared.lock_once(Wait::Until(until))? {
+                    Acquired::Busy if self.deadline.map_or(true, |d| Instant::now() < d) => {
+                        Ok(None)
+                    }
+                    other => Ok(Some(other)),
                 }
-                other => return Ok(other),
+            }
+            fn watch(&self, _: &mut wait::Fds) {}
+            fn slice(&self) -> Option<Duration> {
+                Some(Duration::ZERO)
+            }
+            fn interrupted(&mut self) -> Error {
+                Error::Interrupted {
+                    waiting_for: self.what.into(),
+                    state: "it was not acquired: acquire it again to keep waiting".into(),
+                }
             }
         }
+        let mut waiter = Mutex {
+            shared: self,
+            deadline,
+            what,
+        };
+        Ok(wait::until(&mut waiter, deadline)?.unwrap_or(Acquired::Busy))
     }
 
     fn lock_once(&self, wait: Wait) -> Result<Acquired<'_, T>> {
@@ -539,7 +571,7 @@ impl<T: Copy> LockedSlice<T> {
     /// are plain numbers) and gives the elements.
     pub(crate) fn lock_slice(&self) -> Result<SliceGuard<'_, T>> {
         loop {
-            match self.lock.lock(Wait::Forever)? {
+            match self.lock.lock(Wait::Forever, "this Array's lock")? {
                 Acquired::Locked(held) => {
                     return Ok(SliceGuard {
                         _held: held,

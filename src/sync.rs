@@ -193,7 +193,7 @@ impl Lock {
     }
 
     fn take(&self, wait: Wait) -> Result<Option<LockGuard<'_>>> {
-        match self.shared.lock(wait)? {
+        match self.shared.lock(wait, "a Lock")? {
             Acquired::Locked(guard) => Ok(Some(LockGuard { _guard: guard })),
             Acquired::OwnerDied(guard, pid) => {
                 guard.make_consistent();

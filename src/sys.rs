@@ -1,74 +1,36 @@
-//! The operating-system edge: `fork`, `_exit`, `pidfd_open`. Every `unsafe` block of the crate's
-//! process handling lives here, each with the invariant that makes it sound.
+//! The operating-system edge: thin wrappers of system calls (`fork`, `_exit`, `pidfd_open`, `poll`,
+//! signal dispositions) and the process-wide global behind the child table. The `unsafe` blocks of the
+//! crate's process handling live here, each with the invariant that makes it sound (memory shared
+//! between processes has its own in [`crate::shm`], the pool's function pointers in
+//! `pool::function`). This module imports nothing of the crate but [`crate::error`].
 //!
-//! Everything above this module works with safe types: [`Pid`], [`OwnedFd`], closures.
+//! Everything above it works with safe types: [`Pid`], [`OwnedFd`], closures.
 
 use std::io::Write;
-use std::os::fd::{FromRawFd, OwnedFd};
-use std::panic::{self, AssertUnwindSafe};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use nix::errno::Errno;
 use nix::sys::signal::Signal;
 use nix::unistd::{ForkResult, Pid};
 
-use crate::error::{Error, Result};
-
-/// Exit code a child uses when its body panicked (Python: an uncaught exception gives exit code 1).
-pub(crate) const EXIT_PANIC: i32 = 1;
-
-/// Forks the calling process. In the child, runs `child_body` and ends the child with `_exit` and the
-/// code it returned; a panic that escapes `child_body` ends it with [`EXIT_PANIC`]. The child never
-/// returns into the caller: inside evcxr, returning would run the kernel's own code in the child and
-/// corrupt the session. In the parent, returns the child's pid.
-///
-/// Around the fork it also: warns once per process when this process runs several threads (as Python
-/// 3.12 does); flushes Rust's stdout and stderr buffers so the child does not inherit, and print again,
-/// what the parent had buffered; and holds the lock of this process's child registry
-/// ([`crate::registry`]), so the child gets a consistent copy of it, which it empties at once (closing
-/// the inherited descriptors of its siblings' pipes: they are the parent's business).
-pub(crate) fn fork_child(child_body: impl FnOnce() -> i32) -> Result<Pid> {
-    let parent_pid = nix::unistd::getpid();
-    crate::session::warn_if_multithreaded();
-    let _ = std::io::stdout().flush();
-    let _ = std::io::stderr().flush();
-    let registry = crate::registry::lock();
-    // SAFETY: after fork only the calling thread exists in the child. The child runs `child_body`
-    // and then `_exit`s, so it never returns into code that expects the parent's other threads.
-    // When the parent had several threads, locks they held (malloc's, stdio's) may be held forever
-    // in the child; `warn_if_multithreaded` above says so once, as Python 3.12 does. The registry
-    // lock is held by this thread across the fork, so the child's copy of it is consistent.
-    match unsafe { nix::unistd::fork() } {
-        Ok(ForkResult::Parent { child }) => {
-            drop(registry);
-            Ok(child)
-        }
-        Ok(ForkResult::Child) => {
-            // Die with the parent, even when it is SIGKILLed (a kernel interrupt) and no destructor
-            // runs; then check it is still there: it may have died before prctl took effect.
-            let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
-            if nix::unistd::getppid() != parent_pid {
-                exit_now(1);
-            }
-            restore_default_fault_signals();
-            crate::registry::forget_in_child(registry);
-            let code = panic::catch_unwind(AssertUnwindSafe(child_body)).unwrap_or(EXIT_PANIC);
-            exit_now(code)
-        }
-        Err(source) => Err(Error::Fork {
-            source,
-            hint: match source {
-                Errno::EAGAIN => "too many processes (RLIMIT_NPROC or the pid limit): join finished processes or use a Pool",
-                Errno::ENOMEM => "not enough memory to copy this process: free memory or start fewer processes",
-                _ => "see fork(2)",
-            },
-        }),
+/// `fork(2)`. In the child, runs `child` and ends the process with `_exit` and the code it
+/// returned: the child never returns into the caller (inside evcxr, that would run the kernel's own
+/// code in the child). In the parent, drops `child` unrun and returns the child's pid.
+pub(crate) fn fork_and_exit(child: impl FnOnce() -> i32) -> nix::Result<Pid> {
+    // SAFETY: after fork only the calling thread exists in the child. The child runs `child` and then
+    // `_exit`s, so it never returns into code that expects the parent's other threads. When the parent
+    // had several threads, locks they held (malloc's, stdio's) may be held forever in the child; the
+    // fork module warns about that once, as Python 3.12 does.
+    match unsafe { nix::unistd::fork() }? {
+        ForkResult::Parent { child: pid } => Ok(pid),
+        ForkResult::Child => exit_now(child()),
     }
 }
 
-/// Gives the crash signals back their default action in a child. The evcxr runtime installs handlers
+/// Gives the crash signals back their default action (used in a child). The evcxr runtime installs handlers
 /// that print a backtrace and `abort`, so without this a child that segfaults would report exit code
 /// -6 (SIGABRT) instead of Python's -11 (SIGSEGV).
-fn restore_default_fault_signals() {
+pub(crate) fn restore_default_fault_signals() {
     for signal in [
         Signal::SIGSEGV,
         Signal::SIGBUS,
@@ -162,56 +124,71 @@ pub(crate) fn process_global<T: Sync + 'static>(
     leaked
 }
 
-/// Starts `body` in a detached process: a grandchild, reparented to init (or the nearest
-/// subreaper) at once, so that it outlives this process even when this process is killed (no
-/// `PR_SET_PDEATHSIG`: that is cleared by the second fork). Its stdin, stdout and stderr are
-/// `/dev/null`, it is in a session of its own (a signal to this process group misses it), and every
-/// other descriptor is closed except `keep`, which it gets as descriptor 3. It ends with `_exit` and
-/// what `body` returned. The intermediate child is reaped before this returns. Used by
-/// [`crate::shared_memory`]'s watcher, which must remove a name after its creator dies.
-pub(crate) fn spawn_detached(
-    keep: std::os::fd::BorrowedFd<'_>,
-    body: impl FnOnce(std::os::fd::BorrowedFd<'_>) -> i32,
-) -> Result<()> {
-    use std::os::fd::{AsRawFd, BorrowedFd};
-    let keep = keep.as_raw_fd();
-    let intermediate = fork_child(|| {
-        // SAFETY: this child has one thread (fork_child's child); the grandchild below only runs
-        // `body` and `_exit`s, as fork_child's children do.
-        match unsafe { nix::unistd::fork() } {
-            Ok(ForkResult::Parent { .. }) => 0,
-            Ok(ForkResult::Child) => {
-                let _ = nix::unistd::setsid();
-                // SAFETY: plain descriptor calls in a single-threaded process that never returns
-                // into code owning these descriptors: the OwnedFds still in memory are never used
-                // again, because this process ends with `_exit` right after `body`.
-                unsafe {
-                    let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
-                    for fd in 0..3 {
-                        libc::dup2(null, fd);
-                    }
-                    if keep != 3 {
-                        libc::dup2(keep, 3);
-                    }
-                    libc::syscall(libc::SYS_close_range, 4u32, u32::MAX, 0u32);
-                    if null > 3 {
-                        libc::close(null);
-                    }
-                }
-                // SAFETY: descriptor 3 is open (dup2 above, or `keep` was 3) and stays open for the
-                // borrow: nothing closes it before `_exit`.
-                let fd = unsafe { BorrowedFd::borrow_raw(3) };
-                exit_now(body(fd))
-            }
-            Err(_) => 1,
+/// `poll(2)` on raw descriptors; `timeout_ms` < 0 waits without limit. Returns how many entries have
+/// events (their `revents` are set). `EINTR` counts as zero events.
+pub(crate) fn poll(fds: &mut [libc::pollfd], timeout_ms: i32) -> nix::Result<usize> {
+    // SAFETY: `fds` is a valid, writable array of `fds.len()` pollfd structs for the whole call; poll
+    // only writes their `revents`. A descriptor closed meanwhile yields POLLNVAL, not a memory error.
+    let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
+    match Errno::result(n) {
+        Ok(n) => Ok(n as usize),
+        Err(Errno::EINTR) => Ok(0),
+        Err(e) => Err(e),
+    }
+}
+
+/// Closes a descriptor by number (in a just-forked child: descriptors that belong to the parent).
+pub(crate) fn close_raw(fd: RawFd) {
+    let _ = nix::unistd::close(fd);
+}
+
+/// `read(2)` on a descriptor known only by number (the kernel's interrupt pipe, named by an
+/// environment variable).
+pub(crate) fn read_raw(fd: RawFd, buf: &mut [u8]) -> nix::Result<usize> {
+    // SAFETY: `buf` is valid and writable for `buf.len()` bytes during the call; `fd` is a number
+    // only: a descriptor that is not open fails with EBADF and touches nothing.
+    let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+    Errno::result(n).map(|n| n as usize)
+}
+
+/// `read(2)` of at most `max` bytes appended to `buf` (into its spare capacity, reserved here, not
+/// zero-filled first). Returns how many bytes were read; 0 at end of file.
+pub(crate) fn read_append(fd: BorrowedFd<'_>, buf: &mut Vec<u8>, max: usize) -> nix::Result<usize> {
+    buf.reserve(max);
+    let spare = buf.spare_capacity_mut();
+    let want = max.min(spare.len());
+    // SAFETY: the pointer and length describe `buf`'s spare capacity, valid and writable for `want`
+    // bytes during the call; read only writes into it.
+    let n = unsafe { libc::read(fd.as_raw_fd(), spare.as_mut_ptr().cast(), want) };
+    let n = Errno::result(n)? as usize;
+    // SAFETY: read initialised the first `n` (<= want) bytes of the spare capacity.
+    unsafe { buf.set_len(buf.len() + n) };
+    Ok(n)
+}
+
+/// In a just-forked grandchild that must outlive its creator (see `fork::spawn_detached`): a
+/// session of its own (a signal to the creator's process group misses it), stdin, stdout and stderr
+/// on `/dev/null`, `keep` moved to descriptor 3 and every other descriptor closed. Returns
+/// descriptor 3. The caller must end the process with [`exit_now`] and never use a descriptor it
+/// owned before (they are closed now).
+pub(crate) fn detach_keeping(keep: RawFd) -> BorrowedFd<'static> {
+    let _ = nix::unistd::setsid();
+    // SAFETY: plain descriptor calls in a single-threaded process (a fresh fork) that never returns
+    // into code owning these descriptors: the OwnedFds still in memory are never used again, because
+    // the caller ends the process with `_exit` (documented above).
+    unsafe {
+        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+        for fd in 0..3 {
+            libc::dup2(null, fd);
         }
-    })?;
-    loop {
-        match nix::sys::wait::waitpid(intermediate, None) {
-            Err(Errno::EINTR) => continue,
-            Ok(nix::sys::wait::WaitStatus::Exited(_, 0)) => return Ok(()),
-            Ok(_) => return Err(Error::os("fork (detached)", Errno::EAGAIN)),
-            Err(e) => return Err(Error::os("waitpid", e)),
+        if keep != 3 {
+            libc::dup2(keep, 3);
         }
+        libc::syscall(libc::SYS_close_range, 4u32, u32::MAX, 0u32);
+        if null > 3 {
+            libc::close(null);
+        }
+        // Descriptor 3 is open (dup2 above, or `keep` was 3) and nothing closes it before `_exit`.
+        BorrowedFd::borrow_raw(3)
     }
 }

@@ -2,9 +2,10 @@
 //!
 //! Each of [`Event`](crate::Event), [`Semaphore`](crate::Semaphore), [`RLock`](crate::RLock),
 //! [`Condition`](crate::Condition) and [`Barrier`](crate::Barrier) is a small `Copy` state in a
-//! [`Shared`] (a robust process-shared mutex) plus a [`Doorbell`]. [`wait_on`] is the one loop they all
-//! wait with: lock, look at the state, and either finish or sleep on the doorbell until it is rung,
-//! in slices, relaying children's output between slices as `join` does.
+//! [`Shared`] (a robust process-shared mutex) plus a [`Doorbell`]. [`wait_on`] is how they all wait,
+//! inside the crate's waiting core ([`crate::wait`]): lock, look at the state, and either finish or
+//! sleep on the doorbell until it is rung, in slices; between slices the core relays children's
+//! output and sees the kernel's interrupt.
 //!
 //! Processes are named by [`Who`]: pid, thread id and the process's start time (so a reused pid is
 //! not taken for the old process). [`Who::is_dead`] reads `/proc/<pid>/stat`: gone, a zombie, or a
@@ -15,14 +16,11 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::shm::{Acquired, Doorbell, Shared, SharedGuard, Wait};
+use crate::wait;
 
 /// How many processes a primitive's table can hold at once (holders of a semaphore, waiters of a
 /// condition or a barrier).
 pub(crate) const TABLE: usize = 64;
-
-/// How long one sleep on a doorbell lasts at most: between two, children's output is relayed and
-/// dead processes are looked for.
-const SLICE: Duration = Duration::from_millis(50);
 
 /// A thread of a process, named so that a later process with the same pid is a different one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -159,38 +157,88 @@ pub(crate) enum Look<R> {
     Wait,
 }
 
-/// Locks `shared` (a dead holder of the state mutex is recovered: the states are small and every
-/// change to them is one step) and runs `look` on the state, until it returns [`Look::Done`].
-/// `look` gets `true` as its second argument once `deadline` has passed (it may still wait, e.g.
-/// for a lock it must hold again: then in whole slices).
-/// Between looks, sleeps on `bell` in slices, relaying children's output between slices.
+/// Locks `shared` and runs `look` on the state, until it returns [`Look::Done`]. `look` gets `true`
+/// as its second argument once `deadline` has passed (it may still wait, e.g. for a lock it must
+/// hold again: then in whole slices). Between looks it sleeps on `bell` in slices of at most
+/// [`wait::SLICE`], inside the crate's waiting core ([`crate::wait`]): children's output is relayed
+/// and the kernel's interrupt is seen between slices. On interrupt, `interrupted` runs on the
+/// locked state (to undo what the wait did there) and its error is returned.
 pub(crate) fn wait_on<S: Copy, R>(
     shared: &Shared<S>,
     bell: &Doorbell,
     deadline: Option<Instant>,
-    mut look: impl FnMut(&mut S, bool) -> Look<R>,
+    look: impl FnMut(&mut S, bool) -> Look<R>,
+    interrupted: impl FnMut(&mut S) -> Error,
 ) -> Result<R> {
-    loop {
-        let mut state = lock_state(shared)?;
-        let expired = deadline.is_some_and(|d| Instant::now() >= d);
-        if let Look::Done(r) = look(&mut state, expired) {
-            return Ok(r);
+    struct Sleeper<'a, S: Copy, L, I> {
+        shared: &'a Shared<S>,
+        bell: &'a Doorbell,
+        deadline: Option<Instant>,
+        look: L,
+        interrupted: I,
+        /// The bell's count read under the state's lock at the last look that said Wait.
+        seen: Option<u32>,
+    }
+    impl<S: Copy, R, L, I> wait::Waiter for Sleeper<'_, S, L, I>
+    where
+        L: FnMut(&mut S, bool) -> Look<R>,
+        I: FnMut(&mut S) -> Error,
+    {
+        type Output = R;
+        fn check(&mut self, _: &wait::Fds) -> Result<Option<R>> {
+            if let Some(seen) = self.seen {
+                let now = Instant::now();
+                let slice = self
+                    .deadline
+                    .filter(|d| *d > now)
+                    .map_or(wait::SLICE, |d| (d - now).min(wait::SLICE));
+                self.bell.sleep(seen, slice);
+            }
+            let mut state = lock_state(self.shared)?;
+            let expired = self.deadline.is_some_and(|d| Instant::now() >= d);
+            match (self.look)(&mut state, expired) {
+                Look::Done(r) => Ok(Some(r)),
+                Look::Wait => {
+                    self.seen = Some(self.bell.rung());
+                    Ok(None)
+                }
+            }
         }
-        let seen = bell.rung();
-        drop(state);
-        let now = Instant::now();
-        let slice = deadline
-            .filter(|d| *d > now)
-            .map_or(SLICE, |d| (d - now).min(SLICE));
-        bell.sleep(seen, slice);
-        crate::registry::lock().pump();
+        fn watch(&self, _: &mut wait::Fds) {}
+        fn slice(&self) -> Option<Duration> {
+            Some(Duration::ZERO)
+        }
+        fn interrupted(&mut self) -> Error {
+            match lock_state(self.shared) {
+                Ok(mut state) => {
+                    let e = (self.interrupted)(&mut state);
+                    drop(state);
+                    self.bell.ring();
+                    e
+                }
+                Err(e) => e,
+            }
+        }
+    }
+    let mut sleeper = Sleeper {
+        shared,
+        bell,
+        deadline,
+        look,
+        interrupted,
+        seen: None,
+    };
+    // The deadline is the looks' business (a look may go on waiting past it): no limit here.
+    match wait::until(&mut sleeper, None)? {
+        Some(r) => Ok(r),
+        None => unreachable!("a wait without deadline ends done, in error, or interrupted"),
     }
 }
 
 /// Locks a primitive's state mutex, recovering it if its holder died (our critical sections are a
 /// few assignments, and the looks above re-check everything).
 pub(crate) fn lock_state<S: Copy>(shared: &Shared<S>) -> Result<SharedGuard<'_, S>> {
-    match shared.lock(Wait::Forever)? {
+    match shared.lock(Wait::Forever, "a synchronization primitive's internal lock")? {
         Acquired::Locked(g) => Ok(g),
         Acquired::OwnerDied(g, _) => {
             g.make_consistent();
@@ -210,4 +258,12 @@ pub(crate) fn lock_state<S: Copy>(shared: &Shared<S>) -> Result<SharedGuard<'_, 
 /// A deadline `timeout` from now (`None`: too far to represent, i.e. never).
 pub(crate) fn deadline(timeout: Duration) -> Option<Instant> {
     Instant::now().checked_add(timeout)
+}
+
+/// The error for a wait on `what` that the kernel's interrupt ended, leaving `state`.
+pub(crate) fn interrupted(what: &str, state: &str) -> Error {
+    Error::Interrupted {
+        waiting_for: what.into(),
+        state: state.into(),
+    }
 }

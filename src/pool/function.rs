@@ -313,8 +313,7 @@ unsafe extern "C" fn trampoline<S: Shape>(
                 out.push(unsafe { S::call(func, item) });
             }
             let guess = out.len().saturating_mul(std::mem::size_of::<S::Out>() + 2) + 16;
-            crate::channel::to_vec(&out, guess.min(1 << 28))
-                .map_err(|e| format!("task results: {e}"))
+            crate::wire::to_vec(&out, guess.min(1 << 28)).map_err(|e| format!("task results: {e}"))
         },
     ));
     let _ = std::io::stdout().flush();

@@ -1,27 +1,27 @@
 //! The pool's engine, shared by [`Pool`](super::Pool), [`AsyncResult`](super::AsyncResult) and the
-//! `imap` iterators through an `Rc<RefCell<_>>`: its workers, its jobs, and the one `poll(2)` loop
-//! (`drive`) that moves tasks out and results in. No thread: the loop runs inside whichever call waits.
+//! `imap` iterators through an `Rc<RefCell<_>>`: its workers, its jobs, and `drive`, the pool's
+//! [`Waiter`](crate::wait::Waiter) that moves tasks out and results in while the waiting core
+//! polls. No thread: it runs inside whichever call waits. The workers themselves (pid, pidfd, output
+//! pipes) are entries of the child table ([`crate::registry`]); the pool keeps their task and result
+//! pipes, and the chunks each one holds.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::io::Write;
 use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
-use std::time::{Duration, Instant};
-
-use nix::errno::Errno;
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::signal::Signal;
+use std::time::Instant;
 
 use super::function::{self, FnRef, ProgressSlot};
 use super::worker::{self, FromWorker, Status, ToWorker, WorkerSetup};
-use crate::channel::{self, NbReader, NbWriter};
 use crate::child::{describe_exit_code, Child};
 use crate::error::{Error, Result};
-use crate::output::{self, OutputRelay};
-use crate::{session, sys};
+use crate::output;
+use crate::registry;
+use crate::wait::{self, Fds, Waiter};
+use crate::wire::{self, Buffer, NbReader, NbWriter};
+use crate::{fork, session};
 
 /// Serialized chunks of a job's inputs, produced lazily: `(index of the first task, postcard bytes of
-/// a Vec of inputs, number of tasks)`.
+/// a Vec of inputs)`.
 pub(crate) type ChunkSource = Box<dyn Iterator<Item = Result<(usize, Vec<u8>)>>>;
 
 /// A pool's lifecycle, as in Python (`RUN`, `CLOSE`, `TERMINATE`) plus "joined".
@@ -113,8 +113,8 @@ impl Job {
 
 struct Worker {
     name: String,
-    child: Child,
-    relay: OutputRelay,
+    /// Its entry in the child table (which holds its pidfd and output pipes).
+    pid: i32,
     tx: NbWriter,
     rx: NbReader,
     progress: ProgressSlot,
@@ -127,10 +127,9 @@ struct Worker {
 impl Worker {
     /// Parent-side descriptors a later-forked sibling must close.
     fn parent_fds(&self) -> Vec<RawFd> {
+        // (Its pidfd and output pipes are in the child table, which a forked child empties.)
         let mut fds = vec![self.tx.fd().as_raw_fd()];
         fds.extend(self.rx.fd().map(|fd| fd.as_raw_fd()));
-        fds.extend(self.relay.fds().map(|fd| fd.as_raw_fd()));
-        fds.extend(self.child.exit_fd().map(|fd| fd.as_raw_fd()));
         fds
     }
 }
@@ -161,7 +160,7 @@ impl std::fmt::Debug for Inner {
                 &self
                     .workers
                     .iter()
-                    .map(|w| (&w.name, w.child.pid().as_raw()))
+                    .map(|w| (&w.name, w.pid))
                     .collect::<Vec<_>>(),
             )
             .field("jobs", &self.jobs.len())
@@ -169,14 +168,9 @@ impl std::fmt::Debug for Inner {
     }
 }
 
-/// Which descriptor of which worker a poll entry is.
-#[derive(Clone, Copy)]
-enum Slot {
-    Results(usize),
-    Tasks(usize),
-    Output(usize),
-    Exit(usize),
-}
+/// Poll tags: worker index times two, plus which pipe.
+const TAG_RESULTS: u64 = 0;
+const TAG_TASKS: u64 = 1;
 
 impl Inner {
     pub(crate) fn new(
@@ -206,8 +200,8 @@ impl Inner {
 
     fn spawn_worker(&mut self) -> Result<Worker> {
         let (identity, name) = session::number_new_child("ForkPoolWorker");
-        let (task_read, task_write) = channel::pipe(false, true)?;
-        let (result_read, result_write) = channel::pipe(true, false)?;
+        let (task_read, task_write) = wire::pipe(false, true, Buffer::Large)?;
+        let (result_read, result_write) = wire::pipe(true, false, Buffer::Large)?;
         let (relay, ends) = output::pipes_for_child()?;
         let progress = ProgressSlot::new()?;
         let mut close: Vec<RawFd> = self.workers.iter().flat_map(Worker::parent_fds).collect();
@@ -224,15 +218,12 @@ impl Inner {
             initializer: self.initializer.clone(),
             maxtasks: self.maxtasks,
         };
-        // Whatever this process has buffered must not be inherited and printed again by the worker.
-        let _ = std::io::stdout().flush();
-        let _ = std::io::stderr().flush();
         let progress_ref = &progress;
-        let pid = sys::fork_child(move || worker::run(setup, progress_ref))?;
+        let pid = fork::fork_child(move || worker::run(setup, progress_ref))?;
+        registry::lock().add(name.clone(), true, Child::new(pid), relay);
         Ok(Worker {
             name,
-            child: Child::new(pid),
-            relay,
+            pid: pid.as_raw(),
             tx: NbWriter::new(task_write),
             rx: NbReader::new(result_read),
             progress,
@@ -245,7 +236,7 @@ impl Inner {
     pub(crate) fn worker_info(&self) -> Vec<(String, i32)> {
         self.workers
             .iter()
-            .map(|w| (w.name.clone(), w.child.pid().as_raw()))
+            .map(|w| (w.name.clone(), w.pid))
             .collect()
     }
 
@@ -361,99 +352,118 @@ impl Inner {
         }
     }
 
-    /// Runs the poll loop until `done` holds (true) or `deadline` passes (false). Always polls at least
-    /// once, so a deadline of "now" still collects what has arrived.
+    /// Runs the pool in the waiting core until `done` holds (true) or `deadline` passes (false).
+    /// Always polls at least once, so a deadline of "now" still collects what has arrived. On the
+    /// kernel's interrupt, cancels the pool's unfinished work ([`Inner::interrupt`]).
     pub(crate) fn drive(
         &mut self,
         deadline: Option<Instant>,
         done: impl Fn(&Inner) -> bool,
     ) -> Result<bool> {
-        loop {
-            self.dispatch();
-            if done(self) {
-                return Ok(true);
-            }
-            let now = Instant::now();
-            let expired = deadline.is_some_and(|d| d <= now);
-            // Without pidfds (Linux < 5.3) worker exits are only seen by waitpid: wake up now and then.
-            let slice = if self.workers.iter().all(|w| w.child.exit_fd().is_some()) {
-                Duration::from_secs(1)
-            } else {
-                Duration::from_millis(10)
-            };
-            let wait = match deadline {
-                _ if expired => Duration::ZERO,
-                Some(d) => (d - now).min(slice),
-                None => slice,
-            };
-            self.poll_once(wait)?;
-            if expired {
-                self.dispatch();
-                return Ok(done(self));
-            }
+        struct Drive<'a, F> {
+            inner: &'a mut Inner,
+            done: F,
         }
-    }
-
-    fn poll_once(&mut self, wait: Duration) -> Result<()> {
-        let mut events: Vec<Slot> = Vec::new();
-        {
-            let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(self.workers.len() * 5);
-            let mut slots: Vec<Slot> = Vec::with_capacity(self.workers.len() * 5);
-            for (i, w) in self.workers.iter().enumerate() {
-                if let Some(fd) = w.rx.fd() {
-                    fds.push(PollFd::new(fd, PollFlags::POLLIN));
-                    slots.push(Slot::Results(i));
-                }
-                if w.tx.has_pending() {
-                    fds.push(PollFd::new(w.tx.fd(), PollFlags::POLLOUT));
-                    slots.push(Slot::Tasks(i));
-                }
-                for fd in w.relay.fds() {
-                    fds.push(PollFd::new(fd, PollFlags::POLLIN));
-                    slots.push(Slot::Output(i));
-                }
-                if let Some(fd) = w.child.exit_fd() {
-                    fds.push(PollFd::new(fd, PollFlags::POLLIN));
-                    slots.push(Slot::Exit(i));
-                }
-            }
-            let millis = wait.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
-            let timeout = PollTimeout::try_from(millis).unwrap_or(PollTimeout::MAX);
-            match poll(&mut fds, timeout) {
-                Ok(0) | Err(Errno::EINTR) => {}
-                Ok(_) => {
-                    for (fd, slot) in fds.iter().zip(&slots) {
-                        if fd.revents().is_some_and(|r| !r.is_empty()) {
-                            events.push(*slot);
-                        }
+        impl<F: Fn(&Inner) -> bool> Waiter for Drive<'_, F> {
+            type Output = ();
+            fn check(&mut self, woke: &Fds) -> Result<Option<()>> {
+                let inner = &mut *self.inner;
+                let mut results = Vec::new();
+                for tag in woke.ready() {
+                    let i = (tag >> 1) as usize;
+                    if i >= inner.workers.len() {
+                        continue;
+                    }
+                    if tag & 1 == TAG_TASKS {
+                        let _ = inner.workers[i].tx.flush();
+                    } else {
+                        results.push(i);
                     }
                 }
-                Err(e) => return Err(Error::os("poll", e)),
-            }
-        }
-        let mut exited = Vec::new();
-        for event in events {
-            match event {
-                Slot::Results(i) => self.read_results(i),
-                Slot::Tasks(i) => {
-                    let _ = self.workers[i].tx.flush();
+                for i in results {
+                    inner.read_results(i);
                 }
-                Slot::Output(i) => self.workers[i].relay.pump(),
-                Slot::Exit(i) => exited.push(i),
+                inner.reap_ended()?;
+                inner.dispatch();
+                Ok((self.done)(inner).then_some(()))
+            }
+            fn watch(&self, fds: &mut Fds) {
+                for (i, w) in self.inner.workers.iter().enumerate() {
+                    let i = i as u64;
+                    if let Some(fd) = w.rx.fd() {
+                        fds.watch(fd, wait::READABLE, i << 1 | TAG_RESULTS);
+                    }
+                    if w.tx.has_pending() {
+                        fds.watch(w.tx.fd(), wait::WRITABLE, i << 1 | TAG_TASKS);
+                    }
+                }
+            }
+            fn interrupted(&mut self) -> Error {
+                self.inner.interrupt()
             }
         }
-        // Workers without a pidfd: ask waitpid.
-        for (i, w) in self.workers.iter_mut().enumerate() {
-            if w.child.exit_fd().is_none() && !exited.contains(&i) {
-                exited.push(i);
-            }
-        }
+        let mut drive = Drive { inner: self, done };
+        Ok(wait::until(&mut drive, deadline)?.is_some())
+    }
+
+    /// Settles every worker the child table saw end (the waiting core reaps them).
+    fn reap_ended(&mut self) -> Result<()> {
+        let ended: Vec<(usize, i32)> = {
+            let mut table = registry::lock();
+            self.workers
+                .iter()
+                .enumerate()
+                .filter_map(|(i, w)| match table.status(w.pid) {
+                    Some(Some(code)) => Some((i, code)),
+                    Some(None) => None,
+                    // Not in the table (cannot happen while the pool owns it): treat as ended.
+                    None => Some((i, 0)),
+                })
+                .collect()
+        };
         // Highest index first, so removing one does not shift the others.
-        exited.sort_unstable_by(|a, b| b.cmp(a));
-        for i in exited {
-            self.check_exit(i)?;
+        for (i, code) in ended.into_iter().rev() {
+            self.worker_ended(i, code)?;
         }
         Ok(())
+    }
+
+    /// The kernel's interrupt came while the pool was waited for: Python raises KeyboardInterrupt.
+    /// Every unfinished task of the pool is cancelled (each pending result gets this error), the
+    /// workers that were busy are killed and, while the pool runs, replaced, so the pool is usable
+    /// at once.
+    fn interrupt(&mut self) -> Error {
+        let mut killed = 0;
+        for i in (0..self.workers.len()).rev() {
+            let w = &self.workers[i];
+            if w.in_flight.is_empty() && !w.tx.has_pending() {
+                continue;
+            }
+            let w = self.workers.remove(i);
+            registry::lock().kill_and_forget(w.pid);
+            killed += 1;
+            if self.state == State::Running && self.broken.is_none() {
+                if let Ok(worker) = self.spawn_worker() {
+                    self.workers.insert(i, worker);
+                }
+            }
+        }
+        let state = if self.state == State::Running {
+            format!("the pool's unfinished tasks were cancelled and its {killed} busy worker(s) killed and replaced; the pool is usable: run the call again")
+        } else {
+            format!("the pool's unfinished tasks were cancelled and its {killed} busy worker(s) killed; the pool was already closed: join() it, and create a new Pool for more work")
+        };
+        let err = |state: &str| Error::Interrupted {
+            waiting_for: "the pool's results".into(),
+            state: state.to_owned(),
+        };
+        self.fail_everything(|| err(&state));
+        // Chunks held by killed workers are gone; idle workers hold none.
+        for job in self.jobs.values_mut() {
+            job.outstanding = 0;
+        }
+        self.jobs.retain(|_, j| !j.abandoned);
+        err(&state)
     }
 
     fn read_results(&mut self, i: usize) {
@@ -464,7 +474,7 @@ impl Inner {
     }
 
     fn handle_frame(&mut self, i: usize, body: Vec<u8>) {
-        let Ok((header, payload)) = channel::decode_body::<FromWorker>(&body) else {
+        let Ok((header, payload)) = wire::decode_body::<FromWorker>(&body) else {
             return;
         };
         let start = body.len() - payload.len();
@@ -490,9 +500,9 @@ impl Inner {
                 // open, so nothing lingers for a later cell (a task's unfinished line followed by the
                 // next task's output of the same worker stays one line, as in a terminal).
                 if w.in_flight.is_empty() {
-                    w.relay.pump_and_complete_lines();
+                    registry::lock().complete_lines(w.pid);
                 } else {
-                    w.relay.pump();
+                    registry::lock().pump_one(w.pid);
                 }
                 let name = w.name.clone();
                 let result = match status {
@@ -526,15 +536,13 @@ impl Inner {
         }
     }
 
-    /// Reaps worker `i` if it ended; then settles its chunks and replaces it.
-    fn check_exit(&mut self, i: usize) -> Result<()> {
-        let Some(code) = self.workers[i].child.try_reap()? else {
-            return Ok(());
-        };
-        // Results it wrote before it ended still count; its last output lines are relayed.
+    /// Worker `i` ended with `code` (reaped, its output relayed, by the child table): settles its
+    /// chunks, forgets its entry and replaces it.
+    fn worker_ended(&mut self, i: usize, code: i32) -> Result<()> {
+        // Results it wrote before it ended still count.
         self.read_results(i);
         let mut w = self.workers.remove(i);
-        w.relay.finish();
+        registry::lock().disown(w.pid);
         let running = w.progress.running();
         let mut front = true;
         while let Some(mut c) = w.in_flight.pop_front() {
@@ -549,7 +557,7 @@ impl Inner {
                     .unwrap_or(c.first);
                 let err = Error::WorkerDied {
                     worker: w.name.clone(),
-                    pid: w.child.pid().as_raw(),
+                    pid: w.pid,
                     how: describe_exit_code(code),
                     task,
                 };
@@ -628,7 +636,7 @@ impl Inner {
                     func: job.func.clone(),
                 };
                 let w = &mut self.workers[i];
-                if channel::encode_frame(w.tx.queue(), &header, &chunk.payload).is_err() {
+                if wire::encode_frame(w.tx.queue(), &header, &chunk.payload).is_err() {
                     continue;
                 }
                 let _ = w.tx.flush();
@@ -700,11 +708,14 @@ impl Inner {
             return;
         }
         self.state = State::Terminated;
-        for w in &mut self.workers {
-            let _ = w.child.signal(Signal::SIGKILL);
-        }
-        for mut w in self.workers.drain(..) {
-            let _ = w.child.wait_relaying(Some(&mut w.relay), None);
+        {
+            let mut table = registry::lock();
+            for w in &self.workers {
+                let _ = table.signal(w.pid, nix::sys::signal::Signal::SIGKILL);
+            }
+            for w in self.workers.drain(..) {
+                table.kill_and_forget(w.pid);
+            }
         }
         self.fail_everything(|| Error::PoolNotRunning {
             state: "terminated",
@@ -737,7 +748,7 @@ impl Inner {
         }
         for w in &mut self.workers {
             w.retiring = true;
-            let _ = channel::encode_frame(w.tx.queue(), &ToWorker::Exit, &[]);
+            let _ = wire::encode_frame(w.tx.queue(), &ToWorker::Exit, &[]);
             let _ = w.tx.flush();
         }
         self.drive(None, |inner| inner.workers.is_empty())?;

@@ -226,9 +226,7 @@ impl PoolBuilder {
 /// Borrows the pool's engine; fails (instead of panicking) if a call is re-entered from inside the
 /// pool's own loop, e.g. from an `imap` input iterator.
 pub(crate) fn borrow(inner: &Rc<RefCell<Inner>>) -> Result<RefMut<'_, Inner>> {
-    let inner = inner.try_borrow_mut().map_err(|_| Error::PoolNotRunning {
-        state: "busy (used from inside one of its own input iterators)",
-    })?;
+    let inner = inner.try_borrow_mut().map_err(|_| Error::PoolBusy)?;
     if !inner.is_owner() {
         return Err(Error::PoolNotRunning {
             state: "created by another process (this is a forked copy; its workers belong to the creator)",
@@ -261,7 +259,7 @@ fn encode_items<T: Serialize>(items: &[T]) -> Result<Vec<u8>> {
     // Room for the usual case up front (small numbers take fewer bytes in postcard, not more),
     // instead of growing and copying the buffer as it fills.
     let guess = items.len().saturating_mul(std::mem::size_of::<T>() + 2) + 16;
-    crate::channel::to_vec(items, guess.min(1 << 28)).map_err(|e| Error::Codec {
+    crate::wire::to_vec(items, guess.min(1 << 28)).map_err(|e| Error::Codec {
         direction: "serialize",
         what: "task arguments",
         message: e.to_string(),

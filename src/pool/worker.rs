@@ -9,9 +9,9 @@ use std::rc::Rc;
 use serde::{Deserialize, Serialize};
 
 use super::function::{self, FnRef, ProgressSlot, Resolver};
-use crate::channel;
 use crate::output::ChildEnds;
 use crate::session;
+use crate::wire;
 
 /// Parent -> worker.
 #[derive(Debug, Serialize, Deserialize)]
@@ -64,7 +64,8 @@ pub(crate) struct WorkerSetup {
 
 /// Runs in the child right after fork; returns the exit code.
 pub(crate) fn run(setup: WorkerSetup, progress: &ProgressSlot) -> i32 {
-    // (fork_child has made this worker die with its parent.)
+    // (fork_child has made this worker die with its parent and emptied its copy of the child table,
+    // closing its siblings' output pipes and pidfds.)
     for fd in setup.close {
         let _ = nix::unistd::close(fd);
     }
@@ -77,8 +78,8 @@ pub(crate) fn run(setup: WorkerSetup, progress: &ProgressSlot) -> i32 {
         if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| init())) {
             let message = crate::error::panic_message(&*payload);
             let mut frame = Vec::new();
-            if channel::encode_frame(&mut frame, &FromWorker::InitFailed { message }, &[]).is_ok() {
-                let _ = channel::write_all(results.as_fd(), &frame);
+            if wire::encode_frame(&mut frame, &FromWorker::InitFailed { message }, &[]).is_ok() {
+                let _ = wire::write_all(results.as_fd(), &frame);
             }
             return EXIT_INIT_FAILED;
         }
@@ -90,11 +91,11 @@ pub(crate) fn run(setup: WorkerSetup, progress: &ProgressSlot) -> i32 {
     let mut frame = Vec::new();
     let mut done = 0usize;
     loop {
-        match channel::read_frame(setup.tasks.as_fd(), &mut body) {
+        match wire::read_frame(setup.tasks.as_fd(), &mut body, "the pool") {
             Ok(true) => {}
             Ok(false) | Err(_) => return 0,
         }
-        let Ok((header, payload)) = channel::decode_body::<ToWorker>(&body) else {
+        let Ok((header, payload)) = wire::decode_body::<ToWorker>(&body) else {
             return 2;
         };
         let (chunk, first, tramp, func) = match header {
@@ -133,8 +134,8 @@ pub(crate) fn run(setup: WorkerSetup, progress: &ProgressSlot) -> i32 {
             &[]
         };
         let header = FromWorker::Done { chunk, status };
-        if channel::encode_frame_head(&mut frame, &header, payload.len()).is_err()
-            || channel::write_all2(results.as_fd(), &frame, payload).is_err()
+        if wire::encode_frame_head(&mut frame, &header, payload.len()).is_err()
+            || wire::write_all2(results.as_fd(), &frame, payload).is_err()
         {
             return 2;
         }

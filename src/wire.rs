@@ -1,11 +1,15 @@
-//! Length-prefixed frames over pipes: how tasks reach a pool's workers and results come back.
+//! The wire: how values cross between processes. One format, one pipe constructor, one set of
+//! readers and writers, used by `Pipe`, `Queue` and the pool.
 //!
-//! A frame is an 8-byte little-endian body length followed by the body. A body starts with a
-//! postcard-encoded header (self-delimiting) and may carry raw payload bytes after it, so a large
-//! payload (already postcard bytes) is copied once into the frame and never re-encoded.
+//! A frame is an 8-byte little-endian body length followed by the body. For `Pipe` and `Queue` the
+//! body is the postcard encoding of one value ([`encode_message`], [`decode_message`]). For the pool
+//! it starts with a postcard-encoded header (self-delimiting) and carries raw payload bytes after it
+//! (the postcard bytes of a chunk of inputs or results), so a large payload is copied once into the
+//! frame and never re-encoded ([`encode_frame`], [`decode_body`]).
 //!
-//! Two sides: a worker uses the blocking functions ([`read_frame`], [`write_all`]); the parent uses
-//! [`NbWriter`] and [`NbReader`] on nonblocking pipe ends inside one `poll(2)` loop, so it keeps
+//! Two ways to move frames: blocking ([`read_frame`], [`write_all`]: a pool worker, and `Pipe`/
+//! `Queue` once the waiting core said the descriptor is ready); and the pool's parent side,
+//! [`NbWriter`] and [`NbReader`] on nonblocking pipe ends, driven by the waiting core, so it keeps
 //! reading results while its task writes are still pending (no deadlock at any size, no thread).
 
 use std::fs::File;
@@ -18,6 +22,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
+use crate::sys;
 
 /// Size of the length prefix.
 const LEN: usize = 8;
@@ -26,12 +31,29 @@ const LEN: usize = 8;
 /// 1 MiB by default): fewer wake-ups per megabyte moved.
 const PIPE_SIZE: i32 = 1 << 20;
 
-/// A pipe, each end nonblocking or not as asked (the parent's ends are, a worker's are not). Both
-/// ends are `O_CLOEXEC`.
-pub(crate) fn pipe(read_nonblocking: bool, write_nonblocking: bool) -> Result<(OwnedFd, OwnedFd)> {
+/// How big a pipe's kernel buffer is asked to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Buffer {
+    /// The system's default (64 KiB): output relays, where lines are small.
+    Default,
+    /// [`PIPE_SIZE`]: pipes that carry data (tasks, results, queue items). Each such pipe counts
+    /// against the user's `pipe-user-pages-soft` limit, so only those get it.
+    Large,
+}
+
+/// The crate's one pipe constructor: each end nonblocking or not as asked (the parent's pool ends
+/// are, a worker's are not; an output relay's read end is). Both ends are `O_CLOEXEC`, so a program
+/// the parent later execs does not hold them open.
+pub(crate) fn pipe(
+    read_nonblocking: bool,
+    write_nonblocking: bool,
+    buffer: Buffer,
+) -> Result<(OwnedFd, OwnedFd)> {
     let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::os("pipe2", e))?;
-    // A bigger pipe is an optimisation only: ignore a refusal.
-    let _ = fcntl(&write, FcntlArg::F_SETPIPE_SZ(PIPE_SIZE));
+    if buffer == Buffer::Large {
+        // A bigger pipe is an optimisation only: ignore a refusal.
+        let _ = fcntl(&write, FcntlArg::F_SETPIPE_SZ(PIPE_SIZE));
+    }
     if read_nonblocking {
         set_nonblocking(&read)?;
     }
@@ -41,7 +63,7 @@ pub(crate) fn pipe(read_nonblocking: bool, write_nonblocking: bool) -> Result<(O
     Ok((read, write))
 }
 
-fn set_nonblocking(fd: &OwnedFd) -> Result<()> {
+pub(crate) fn set_nonblocking(fd: &OwnedFd) -> Result<()> {
     let flags = fcntl(fd, FcntlArg::F_GETFL).map_err(|e| Error::os("fcntl", e))?;
     fcntl(
         fd,
@@ -154,37 +176,75 @@ pub(crate) fn decode_body<H: DeserializeOwned>(body: &[u8]) -> Result<(H, &[u8])
     })
 }
 
-/// Blocking: reads one frame body into `body`. `Ok(false)` at a clean end of file before a frame.
-pub(crate) fn read_frame(fd: BorrowedFd<'_>, body: &mut Vec<u8>) -> Result<bool> {
+/// Blocking: reads one frame body into `body`. `Ok(false)` at a clean end of file before a frame;
+/// end of file inside a frame is [`Error::Disconnected`] naming `peer`.
+pub(crate) fn read_frame(fd: BorrowedFd<'_>, body: &mut Vec<u8>, peer: &str) -> Result<bool> {
     let mut len = [0u8; LEN];
-    if !read_exact(fd, &mut len, true)? {
-        return Ok(false);
+    match read_exact(fd, &mut len)? {
+        0 => return Ok(false),
+        LEN => {}
+        _ => return Err(cut_short(peer)),
     }
     let n = u64::from_le_bytes(len) as usize;
     body.clear();
-    body.resize(n, 0);
-    if !read_exact(fd, body, false)? {
-        return Err(Error::Disconnected {
-            peer: "the pool".into(),
-            message: "a frame was cut short".into(),
-        });
-    }
-    Ok(true)
-}
-
-/// Reads exactly `buf.len()` bytes; `Ok(false)` on end of file before the first byte when `eof_ok`.
-fn read_exact(fd: BorrowedFd<'_>, buf: &mut [u8], eof_ok: bool) -> Result<bool> {
-    let mut done = 0;
-    while done < buf.len() {
-        match nix::unistd::read(fd, &mut buf[done..]) {
-            Ok(0) if done == 0 && eof_ok => return Ok(false),
-            Ok(0) => return Ok(false),
-            Ok(n) => done += n,
+    body.reserve_exact(n);
+    // Read straight into the spare capacity: no zero-filling of megabytes first.
+    while body.len() < n {
+        match sys::read_append(fd, body, n - body.len()) {
+            Ok(0) => return Err(cut_short(peer)),
+            Ok(_) => {}
             Err(Errno::EINTR) => {}
+            Err(Errno::ECONNRESET) => return Err(cut_short(peer)),
             Err(e) => return Err(Error::os("read", e)),
         }
     }
     Ok(true)
+}
+
+fn cut_short(peer: &str) -> Error {
+    Error::Disconnected {
+        peer: peer.into(),
+        message: "its process ended in the middle of a message; make senders finish their send before they end"
+            .into(),
+    }
+}
+
+/// Reads until `buf` is full or end of file (or a reset connection); returns how many bytes were read.
+fn read_exact(fd: BorrowedFd<'_>, buf: &mut [u8]) -> Result<usize> {
+    let mut done = 0;
+    while done < buf.len() {
+        match nix::unistd::read(fd, &mut buf[done..]) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(Errno::EINTR) => {}
+            Err(Errno::ECONNRESET) => break,
+            Err(e) => return Err(Error::os("read", e)),
+        }
+    }
+    Ok(done)
+}
+
+/// One frame holding the postcard bytes of `value` (a `Pipe` message, a `Queue` item).
+pub(crate) fn encode_message<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
+    let mut frame = postcard::serialize_with_flavor(value, FastVec(vec![0; LEN])).map_err(|e| {
+        Error::Codec {
+            direction: "serialize",
+            what: "a message",
+            message: e.to_string(),
+        }
+    })?;
+    let len = (frame.len() - LEN) as u64;
+    frame[..LEN].copy_from_slice(&len.to_le_bytes());
+    Ok(frame)
+}
+
+/// Deserializes one message body.
+pub(crate) fn decode_message<T: DeserializeOwned>(body: &[u8]) -> Result<T> {
+    postcard::from_bytes(body).map_err(|e| Error::Codec {
+        direction: "deserialize",
+        what: "a message (is the type asked for the type that was sent?)",
+        message: e.to_string(),
+    })
 }
 
 /// Blocking: writes all of `bytes`.
@@ -386,7 +446,7 @@ mod tests {
 
     #[test]
     fn frames_round_trip_through_a_pipe_in_pieces() {
-        let (r, w) = pipe(true, true).unwrap();
+        let (r, w) = pipe(true, true, Buffer::Large).unwrap();
         let mut writer = NbWriter::new(w);
         let mut reader = NbReader::new(r);
         let big = vec![7u8; 900_000];
@@ -413,15 +473,15 @@ mod tests {
 
     #[test]
     fn blocking_read_sees_frames_and_end_of_file() {
-        let (r, w) = pipe(false, false).unwrap();
+        let (r, w) = pipe(false, false, Buffer::Large).unwrap();
         let mut frame = Vec::new();
         encode_frame(&mut frame, &42u64, b"xyz").unwrap();
         write_all(w.as_fd(), &frame).unwrap();
         drop(w);
         let mut body = Vec::new();
-        assert!(read_frame(r.as_fd(), &mut body).unwrap());
+        assert!(read_frame(r.as_fd(), &mut body, "test").unwrap());
         let (h, p): (u64, &[u8]) = decode_body(&body).unwrap();
         assert_eq!((h, p), (42, &b"xyz"[..]));
-        assert!(!read_frame(r.as_fd(), &mut body).unwrap());
+        assert!(!read_frame(r.as_fd(), &mut body, "test").unwrap());
     }
 }

@@ -1,0 +1,91 @@
+//! The fork sequence, one place for every child this crate makes (a `Process` or a pool worker):
+//! warn, flush, lock the child table, fork, set the child up, run its body, `_exit`.
+//!
+//! It sits above the child table ([`crate::registry`]) and the session state ([`crate::session`])
+//! and below `Process` and `Pool`; the system calls themselves are in [`crate::sys`].
+
+use std::io::Write;
+use std::panic::{self, AssertUnwindSafe};
+
+use nix::errno::Errno;
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+
+use crate::error::{Error, Result};
+use crate::{registry, session, sys, wait};
+
+/// Exit code a child uses when its body panicked (Python: an uncaught exception gives exit code 1).
+pub(crate) const EXIT_PANIC: i32 = 1;
+
+/// Forks the calling process. In the child, runs `child_body` and ends the child with `_exit` and the
+/// code it returned; a panic that escapes `child_body` ends it with [`EXIT_PANIC`]. The child never
+/// returns into the caller: inside evcxr, returning would run the kernel's own code in the child and
+/// corrupt the session. In the parent, returns the child's pid (the caller enters it in the child
+/// table).
+///
+/// Around the fork: warns once per process when this process runs several threads (as Python 3.12
+/// does); flushes Rust's stdout and stderr buffers so the child does not inherit, and print again,
+/// what the parent had buffered; and holds the lock of the child table across the fork, so the child
+/// gets a consistent copy of it, which it empties at once (closing the inherited descriptors of its
+/// siblings' pipes: they are the parent's business). In the child, before the body: die with the
+/// parent (`PR_SET_PDEATHSIG`), crash signals back to their default action, and the kernel's
+/// interrupt pipe closed (see [`crate::wait`]).
+///
+/// Do not call it while holding [`registry::lock`] (it takes that lock).
+pub(crate) fn fork_child(child_body: impl FnOnce() -> i32) -> Result<Pid> {
+    let parent_pid = nix::unistd::getpid();
+    session::warn_if_multithreaded();
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    let table = registry::lock();
+    // In the parent the closure is dropped unrun, which releases the table's lock after the fork.
+    let forked = sys::fork_and_exit(move || {
+        // Die with the parent, even when it is SIGKILLed and no destructor runs; then check it is
+        // still there: it may have died before prctl took effect.
+        let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+        if nix::unistd::getppid() != parent_pid {
+            return 1;
+        }
+        sys::restore_default_fault_signals();
+        registry::forget_in_child(table);
+        wait::forget_interrupt_in_child();
+        panic::catch_unwind(AssertUnwindSafe(child_body)).unwrap_or(EXIT_PANIC)
+    });
+    forked.map_err(|source| Error::Fork {
+        source,
+        hint: match source {
+            Errno::EAGAIN => "too many processes (RLIMIT_NPROC or the pid limit): join finished processes or use a Pool",
+            Errno::ENOMEM => "not enough memory to copy this process: free memory or start fewer processes",
+            _ => "see fork(2)",
+        },
+    })
+}
+
+/// Starts `body` in a detached process: a grandchild, reparented to init (or the nearest subreaper)
+/// at once, so that it outlives this process even when this process is killed (no
+/// `PR_SET_PDEATHSIG`: the second fork clears it). It holds no descriptor but `keep` (as descriptor
+/// 3, passed to `body`) and `/dev/null` on stdin, stdout and stderr, in a session of its own; it ends
+/// with `_exit` and what `body` returned. The intermediate child is reaped before this returns. Used
+/// by [`crate::shared_memory`]'s watcher, which removes a name after its creator dies.
+pub(crate) fn spawn_detached(
+    keep: std::os::fd::BorrowedFd<'_>,
+    body: impl FnOnce(std::os::fd::BorrowedFd<'static>) -> i32,
+) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    let keep = keep.as_raw_fd();
+    let intermediate =
+        fork_child(
+            move || match sys::fork_and_exit(move || body(sys::detach_keeping(keep))) {
+                Ok(_) => 0,
+                Err(_) => 1,
+            },
+        )?;
+    loop {
+        match nix::sys::wait::waitpid(intermediate, None) {
+            Err(Errno::EINTR) => continue,
+            Ok(nix::sys::wait::WaitStatus::Exited(_, 0)) => return Ok(()),
+            Ok(_) => return Err(Error::os("fork (detached watcher)", Errno::EAGAIN)),
+            Err(e) => return Err(Error::os("waitpid", e)),
+        }
+    }
+}
