@@ -308,6 +308,23 @@ pub enum Error {
         /// What was seen, e.g. "closed the connection".
         how: String,
     },
+
+    /// A `Queue` with a `maxsize` had no room in time (Python's `queue.Full`).
+    #[error("the Queue is full ({maxsize} items) and no consumer made room in time; get items first, wait longer (put() waits without limit), or make the queue bigger")]
+    Full {
+        /// The queue's maxsize.
+        maxsize: usize,
+    },
+
+    /// A call on a `Queue` (or `SimpleQueue`) after `close()` in this process (Python's
+    /// `ValueError: Queue ... is closed`).
+    #[error("this Queue was closed in this process; use another handle (a clone made before close() is closed too), or do not close it before the last put/get")]
+    QueueClosed,
+
+    /// `task_done()` on a `JoinableQueue` called more often than items were put (Python's
+    /// `ValueError: task_done() called too many times`).
+    #[error("task_done() was called more often than items were put on this JoinableQueue; call it once per item got")]
+    TaskDoneTooOften,
 }
 
 /// `Result` with this crate's [`Error`].

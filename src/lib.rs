@@ -63,6 +63,7 @@ pub mod current;
 pub mod error;
 pub mod event;
 pub mod futures;
+pub mod joinable_queue;
 pub mod managers;
 pub mod pipe;
 pub mod pool;
@@ -72,6 +73,7 @@ pub mod rlock;
 pub mod semaphore;
 pub mod shared;
 pub mod shared_memory;
+pub mod simple_queue;
 pub mod sync;
 
 mod child;
@@ -94,6 +96,7 @@ pub use current::{
 };
 pub use error::{Error, Result};
 pub use event::Event;
+pub use joinable_queue::JoinableQueue;
 pub use pipe::{Connection, Pipe};
 pub use pool::{AsyncResult, Chunked, IMap, Pool, PoolBuilder};
 pub use process::{Process, ProcessBuilder};
@@ -101,6 +104,7 @@ pub use queue::Queue;
 pub use rlock::{RLock, RLockGuard};
 pub use semaphore::{BoundedSemaphore, Semaphore};
 pub use shared::{Shareable, Value, ValueGuard};
+pub use simple_queue::SimpleQueue;
 pub use sync::{Lock, LockGuard};
 
 /// Everything a notebook needs, in one `use` (the project's kernel imports it at start-up).
@@ -113,6 +117,6 @@ pub mod prelude {
     pub use crate::queue::Queue;
     pub use crate::shared::{Shareable, Value};
     pub use crate::sync::Lock;
-    pub use crate::{Array, RawArray, RawValue};
+    pub use crate::{Array, JoinableQueue, RawArray, RawValue, SimpleQueue};
     pub use crate::{Barrier, BoundedSemaphore, Condition, Event, RLock, Semaphore};
 }

@@ -31,6 +31,9 @@ struct State {
     value: u32,
     /// `Some(n)`: a bounded semaphore, whose value may not exceed n.
     bound: Option<u32>,
+    /// Whether units are counted per holding process (to give back a dead holder's units). Not for
+    /// a `Queue`'s free slots: a producer takes one and a consumer gives it back.
+    track: bool,
     holders: Table,
 }
 
@@ -99,11 +102,21 @@ impl Semaphore {
         Semaphore::make(value, None)
     }
 
+    /// A bounded semaphore whose units belong to nobody (a `Queue`'s free slots).
+    pub(crate) fn untracked(value: u32) -> Result<Semaphore> {
+        Semaphore::make_with(value, Some(value), false)
+    }
+
     fn make(value: u32, bound: Option<u32>) -> Result<Semaphore> {
+        Semaphore::make_with(value, bound, true)
+    }
+
+    fn make_with(value: u32, bound: Option<u32>, track: bool) -> Result<Semaphore> {
         Ok(Semaphore {
             state: Arc::new(Shared::new(State {
                 value,
                 bound,
+                track,
                 holders: Table::new(),
             })?),
             bell: Arc::new(Doorbell::new()?),
@@ -147,6 +160,11 @@ impl Semaphore {
         self.take(Some(Duration::ZERO))
     }
 
+    /// Acquire with an optional timeout (`None`: no limit), for the crate's own users.
+    pub(crate) fn acquire_for(&self, timeout: Option<Duration>) -> Result<bool> {
+        self.take(timeout)
+    }
+
     /// Waits at most `timeout` for a unit (Python's `s.acquire(timeout=...)`): `false` if none came.
     /// Errors as [`acquire`](Semaphore::acquire).
     ///
@@ -174,7 +192,9 @@ impl Semaphore {
             |s, expired| {
                 if s.value > 0 {
                     s.value -= 1;
-                    s.holders.add(&me, 1);
+                    if s.track {
+                        s.holders.add(&me, 1);
+                    }
                     return Look::Done(Ok(true));
                 }
                 if let Some((dead, units)) = s.holders.remove_dead() {
