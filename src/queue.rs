@@ -267,7 +267,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             unreachable!("a lock without timeout waits until it is free");
         };
         *guard = true;
-        let mut rest = &frame[..];
+        let mut rest = frame;
         while !rest.is_empty() {
             match nix::unistd::write(&self.inner.write, rest) {
                 Ok(n) => rest = &rest[n..],
