@@ -325,6 +325,31 @@ pub enum Error {
     /// `ValueError: task_done() called too many times`).
     #[error("task_done() was called more often than items were put on this JoinableQueue; call it once per item got")]
     TaskDoneTooOften,
+
+    /// `Process::close()` on a process that is still running (Python: `ValueError: Cannot close a
+    /// process while it is still running`).
+    #[error("process {name} is still running, so it cannot be closed; join() it first (or terminate() and join())")]
+    StillRunning {
+        /// The process's name.
+        name: String,
+    },
+
+    /// A call on a `Process` after `close()` (Python: `ValueError: process object is closed`).
+    #[error("process {name} was closed, so {call}() cannot be used on it; create a new Process")]
+    ProcessClosed {
+        /// The process's name.
+        name: String,
+        /// The call that was refused.
+        call: &'static str,
+    },
+
+    /// `send` on the read end, or `recv` on the write end, of a one-way `Pipe` (Python: `OSError:
+    /// connection is read-only` / `write-only`).
+    #[error("this end of a one-way Pipe is {allowed}; in `let (reader, writer) = Pipe::one_way()?`, receive on the first and send on the second")]
+    WrongDirection {
+        /// "read-only" or "write-only".
+        allowed: &'static str,
+    },
 }
 
 /// `Result` with this crate's [`Error`].

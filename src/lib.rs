@@ -59,6 +59,7 @@
 pub mod array;
 pub mod barrier;
 pub mod condition;
+pub mod connection;
 pub mod current;
 pub mod error;
 pub mod event;
