@@ -48,7 +48,7 @@ struct Chunk {
 
 /// A chunk's outcome as it arrived: its sequence number in the job, its first task index, and the
 /// encoded results or the error.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Arrived {
     pub seq: usize,
     pub first: usize,
@@ -57,7 +57,7 @@ pub(crate) struct Arrived {
 
 /// The encoded results of a chunk: the frame body as read, and where the payload starts in it (kept
 /// in place: no copy of megabytes of results).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Payload {
     body: Vec<u8>,
     start: usize,
@@ -149,7 +149,16 @@ pub(crate) struct Inner {
     described: HashMap<usize, FnRef>,
     /// Set when a worker's initializer panicked: (worker, message).
     broken: Option<(String, String)>,
+    /// Python's `callback` / `error_callback` of async calls, by job: made ready (decoded) when the
+    /// job finishes, run by whoever releases the pool next (see `pool::PoolRef`).
+    callbacks: Vec<(u64, Prepare)>,
+    ready_callbacks: Vec<Box<dyn FnOnce()>>,
+    /// Jobs whose handle was dropped while callbacks wait for them: forgotten once they ran.
+    detached: Vec<u64>,
 }
+
+/// Turns a finished job's results (or failure) into the callback to run.
+pub(crate) type Prepare = Box<dyn FnOnce(&[Arrived], Option<&Error>) -> Box<dyn FnOnce()>>;
 
 impl std::fmt::Debug for Inner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -190,6 +199,9 @@ impl Inner {
             next_chunk: 0,
             described: HashMap::new(),
             broken: None,
+            callbacks: Vec::new(),
+            ready_callbacks: Vec::new(),
+            detached: Vec::new(),
         };
         for _ in 0..processes {
             let worker = inner.spawn_worker()?;
@@ -403,7 +415,51 @@ impl Inner {
             }
         }
         let mut drive = Drive { inner: self, done };
-        Ok(wait::until(&mut drive, deadline)?.is_some())
+        let finished = wait::until(&mut drive, deadline);
+        self.prepare_callbacks();
+        Ok(finished?.is_some())
+    }
+
+    /// Registers a callback for `job` (made ready at once if the job is finished already).
+    pub(crate) fn add_callback(&mut self, job: u64, prepare: Prepare) {
+        self.callbacks.push((job, prepare));
+        self.prepare_callbacks();
+    }
+
+    /// The job's handle was dropped, but callbacks wait for it: keep its results until they ran.
+    pub(crate) fn detach(&mut self, job: u64) {
+        self.detached.push(job);
+        self.prepare_callbacks();
+    }
+
+    /// Callbacks whose job finished, to run once the pool is released.
+    pub(crate) fn take_ready_callbacks(&mut self) -> Vec<Box<dyn FnOnce()>> {
+        std::mem::take(&mut self.ready_callbacks)
+    }
+
+    fn prepare_callbacks(&mut self) {
+        let mut i = 0;
+        while i < self.callbacks.len() {
+            let job = self.callbacks[i].0;
+            match self.jobs.get(&job) {
+                // Taken already, or the pool was terminated: nobody will call back.
+                None => drop(self.callbacks.remove(i)),
+                Some(j) if j.finished() => {
+                    let (_, prepare) = self.callbacks.remove(i);
+                    let run = prepare(&j.arrived, j.failure.as_ref());
+                    self.ready_callbacks.push(run);
+                }
+                Some(_) => i += 1,
+            }
+        }
+        let detached = std::mem::take(&mut self.detached);
+        for job in detached {
+            if self.callbacks.iter().any(|(j, _)| *j == job) {
+                self.detached.push(job);
+            } else {
+                self.abandon(job);
+            }
+        }
     }
 
     /// Settles every worker the child table saw end (the waiting core reaps them).

@@ -225,14 +225,50 @@ impl PoolBuilder {
 
 /// Borrows the pool's engine; fails (instead of panicking) if a call is re-entered from inside the
 /// pool's own loop, e.g. from an `imap` input iterator.
-pub(crate) fn borrow(inner: &Rc<RefCell<Inner>>) -> Result<RefMut<'_, Inner>> {
+pub(crate) fn borrow(inner: &Rc<RefCell<Inner>>) -> Result<PoolRef<'_>> {
     let inner = inner.try_borrow_mut().map_err(|_| Error::PoolBusy)?;
     if !inner.is_owner() {
         return Err(Error::PoolNotRunning {
             state: "created by another process (this is a forked copy; its workers belong to the creator)",
         });
     }
-    Ok(inner)
+    Ok(PoolRef { inner: Some(inner) })
+}
+
+/// The pool, borrowed by one call. When the call releases it, the `callback`s /
+/// `error_callback`s of async calls that finished meanwhile run, here in the notebook's process
+/// (Python runs them in the pool's result-handler thread; this crate has no thread): so they run
+/// inside whichever pool call was waiting, and may use the pool themselves.
+pub(crate) struct PoolRef<'a> {
+    inner: Option<RefMut<'a, Inner>>,
+}
+
+impl std::ops::Deref for PoolRef<'_> {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        self.inner.as_ref().expect("held until drop")
+    }
+}
+
+impl std::ops::DerefMut for PoolRef<'_> {
+    fn deref_mut(&mut self) -> &mut Inner {
+        self.inner.as_mut().expect("held until drop")
+    }
+}
+
+impl Drop for PoolRef<'_> {
+    fn drop(&mut self) {
+        let Some(mut inner) = self.inner.take() else {
+            return;
+        };
+        let ready = inner.take_ready_callbacks();
+        drop(inner);
+        if !std::thread::panicking() {
+            for callback in ready {
+                callback();
+            }
+        }
+    }
 }
 
 /// Rejects a zero timeout (it would mean "never wait"; Python's `get(0)` is a busy check).
@@ -616,6 +652,43 @@ impl Pool {
         let items: Vec<T> = items.into_iter().collect();
         let chunksize = self.default_chunksize(items.len()).max(1);
         self.map_async_chunked(f, items, chunksize)
+    }
+
+    /// Starts a [`starmap`](Self::starmap) and returns at once (Python:
+    /// `pool.starmap_async(f, iterable)`).
+    ///
+    /// ```
+    /// use multiprocessing::Pool;
+    ///
+    /// fn power(base: u64, exp: u32) -> u64 { base.pow(exp) }
+    ///
+    /// let pool = Pool::new(2)?;
+    /// let mut r = pool.starmap_async(power, [(2, 3), (3, 2)])?;
+    /// assert_eq!(r.get()?, [8, 9]);
+    /// # Ok::<(), multiprocessing::Error>(())
+    /// ```
+    pub fn starmap_async<A, B, R>(
+        &self,
+        f: fn(A, B) -> R,
+        items: impl IntoIterator<Item = (A, B)>,
+    ) -> Result<AsyncResult<Vec<R>>>
+    where
+        A: Serialize + DeserializeOwned + 'static,
+        B: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + 'static,
+    {
+        let items: Vec<(A, B)> = items.into_iter().collect();
+        let source = Box::new(VecChunks {
+            chunksize: self.default_chunksize(items.len()).max(1),
+            items,
+            next: 0,
+        });
+        let job = self.submit::<Binary<A, B, R>>(f as usize, source, true)?;
+        Ok(AsyncResult::new(
+            self.inner.clone(),
+            job,
+            async_result::decode_all::<R>,
+        ))
     }
 
     fn map_async_chunked<T, R>(
