@@ -47,11 +47,24 @@ fn stat(pid: i32) -> Option<(char, u64)> {
 impl Who {
     /// The calling thread.
     pub(crate) fn me() -> Who {
+        use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+        // This process's start time, read once per process (a forked child has another pid and
+        // reads its own). A cache only: a copy per evcxr cell is fine.
+        static CACHED_PID: AtomicI32 = AtomicI32::new(0);
+        static CACHED_START: AtomicU64 = AtomicU64::new(0);
         let pid = std::process::id() as i32;
+        let start = if CACHED_PID.load(Ordering::Acquire) == pid {
+            CACHED_START.load(Ordering::Relaxed)
+        } else {
+            let start = stat(pid).map_or(0, |(_, start)| start);
+            CACHED_START.store(start, Ordering::Relaxed);
+            CACHED_PID.store(pid, Ordering::Release);
+            start
+        };
         Who {
             pid,
             tid: nix::unistd::gettid().as_raw(),
-            start: stat(pid).map_or(0, |(_, start)| start),
+            start,
         }
     }
 
