@@ -703,8 +703,8 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> DictProxy
 /// ```
 /// # fn main() -> multiprocessing::Result<()> {
 /// let m = multiprocessing::managers::Manager::new()?;
-/// let l = m.list::<&str>()?;
-/// l.push(&"a")?; // Python: l.append("a")
+/// let l = m.list::<String>()?;
+/// l.push(&"a".to_owned())?; // Python: l.append("a")
 /// assert_eq!(l.get(0)?, "a"); // l[0]
 /// # Ok(())
 /// # }
