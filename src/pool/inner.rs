@@ -464,6 +464,19 @@ impl Inner {
 
     /// Settles every worker the child table saw end (the waiting core reaps them).
     fn reap_ended(&mut self) -> Result<()> {
+        // Settling one worker (`worker_ended` -> `registry::disown`, which pumps and reaps every
+        // child) may reap another worker after the look below: look again until nothing changes,
+        // or that worker would stay listed with no pidfd left to poll, and `join` would wait forever.
+        loop {
+            let before = self.workers.len();
+            self.reap_ended_once()?;
+            if self.workers.len() == before {
+                return Ok(());
+            }
+        }
+    }
+
+    fn reap_ended_once(&mut self) -> Result<()> {
         let ended: Vec<(usize, i32)> = {
             let mut table = registry::lock();
             self.workers
