@@ -35,6 +35,28 @@ def count_primes(r):
     return c
 
 
+def echo(b):
+    return b
+
+
+def shout(s):
+    return s.upper()
+
+
+def total(v):
+    return sum(v)
+
+
+def ping_pong_child(conn, n):
+    for _ in range(n):
+        conn.send(conn.recv())
+
+
+def queue_producer(q, n):
+    for i in range(n):
+        q.put(i)
+
+
 def best(f, runs):
     times = []
     for _ in range(runs):
@@ -90,3 +112,58 @@ if __name__ == "__main__":
         print("primes_parallel_s %.4f" % par)
         print("primes_speedup %.3f" % (ser / par))
         print("primes_speedup_chunksize1 %.3f" % (ser / par1))
+
+        # Bulk data: 64 buffers of 4 MiB (256 MiB) in (the function returns the length), and echoed.
+        bufs = [bytes([i % 251]) * (4 << 20) for i in range(64)]
+        dt = best(lambda: pool.map(len, bufs), 2)
+        print("bytes_in_ms %.3f" % (dt * 1e3))
+        dt = best(lambda: pool.map(echo, bufs), 2)
+        print("bytes_echo_ms %.3f" % (dt * 1e3))
+        del bufs
+        # Many short strings: 200 000 strings of 12 characters, upper-cased.
+        words = ["word%08d" % i for i in range(200_000)]
+        dt = best(lambda: pool.map(shout, words), 3)
+        print("strings_ms %.3f" % (dt * 1e3))
+        # Vectors of floats: 200 vectors of 50 000 floats, summed.
+        vecs = [[float(i + j) for j in range(50_000)] for i in range(200)]
+        dt = best(lambda: pool.map(total, vecs), 2)
+        print("floats_ms %.3f" % (dt * 1e3))
+        del vecs
+
+        # 5000 apply_async in flight, then every get().
+        def many_async():
+            rs = [pool.apply_async(cubes, (i,)) for i in range(5000)]
+            for r in rs:
+                r.get()
+
+        dt = best(many_async, 3)
+        print("apply_async_5000_ms %.3f" % (dt * 1e3))
+        # imap_unordered, default chunksize 1, 20 000 tiny tasks.
+        dt = best(lambda: sum(pool.imap_unordered(cubes, range(20_000))), 3)
+        print("imap_unordered_20000_ms %.3f" % (dt * 1e3))
+
+    # Pipe ping-pong with a child: 10 000 round trips of a small int.
+    a, b = ctx.Pipe()
+    p = ctx.Process(target=ping_pong_child, args=(b, 30_000))
+    p.start()
+
+    def pingpong():
+        for i in range(10_000):
+            a.send(i)
+            a.recv()
+
+    dt = best(pingpong, 3)
+    p.join()
+    print("pipe_roundtrip_us %.3f" % (dt / 10_000 * 1e6))
+
+    # Queue streaming: a child puts 100 000 small ints, the parent gets them.
+    def stream():
+        q = ctx.Queue()
+        p = ctx.Process(target=queue_producer, args=(q, 100_000))
+        p.start()
+        for _ in range(100_000):
+            q.get()
+        p.join()
+
+    dt = best(stream, 2)
+    print("queue_100k_ms %.3f" % (dt * 1e3))

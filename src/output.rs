@@ -134,19 +134,17 @@ impl OutputRelay {
 
 impl RelayedPipe {
     fn pump(&mut self) {
-        let mut chunk = [0u8; 64 * 1024];
         loop {
             let Some(fd) = &self.fd else { return };
-            match nix::unistd::read(fd, &mut chunk) {
+            // Read straight into the pending buffer (no zeroed scratch buffer: the pool pumps after
+            // every result, mostly to find nothing).
+            match crate::sys::read_append(fd.as_fd(), &mut self.pending, 64 * 1024) {
                 Ok(0) => {
                     self.fd = None;
                     self.flush_partial_line();
                     return;
                 }
-                Ok(n) => {
-                    self.pending.extend_from_slice(&chunk[..n]);
-                    self.write_complete_lines();
-                }
+                Ok(_) => self.write_complete_lines(),
                 Err(Errno::EINTR) => continue,
                 // EAGAIN: nothing more for now. Any other error: the pipe is unusable; stop reading it.
                 Err(Errno::EAGAIN) => return,

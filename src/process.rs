@@ -28,9 +28,17 @@
 //!   children, flushes its output and ends with `_exit`: it never returns into the caller's code
 //!   (inside evcxr that would run the kernel's code in the child).
 //! - The child's stdout and stderr are pipes that the parent relays, whole line by whole line,
-//!   whenever it waits: in `join`, `join_timeout`, `is_alive`, `exitcode`, `start` and
-//!   [`active_children`](crate::active_children). So output shows in the notebook cell that waits
-//!   for the child, in the order the children printed it. Its stdin is `/dev/null`.
+//!   whenever it waits: in `join`, `join_timeout`, `is_alive`, `exitcode`, `start`,
+//!   [`active_children`](crate::active_children), and every other blocking call of this crate (a
+//!   pool's `map`, `recv`, `Queue::get`, ...). So output shows in the notebook cell that waits, in
+//!   the order the children printed it. Its stdin is `/dev/null`.
+//! - **Threads the child starts are cut off when the closure returns** (the child ends with
+//!   `_exit`); Python would wait for its non-daemon threads. Join your threads inside the closure.
+//! - Interrupting the kernel while `join` waits returns [`Error::Interrupted`]; the child keeps
+//!   running, as in Jupyter with Python (only the kernel gets the interrupt). Join it again, or
+//!   `terminate()` it.
+//! - `is_alive()` asked from another process than the parent answers `false` (Python raises an
+//!   `AssertionError`; the method returns a plain `bool` here).
 //! - The child dies with the process that started it (`PR_SET_PDEATHSIG` = `SIGKILL`, then a
 //!   `getppid()` check). Linux sends that signal when the *thread* that forked exits: start processes
 //!   from a thread that outlives them (in a notebook, the cell's main thread always does).
@@ -265,7 +273,8 @@ impl Process {
         Process {
             name,
             identity,
-            daemon: false,
+            // Python: a new Process inherits the daemon flag of the process that creates it.
+            daemon: session::load().daemon,
             creator: std::process::id() as i32,
             target: Some(target),
             pid: None,

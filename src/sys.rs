@@ -192,3 +192,165 @@ pub(crate) fn detach_keeping(keep: RawFd) -> BorrowedFd<'static> {
         BorrowedFd::borrow_raw(3)
     }
 }
+
+/// Plain floats: no padding, every bit pattern valid.
+pub(crate) trait Float: Copy {}
+impl Float for f32 {}
+impl Float for f64 {}
+
+/// The bytes of a slice of floats, in memory order (little-endian on the targets where the wire's
+/// fast path uses it, which is postcard's encoding of floats).
+pub(crate) fn float_bytes<F: Float>(v: &[F]) -> &[u8] {
+    // SAFETY: f32/f64 (the only `Float`s) have no padding and no invalid bit patterns as bytes; the
+    // byte slice covers exactly the memory of `v` (size_of_val) and borrows it for the same lifetime.
+    unsafe { std::slice::from_raw_parts(v.as_ptr().cast::<u8>(), std::mem::size_of_val(v)) }
+}
+
+/// Receives one descriptor sent with SCM_RIGHTS over the Unix socket `socket` (blocking), with
+/// close-on-exec set. `None` when the message carried none (or the peer closed).
+pub(crate) fn recv_fd(socket: BorrowedFd<'_>) -> nix::Result<Option<OwnedFd>> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    let mut byte = [0u8; 1];
+    let mut iov = [std::io::IoSliceMut::new(&mut byte)];
+    let mut cmsg = nix::cmsg_space!([RawFd; 1]);
+    let msg = recvmsg::<()>(
+        socket.as_raw_fd(),
+        &mut iov,
+        Some(&mut cmsg),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )?;
+    let mut received = None;
+    for m in msg.cmsgs()? {
+        if let ControlMessageOwned::ScmRights(fds) = m {
+            for fd in fds {
+                // SAFETY: the kernel just installed `fd` in this process for this message
+                // (SCM_RIGHTS); nothing else refers to it, so it is ours to own and close.
+                let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+                if received.is_none() {
+                    received = Some(owned);
+                }
+            }
+        }
+    }
+    Ok(received)
+}
+
+/// A read-only, private mapping of a whole file (a memfd holding a payload): its bytes without a
+/// copy. Unmapped when dropped.
+#[derive(Debug)]
+pub(crate) struct Mapping {
+    addr: std::ptr::NonNull<u8>,
+    len: usize,
+}
+
+impl Mapping {
+    /// Maps all `len` bytes of `fd` read-only. `len` 0 gives an empty mapping without a system call.
+    pub(crate) fn of(fd: BorrowedFd<'_>, len: usize) -> nix::Result<Mapping> {
+        if len == 0 {
+            return Ok(Mapping {
+                addr: std::ptr::NonNull::dangling(),
+                len: 0,
+            });
+        }
+        // SAFETY: a new mapping at an address the kernel picks; it touches no existing memory. The
+        // file is a memfd nobody writes any more (the sender wrote it fully before passing it), and
+        // MAP_PRIVATE would keep our view stable even if someone did.
+        let addr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_PRIVATE | libc::MAP_POPULATE,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if addr == libc::MAP_FAILED {
+            return Err(Errno::last());
+        }
+        Ok(Mapping {
+            addr: std::ptr::NonNull::new(addr.cast()).ok_or(Errno::EFAULT)?,
+            len,
+        })
+    }
+
+    pub(crate) fn bytes(&self) -> &[u8] {
+        // SAFETY: `addr` is mapped readable for `len` bytes while `self` lives (or dangling with
+        // len 0, which from_raw_parts allows for an aligned non-null pointer).
+        unsafe { std::slice::from_raw_parts(self.addr.as_ptr(), self.len) }
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        if self.len > 0 {
+            // SAFETY: mapped by `of` with this length; borrows of its bytes end with `&self`.
+            unsafe { libc::munmap(self.addr.as_ptr().cast(), self.len) };
+        }
+    }
+}
+
+// SAFETY: the mapping is read-only memory not tied to a thread.
+unsafe impl Send for Mapping {}
+
+/// A new memfd of `len` bytes, mapped shared and writable: fill it through [`SharedFile::bytes_mut`],
+/// then pass [`SharedFile::into_fd`] to another process, which maps it with [`Mapping::of`].
+#[derive(Debug)]
+pub(crate) struct SharedFile {
+    fd: OwnedFd,
+    addr: std::ptr::NonNull<u8>,
+    len: usize,
+}
+
+impl SharedFile {
+    pub(crate) fn new(len: usize) -> nix::Result<SharedFile> {
+        use nix::sys::memfd::{memfd_create, MFdFlags};
+        let fd = memfd_create("multiprocessing-payload", MFdFlags::MFD_CLOEXEC)?;
+        nix::unistd::ftruncate(&fd, len as libc::off_t)?;
+        // SAFETY: a new shared mapping of our own new memfd, `len` bytes (its size, set above), at
+        // an address the kernel picks; it touches no existing memory.
+        let addr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len.max(1),
+                libc::PROT_READ | libc::PROT_WRITE,
+                // Populate: allocate every page in one go rather than one fault per 4 KiB.
+                libc::MAP_SHARED | libc::MAP_POPULATE,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if addr == libc::MAP_FAILED {
+            return Err(Errno::last());
+        }
+        Ok(SharedFile {
+            fd,
+            addr: std::ptr::NonNull::new(addr.cast()).ok_or(Errno::EFAULT)?,
+            len,
+        })
+    }
+
+    pub(crate) fn bytes_mut(&mut self) -> &mut [u8] {
+        // SAFETY: mapped readable and writable for `len` bytes while `self` lives; `&mut self` makes
+        // this the only borrow of it in this process (nobody else has the fd yet).
+        unsafe { std::slice::from_raw_parts_mut(self.addr.as_ptr(), self.len) }
+    }
+
+    /// Unmaps this process's view and returns the memfd (its contents stay).
+    pub(crate) fn into_fd(self) -> OwnedFd {
+        let this = std::mem::ManuallyDrop::new(self);
+        // SAFETY: mapped by `new` with this length; `this` is never used again, and its fd is moved
+        // out exactly once (ManuallyDrop: no double close).
+        unsafe {
+            libc::munmap(this.addr.as_ptr().cast(), this.len.max(1));
+            std::ptr::read(&this.fd)
+        }
+    }
+}
+
+impl Drop for SharedFile {
+    fn drop(&mut self) {
+        // SAFETY: mapped by `new` with this length; borrows end with `&mut self`.
+        unsafe { libc::munmap(self.addr.as_ptr().cast(), self.len.max(1)) };
+    }
+}

@@ -60,6 +60,10 @@ pub(crate) const SLICE: Duration = Duration::from_millis(50);
 /// Without pidfds (Linux < 5.3) a child's end is seen only by `waitpid`: look this often.
 const REAP_SLICE: Duration = Duration::from_millis(10);
 
+/// The longest any poll sleeps before the waiter checks again, whatever it watches: a safety net,
+/// so that a change no descriptor reports (a bug in a waiter) costs a second, never a hang.
+const LONGEST: Duration = Duration::from_secs(1);
+
 /// Where a poll entry came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Owner {
@@ -162,7 +166,7 @@ pub(crate) fn until<W: Waiter>(
             fds.push(fd, READABLE, Owner::Interrupt);
         }
         let all_pidfds = registry::lock().watch(&mut fds);
-        let mut slice = waiter.slice().unwrap_or(Duration::MAX);
+        let mut slice = waiter.slice().unwrap_or(LONGEST).min(LONGEST);
         if !all_pidfds {
             slice = slice.min(REAP_SLICE);
         }

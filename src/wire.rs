@@ -113,6 +113,277 @@ impl postcard::ser_flavors::Flavor for FastVec {
     }
 }
 
+/// A chunk of encoded pool inputs: in memory, or (big ones of the bulk kinds) already written
+/// straight into a memfd, ready to be passed to a worker without another copy.
+#[derive(Debug)]
+pub(crate) enum Encoded {
+    Inline(Vec<u8>),
+    Shared { fd: OwnedFd, len: usize },
+}
+
+impl Encoded {
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Encoded::Inline(bytes) => bytes.len(),
+            Encoded::Shared { len, .. } => *len,
+        }
+    }
+}
+
+/// Like [`encode_seq`], but a chunk of the bulk kinds (`Vec<u8>`, `String`, `Vec<f64>`,
+/// `Vec<f32>`) of [`SHARED_MIN`] bytes or more is written straight into a memfd (one copy, from the
+/// caller's values into the memory the worker will map).
+pub(crate) fn encode_chunk<T: Serialize + 'static>(items: &[T]) -> Result<Encoded> {
+    fn shared<T: 'static, E: 'static>(
+        items: &[T],
+        bytes_of: fn(&E) -> &[u8],
+        elem: usize,
+    ) -> Option<Result<Encoded>> {
+        use std::any::Any;
+        let mut len = varint_len(items.len() as u64);
+        for item in items {
+            let bytes = bytes_of((item as &dyn Any).downcast_ref::<E>()?);
+            len += varint_len((bytes.len() / elem) as u64) + bytes.len();
+        }
+        if len < SHARED_MIN {
+            return None;
+        }
+        let mut file = match sys::SharedFile::new(len) {
+            Ok(file) => file,
+            Err(e) => return Some(Err(Error::os("memfd", e))),
+        };
+        let out = file.bytes_mut();
+        let mut at = put_varint(out, 0, items.len() as u64);
+        for item in items {
+            let bytes = bytes_of((item as &dyn Any).downcast_ref::<E>()?);
+            at = put_varint(out, at, (bytes.len() / elem) as u64);
+            out[at..at + bytes.len()].copy_from_slice(bytes);
+            at += bytes.len();
+        }
+        Some(Ok(Encoded::Shared {
+            fd: file.into_fd(),
+            len,
+        }))
+    }
+    let id = std::any::TypeId::of::<T>();
+    let direct = if id == std::any::TypeId::of::<Vec<u8>>() {
+        shared::<T, Vec<u8>>(items, |v| v.as_slice(), 1)
+    } else if id == std::any::TypeId::of::<String>() {
+        shared::<T, String>(items, |s| s.as_bytes(), 1)
+    } else if cfg!(target_endian = "little") && id == std::any::TypeId::of::<Vec<f64>>() {
+        shared::<T, Vec<f64>>(items, |v| f64_bytes(v), 8)
+    } else if cfg!(target_endian = "little") && id == std::any::TypeId::of::<Vec<f32>>() {
+        shared::<T, Vec<f32>>(items, |v| f32_bytes(v), 4)
+    } else {
+        None
+    };
+    match direct {
+        Some(encoded) => encoded,
+        None => encode_seq(items)
+            .map(Encoded::Inline)
+            .map_err(|e| Error::Codec {
+                direction: "serialize",
+                what: "task arguments",
+                message: e.to_string(),
+            }),
+    }
+}
+
+fn varint_len(mut n: u64) -> usize {
+    let mut len = 1;
+    while n >= 0x80 {
+        n >>= 7;
+        len += 1;
+    }
+    len
+}
+
+fn put_varint(out: &mut [u8], mut at: usize, mut n: u64) -> usize {
+    while n >= 0x80 {
+        out[at] = (n as u8) | 0x80;
+        n >>= 7;
+        at += 1;
+    }
+    out[at] = n as u8;
+    at + 1
+}
+
+/// Encodes a chunk of pool inputs or results exactly as postcard encodes `Vec<T>` (a varint count,
+/// then each item), with a fast path for the bulk kinds people give a pool: `Vec<u8>`, `String`,
+/// `Vec<f64>`, `Vec<f32>`. postcard writes those as a varint length and then the raw bytes (floats
+/// little-endian), but through serde one element at a time (a `Vec<u8>` of 4 MiB is four million
+/// calls); here each item is one copy of its bytes. The bytes are the same either way, so either
+/// side may take either path.
+pub(crate) fn encode_seq<T: Serialize + 'static>(items: &[T]) -> postcard::Result<Vec<u8>> {
+    fn fast<T: 'static, E: 'static>(
+        items: &[T],
+        bytes_of: fn(&E) -> &[u8],
+        elem: usize,
+    ) -> Option<Vec<u8>> {
+        use std::any::Any;
+        let mut total = 10;
+        for item in items {
+            total += bytes_of((item as &dyn Any).downcast_ref::<E>()?).len() + 10;
+        }
+        let mut out = Vec::with_capacity(total);
+        push_varint(&mut out, items.len() as u64);
+        for item in items {
+            let bytes = bytes_of((item as &dyn Any).downcast_ref::<E>()?);
+            push_varint(&mut out, (bytes.len() / elem) as u64);
+            out.extend_from_slice(bytes);
+        }
+        Some(out)
+    }
+    /// Integers: postcard's varints (zigzag for signed ones), in one tight loop.
+    fn ints<T: 'static, E: Copy + 'static>(items: &[T], word: fn(E) -> u64) -> Option<Vec<u8>> {
+        use std::any::Any;
+        let mut out = Vec::with_capacity(items.len() * (std::mem::size_of::<E>() + 2) + 10);
+        push_varint(&mut out, items.len() as u64);
+        for item in items {
+            push_varint(&mut out, word(*(item as &dyn Any).downcast_ref::<E>()?));
+        }
+        Some(out)
+    }
+    let id = std::any::TypeId::of::<T>();
+    let out = if id == std::any::TypeId::of::<u64>() {
+        ints::<T, u64>(items, |x| x)
+    } else if id == std::any::TypeId::of::<u32>() {
+        ints::<T, u32>(items, u64::from)
+    } else if id == std::any::TypeId::of::<usize>() {
+        ints::<T, usize>(items, |x| x as u64)
+    } else if id == std::any::TypeId::of::<i64>() {
+        ints::<T, i64>(items, |x| ((x << 1) ^ (x >> 63)) as u64)
+    } else if id == std::any::TypeId::of::<i32>() {
+        ints::<T, i32>(items, |x| ((x << 1) ^ (x >> 31)) as u32 as u64)
+    } else if id == std::any::TypeId::of::<Vec<u8>>() {
+        fast::<T, Vec<u8>>(items, |v| v.as_slice(), 1)
+    } else if id == std::any::TypeId::of::<String>() {
+        fast::<T, String>(items, |s| s.as_bytes(), 1)
+    } else if cfg!(target_endian = "little") && id == std::any::TypeId::of::<Vec<f64>>() {
+        fast::<T, Vec<f64>>(items, |v| f64_bytes(v), 8)
+    } else if cfg!(target_endian = "little") && id == std::any::TypeId::of::<Vec<f32>>() {
+        fast::<T, Vec<f32>>(items, |v| f32_bytes(v), 4)
+    } else {
+        None
+    };
+    match out {
+        Some(out) => Ok(out),
+        None => {
+            // Room for the usual case up front (small numbers take fewer bytes in postcard, not
+            // more), instead of growing and copying the buffer as it fills.
+            let guess = items.len().saturating_mul(std::mem::size_of::<T>() + 2) + 16;
+            to_vec(items, guess.min(1 << 28))
+        }
+    }
+}
+
+/// Decodes what [`encode_seq`] (or postcard, for `Vec<T>`) wrote, with the same fast paths.
+pub(crate) fn decode_seq<T: DeserializeOwned + 'static>(bytes: &[u8]) -> postcard::Result<Vec<T>> {
+    use std::any::{Any, TypeId};
+    fn items<E>(
+        mut bytes: &[u8],
+        elem: usize,
+        make: impl Fn(&[u8]) -> Option<E>,
+    ) -> Option<Vec<E>> {
+        let n = take_varint(&mut bytes)? as usize;
+        let mut out = Vec::with_capacity(n.min(bytes.len()));
+        for _ in 0..n {
+            let len = (take_varint(&mut bytes)? as usize).checked_mul(elem)?;
+            let (item, rest) = (bytes.get(..len)?, bytes.get(len..)?);
+            out.push(make(item)?);
+            bytes = rest;
+        }
+        bytes.is_empty().then_some(out)
+    }
+    fn cast<T: 'static, E: 'static>(v: Option<Vec<E>>) -> Option<Vec<T>> {
+        let boxed: Box<dyn Any> = Box::new(v?);
+        boxed.downcast::<Vec<T>>().ok().map(|b| *b)
+    }
+    fn ints<E>(mut bytes: &[u8], make: impl Fn(u64) -> Option<E>) -> Option<Vec<E>> {
+        let n = take_varint(&mut bytes)? as usize;
+        let mut out = Vec::with_capacity(n.min(bytes.len()));
+        for _ in 0..n {
+            out.push(make(take_varint(&mut bytes)?)?);
+        }
+        bytes.is_empty().then_some(out)
+    }
+    let id = TypeId::of::<T>();
+    let fast = if id == TypeId::of::<u64>() {
+        Some(cast::<T, u64>(ints(bytes, Some)))
+    } else if id == TypeId::of::<u32>() {
+        Some(cast::<T, u32>(ints(bytes, |w| u32::try_from(w).ok())))
+    } else if id == TypeId::of::<usize>() {
+        Some(cast::<T, usize>(ints(bytes, |w| usize::try_from(w).ok())))
+    } else if id == TypeId::of::<i64>() {
+        Some(cast::<T, i64>(ints(bytes, |w| {
+            Some(((w >> 1) as i64) ^ -((w & 1) as i64))
+        })))
+    } else if id == TypeId::of::<i32>() {
+        Some(cast::<T, i32>(ints(bytes, |w| {
+            let w = u32::try_from(w).ok()?;
+            Some(((w >> 1) as i32) ^ -((w & 1) as i32))
+        })))
+    } else if id == TypeId::of::<Vec<u8>>() {
+        Some(cast::<T, Vec<u8>>(items(bytes, 1, |b| Some(b.to_vec()))))
+    } else if id == TypeId::of::<String>() {
+        Some(cast::<T, String>(items(bytes, 1, |b| {
+            std::str::from_utf8(b).ok().map(str::to_owned)
+        })))
+    } else if id == TypeId::of::<Vec<f64>>() {
+        Some(cast::<T, Vec<f64>>(items(bytes, 8, |b| {
+            Some(
+                b.chunks_exact(8)
+                    .map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
+                    .collect(),
+            )
+        })))
+    } else if id == TypeId::of::<Vec<f32>>() {
+        Some(cast::<T, Vec<f32>>(items(bytes, 4, |b| {
+            Some(
+                b.chunks_exact(4)
+                    .map(|c| f32::from_le_bytes(c.try_into().unwrap_or([0; 4])))
+                    .collect(),
+            )
+        })))
+    } else {
+        None
+    };
+    match fast {
+        Some(Some(out)) => Ok(out),
+        // Malformed for the fast path: let postcard say what is wrong.
+        Some(None) | None => postcard::from_bytes(bytes),
+    }
+}
+
+fn f64_bytes(v: &[f64]) -> &[u8] {
+    crate::sys::float_bytes(v)
+}
+
+fn f32_bytes(v: &[f32]) -> &[u8] {
+    crate::sys::float_bytes(v)
+}
+
+fn push_varint(out: &mut Vec<u8>, mut n: u64) {
+    while n >= 0x80 {
+        out.push((n as u8) | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
+}
+
+fn take_varint(bytes: &mut &[u8]) -> Option<u64> {
+    let mut n = 0u64;
+    for shift in (0..70).step_by(7) {
+        let (&b, rest) = bytes.split_first()?;
+        *bytes = rest;
+        n |= u64::from(b & 0x7f).checked_shl(shift)?;
+        if b & 0x80 == 0 {
+            return Some(n);
+        }
+    }
+    None
+}
+
 /// Appends one frame (`header` then `payload`) to `out`.
 pub(crate) fn encode_frame(
     out: &mut Vec<u8>,
@@ -257,6 +528,83 @@ pub(crate) fn write_all(fd: BorrowedFd<'_>, mut bytes: &[u8]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Payloads from this size on travel through shared memory (a memfd passed over the worker's side
+/// socket) rather than through the task or result pipe: the whole payload is there at once, so the
+/// two processes do not hand a 1 MiB pipe back and forth hundreds of times (each hand-off waits for
+/// the scheduler, which on a busy machine costs more than the copy).
+pub(crate) const SHARED_MIN: usize = 1 << 20;
+
+/// A socket pair for passing memfds between the pool's parent and one worker (both ends blocking,
+/// `O_CLOEXEC`).
+pub(crate) fn side_channel() -> Result<(OwnedFd, OwnedFd)> {
+    use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+    socketpair(
+        AddressFamily::Unix,
+        SockType::Stream,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .map_err(|e| Error::os("socketpair", e))
+}
+
+/// Puts `bytes` in a new memfd and sends it over `socket` (SCM_RIGHTS); the receiver reads it with
+/// [`recv_shared`]. The memory is freed once both sides have closed the descriptor.
+pub(crate) fn send_shared(socket: BorrowedFd<'_>, bytes: &[u8]) -> Result<()> {
+    use nix::sys::memfd::{memfd_create, MFdFlags};
+    let memfd = memfd_create("multiprocessing-payload", MFdFlags::MFD_CLOEXEC)
+        .map_err(|e| Error::os("memfd_create", e))?;
+    write_all(memfd.as_fd(), bytes)?;
+    send_fd(socket, memfd.as_fd())
+}
+
+/// Sends a memfd already filled (see [`encode_chunk`]) over `socket` (SCM_RIGHTS).
+pub(crate) fn send_fd(socket: BorrowedFd<'_>, memfd: BorrowedFd<'_>) -> Result<()> {
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+    use std::os::fd::AsRawFd;
+    let fds = [memfd.as_raw_fd()];
+    let iov = [std::io::IoSlice::new(b"m")];
+    loop {
+        match sendmsg::<()>(
+            socket.as_raw_fd(),
+            &iov,
+            &[ControlMessage::ScmRights(&fds)],
+            MsgFlags::MSG_NOSIGNAL,
+            None,
+        ) {
+            Ok(_) => return Ok(()),
+            Err(Errno::EINTR) => {}
+            Err(e) => return Err(Error::os("sendmsg", e)),
+        }
+    }
+}
+
+/// Receives a memfd sent by [`send_shared`] and maps it: its bytes, without a copy.
+pub(crate) fn recv_shared(socket: BorrowedFd<'_>) -> Result<sys::Mapping> {
+    let memfd = loop {
+        match sys::recv_fd(socket) {
+            Ok(Some(fd)) => break std::fs::File::from(fd),
+            Ok(None) => {
+                return Err(Error::Disconnected {
+                    peer: "the pool".into(),
+                    message: "a shared payload did not arrive".into(),
+                })
+            }
+            Err(Errno::EINTR) => {}
+            Err(e) => return Err(Error::os("recvmsg", e)),
+        }
+    };
+    let len = memfd
+        .metadata()
+        .map_err(|e| {
+            Error::os(
+                "fstat",
+                Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+            )
+        })?
+        .len() as usize;
+    sys::Mapping::of(memfd.as_fd(), len).map_err(|e| Error::os("mmap", e))
 }
 
 /// The parent's nonblocking, buffered writing end: frames are queued, then written as far as the pipe
@@ -469,6 +817,34 @@ mod tests {
         drop(writer);
         reader.fill().unwrap();
         assert!(reader.fd().is_none(), "end of file closes the reader");
+    }
+
+    #[test]
+    fn fast_paths_write_and_read_postcards_bytes() {
+        fn same<T>(items: Vec<T>)
+        where
+            T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug + 'static,
+        {
+            let reference = postcard::to_allocvec(&items).unwrap();
+            assert_eq!(encode_seq(&items).unwrap(), reference);
+            assert_eq!(decode_seq::<T>(&reference).unwrap(), items);
+        }
+        same(vec![vec![], vec![1u8, 2, 3], vec![7u8; 300]]);
+        same(vec![String::new(), "héllo".to_string(), "x".repeat(200)]);
+        same(vec![vec![1.5f64, -0.0, f64::MAX], vec![]]);
+        same(vec![vec![1.5f32; 129]]);
+        same(vec![(1u64, "pair".to_string())]);
+        same(vec![0u64, 1, 127, 128, 300, u64::MAX]);
+        same(vec![0u32, 1, 127, 128, u32::MAX]);
+        same(vec![0usize, 5, usize::MAX]);
+        same(vec![0i64, -1, 1, -64, 64, i64::MIN, i64::MAX]);
+        same(vec![0i32, -1, 1, -65, i32::MIN, i32::MAX]);
+        assert!(
+            decode_seq::<u32>(&[1, 0xff, 0xff, 0xff, 0xff, 0x7f]).is_err(),
+            "too big"
+        );
+        assert!(decode_seq::<Vec<u8>>(&[5]).is_err(), "cut short");
+        assert!(decode_seq::<String>(&[1, 1, 0xff]).is_err(), "not UTF-8");
     }
 
     #[test]

@@ -35,6 +35,8 @@ pub struct AsyncResult<R> {
     taken: bool,
     /// A `callback` or `error_callback` waits for this job: dropping the handle must keep it.
     has_callbacks: bool,
+    /// Once taken: whether the call succeeded, for `successful()` and `ready()` afterwards.
+    outcome: Option<bool>,
 }
 
 impl<R> std::fmt::Debug for AsyncResult<R> {
@@ -58,6 +60,7 @@ impl<R> AsyncResult<R> {
             decode,
             taken: false,
             has_callbacks: false,
+            outcome: None,
         }
     }
 
@@ -210,9 +213,12 @@ impl<R> AsyncResult<R> {
         drop(inner);
         self.taken = true;
         if let Some(e) = failure {
+            self.outcome = Some(false);
             return Err(e);
         }
-        (self.decode)(arrived)
+        let result = (self.decode)(arrived);
+        self.outcome = Some(result.is_ok());
+        result
     }
 
     /// Waits until the result is ready (Python: `wait()`), without taking it.
@@ -281,7 +287,7 @@ impl<R> AsyncResult<R> {
     }
 
     /// Whether the call completed without error (Python: `successful()`); [`Error::ResultNotReady`]
-    /// before it is ready, as Python raises `ValueError`.
+    /// before it is ready, as Python raises `ValueError`. After `get()` it still answers, as Python's.
     ///
     /// ```
     /// use multiprocessing::Pool;
@@ -295,8 +301,8 @@ impl<R> AsyncResult<R> {
     /// # Ok::<(), multiprocessing::Error>(())
     /// ```
     pub fn successful(&self) -> Result<bool> {
-        if self.taken {
-            return Err(Error::ResultTaken);
+        if let Some(ok) = self.outcome {
+            return Ok(ok);
         }
         if !self.ready() {
             return Err(Error::ResultNotReady);
@@ -320,7 +326,7 @@ impl<R> Drop for AsyncResult<R> {
 }
 
 /// Decodes the one result of an `apply_async`.
-pub(crate) fn decode_one<R: DeserializeOwned>(arrived: Vec<Arrived>) -> Result<R> {
+pub(crate) fn decode_one<R: DeserializeOwned + 'static>(arrived: Vec<Arrived>) -> Result<R> {
     decode_all::<R>(arrived)?.pop().ok_or_else(|| Error::Codec {
         direction: "deserialize",
         what: "task results",
@@ -329,7 +335,9 @@ pub(crate) fn decode_one<R: DeserializeOwned>(arrived: Vec<Arrived>) -> Result<R
 }
 
 /// Decodes and orders the results of a `map_async`.
-pub(crate) fn decode_all<R: DeserializeOwned>(mut arrived: Vec<Arrived>) -> Result<Vec<R>> {
+pub(crate) fn decode_all<R: DeserializeOwned + 'static>(
+    mut arrived: Vec<Arrived>,
+) -> Result<Vec<R>> {
     arrived.sort_by_key(|a| a.first);
     let mut out = Vec::new();
     for a in arrived {

@@ -229,8 +229,8 @@ pub(crate) type Trampoline =
 
 /// A shape of function a pool can call: how to call the function at an address on one input.
 pub(crate) trait Shape: 'static {
-    type In: Serialize + DeserializeOwned;
-    type Out: Serialize + DeserializeOwned;
+    type In: Serialize + DeserializeOwned + 'static;
+    type Out: Serialize + DeserializeOwned + 'static;
     /// # Safety
     /// `func` must be the address of a function of this shape's exact type.
     unsafe fn call(func: usize, input: Self::In) -> Self::Out;
@@ -305,15 +305,14 @@ unsafe extern "C" fn trampoline<S: Shape>(
     let outcome = panic::catch_unwind(AssertUnwindSafe(
         || -> std::result::Result<Vec<u8>, String> {
             let items: Vec<S::In> =
-                postcard::from_bytes(input).map_err(|e| format!("task arguments: {e}"))?;
+                crate::wire::decode_seq(input).map_err(|e| format!("task arguments: {e}"))?;
             let mut out = Vec::with_capacity(items.len());
             for (k, item) in items.into_iter().enumerate() {
                 progress.store(first + k as u64 + 1, Ordering::Relaxed);
                 // SAFETY: the parent sends this trampoline only together with a function of shape S.
                 out.push(unsafe { S::call(func, item) });
             }
-            let guess = out.len().saturating_mul(std::mem::size_of::<S::Out>() + 2) + 16;
-            crate::wire::to_vec(&out, guess.min(1 << 28)).map_err(|e| format!("task results: {e}"))
+            crate::wire::encode_seq(&out).map_err(|e| format!("task results: {e}"))
         },
     ));
     let _ = std::io::stdout().flush();

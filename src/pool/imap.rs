@@ -52,7 +52,7 @@ impl<R> std::fmt::Debug for IMap<R> {
     }
 }
 
-impl<R: DeserializeOwned> IMap<R> {
+impl<R: DeserializeOwned + 'static> IMap<R> {
     pub(crate) fn new(pool: Rc<RefCell<Inner>>, job: u64, ordered: bool) -> Self {
         IMap {
             pool,
@@ -150,7 +150,7 @@ impl<R: DeserializeOwned> IMap<R> {
     }
 }
 
-impl<R: DeserializeOwned> Iterator for IMap<R> {
+impl<R: DeserializeOwned + 'static> Iterator for IMap<R> {
     type Item = Result<R>;
 
     fn next(&mut self) -> Option<Result<R>> {

@@ -6,7 +6,7 @@
 //! pipes, and the chunks each one holds.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::rc::Rc;
 use std::time::Instant;
 
@@ -17,12 +17,12 @@ use crate::error::{Error, Result};
 use crate::output;
 use crate::registry;
 use crate::wait::{self, Fds, Waiter};
-use crate::wire::{self, Buffer, NbReader, NbWriter};
+use crate::wire::{self, Buffer, Encoded, NbReader, NbWriter};
 use crate::{fork, session};
 
 /// Serialized chunks of a job's inputs, produced lazily: `(index of the first task, postcard bytes of
-/// a Vec of inputs)`.
-pub(crate) type ChunkSource = Box<dyn Iterator<Item = Result<(usize, Vec<u8>)>>>;
+/// a Vec of inputs, in memory or in a memfd)`.
+pub(crate) type ChunkSource = Box<dyn Iterator<Item = Result<(usize, Encoded)>>>;
 
 /// A pool's lifecycle, as in Python (`RUN`, `CLOSE`, `TERMINATE`) plus "joined".
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,7 +41,7 @@ struct Chunk {
     job: u64,
     seq: usize,
     first: usize,
-    payload: Vec<u8>,
+    payload: Encoded,
     /// How many workers died while holding it at the front of their queue.
     attempts: u8,
 }
@@ -55,17 +55,37 @@ pub(crate) struct Arrived {
     pub result: Result<Payload>,
 }
 
-/// The encoded results of a chunk: the frame body as read, and where the payload starts in it (kept
-/// in place: no copy of megabytes of results).
-#[derive(Debug, Clone)]
-pub(crate) struct Payload {
-    body: Vec<u8>,
-    start: usize,
+/// The encoded results of a chunk, kept in place (no copy of megabytes of results): the frame body
+/// as read and where the payload starts in it, or the mapped memfd of a big payload.
+#[derive(Debug)]
+pub(crate) enum Payload {
+    InFrame { body: Vec<u8>, start: usize },
+    Shared(crate::sys::Mapping),
+}
+
+impl Clone for Payload {
+    /// A copy for a callback (the caller's `get` keeps the original): a mapped payload is copied
+    /// into memory.
+    fn clone(&self) -> Self {
+        match self {
+            Payload::InFrame { body, start } => Payload::InFrame {
+                body: body.clone(),
+                start: *start,
+            },
+            Payload::Shared(_) => Payload::InFrame {
+                body: self.bytes().to_vec(),
+                start: 0,
+            },
+        }
+    }
 }
 
 impl Payload {
     pub(crate) fn bytes(&self) -> &[u8] {
-        &self.body[self.start..]
+        match self {
+            Payload::InFrame { body, start } => &body[*start..],
+            Payload::Shared(mapping) => mapping.bytes(),
+        }
     }
 }
 
@@ -117,6 +137,8 @@ struct Worker {
     pid: i32,
     tx: NbWriter,
     rx: NbReader,
+    /// The parent's end of the socket that carries memfds of big payloads (`wire::send_shared`).
+    side: std::os::fd::OwnedFd,
     progress: ProgressSlot,
     in_flight: VecDeque<Chunk>,
     sent: usize,
@@ -128,7 +150,7 @@ impl Worker {
     /// Parent-side descriptors a later-forked sibling must close.
     fn parent_fds(&self) -> Vec<RawFd> {
         // (Its pidfd and output pipes are in the child table, which a forked child empties.)
-        let mut fds = vec![self.tx.fd().as_raw_fd()];
+        let mut fds = vec![self.tx.fd().as_raw_fd(), self.side.as_raw_fd()];
         fds.extend(self.rx.fd().map(|fd| fd.as_raw_fd()));
         fds
     }
@@ -144,6 +166,8 @@ pub(crate) struct Inner {
     pub state: State,
     workers: Vec<Worker>,
     jobs: BTreeMap<u64, Job>,
+    /// Jobs that may still hand out chunks, oldest first (so `dispatch` never walks finished jobs).
+    pending: VecDeque<u64>,
     next_job: u64,
     next_chunk: u64,
     described: HashMap<usize, FnRef>,
@@ -177,6 +201,11 @@ impl std::fmt::Debug for Inner {
     }
 }
 
+/// The most chunks queued to one worker at once (tiny ones; see `dispatch`).
+const DEPTH: usize = 16;
+/// Beyond two chunks, a worker is given more only while the bytes queued to it are under this.
+const DEEP_BYTES: usize = 256 * 1024;
+
 /// Poll tags: worker index times two, plus which pipe.
 const TAG_RESULTS: u64 = 0;
 const TAG_TASKS: u64 = 1;
@@ -195,6 +224,7 @@ impl Inner {
             state: State::Running,
             workers: Vec::new(),
             jobs: BTreeMap::new(),
+            pending: VecDeque::new(),
             next_job: 0,
             next_chunk: 0,
             described: HashMap::new(),
@@ -214,10 +244,15 @@ impl Inner {
         let (identity, name) = session::number_new_child("ForkPoolWorker");
         let (task_read, task_write) = wire::pipe(false, true, Buffer::Large)?;
         let (result_read, result_write) = wire::pipe(true, false, Buffer::Large)?;
+        let (side, worker_side) = wire::side_channel()?;
         let (relay, ends) = output::pipes_for_child()?;
         let progress = ProgressSlot::new()?;
         let mut close: Vec<RawFd> = self.workers.iter().flat_map(Worker::parent_fds).collect();
-        close.extend([task_write.as_raw_fd(), result_read.as_raw_fd()]);
+        close.extend([
+            task_write.as_raw_fd(),
+            result_read.as_raw_fd(),
+            side.as_raw_fd(),
+        ]);
         close.extend(relay.fds().map(|fd| fd.as_raw_fd()));
         let setup = WorkerSetup {
             name: name.clone(),
@@ -225,6 +260,7 @@ impl Inner {
             parent_pid: std::process::id() as i32,
             tasks: task_read,
             results: result_write,
+            side: worker_side,
             ends,
             close,
             initializer: self.initializer.clone(),
@@ -238,6 +274,7 @@ impl Inner {
             pid: pid.as_raw(),
             tx: NbWriter::new(task_write),
             rx: NbReader::new(result_read),
+            side,
             progress,
             in_flight: VecDeque::new(),
             sent: 0,
@@ -303,6 +340,7 @@ impl Inner {
                 abandoned: false,
             },
         );
+        self.pending.push_back(id);
         self.dispatch();
         Ok(id)
     }
@@ -462,39 +500,32 @@ impl Inner {
         }
     }
 
-    /// Settles every worker the child table saw end (the waiting core reaps them).
+    /// Settles every worker the child table saw end (the waiting core reaps them). Settling one
+    /// relays and reaps every child (`disown`), which may reap another worker: look again until
+    /// none is left, or that worker's end would never wake the core again.
     fn reap_ended(&mut self) -> Result<()> {
-        // Settling one worker (`worker_ended` -> `registry::disown`, which pumps and reaps every
-        // child) may reap another worker after the look below: look again until nothing changes,
-        // or that worker would stay listed with no pidfd left to poll, and `join` would wait forever.
         loop {
-            let before = self.workers.len();
-            self.reap_ended_once()?;
-            if self.workers.len() == before {
+            let ended: Vec<(usize, i32)> = {
+                let mut table = registry::lock();
+                self.workers
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, w)| match table.status(w.pid) {
+                        Some(Some(code)) => Some((i, code)),
+                        Some(None) => None,
+                        // Not in the table (cannot happen while the pool owns it): treat as ended.
+                        None => Some((i, 0)),
+                    })
+                    .collect()
+            };
+            if ended.is_empty() {
                 return Ok(());
             }
+            // Highest index first, so removing one does not shift the others.
+            for (i, code) in ended.into_iter().rev() {
+                self.worker_ended(i, code)?;
+            }
         }
-    }
-
-    fn reap_ended_once(&mut self) -> Result<()> {
-        let ended: Vec<(usize, i32)> = {
-            let mut table = registry::lock();
-            self.workers
-                .iter()
-                .enumerate()
-                .filter_map(|(i, w)| match table.status(w.pid) {
-                    Some(Some(code)) => Some((i, code)),
-                    Some(None) => None,
-                    // Not in the table (cannot happen while the pool owns it): treat as ended.
-                    None => Some((i, 0)),
-                })
-                .collect()
-        };
-        // Highest index first, so removing one does not shift the others.
-        for (i, code) in ended.into_iter().rev() {
-            self.worker_ended(i, code)?;
-        }
-        Ok(())
     }
 
     /// The kernel's interrupt came while the pool was waited for: Python raises KeyboardInterrupt.
@@ -556,7 +587,20 @@ impl Inner {
                 });
                 self.broken = Some((worker, message));
             }
-            FromWorker::Done { chunk, status } => {
+            FromWorker::Done {
+                chunk,
+                status,
+                shared,
+            } => {
+                let payload = if shared {
+                    match wire::recv_shared(self.workers[i].side.as_fd()) {
+                        Ok(mapping) => Payload::Shared(mapping),
+                        // The worker is gone mid-message; its exit settles its chunks.
+                        Err(_) => return,
+                    }
+                } else {
+                    Payload::InFrame { body, start }
+                };
                 let w = &mut self.workers[i];
                 let Some(pos) = w.in_flight.iter().position(|c| c.id == chunk) else {
                     return;
@@ -575,7 +619,7 @@ impl Inner {
                 }
                 let name = w.name.clone();
                 let result = match status {
-                    Status::Ok => Ok(Payload { body, start }),
+                    Status::Ok => Ok(payload),
                     Status::Panicked { index, message } => Err(Error::TaskPanicked {
                         index: index as usize,
                         worker: name,
@@ -635,6 +679,10 @@ impl Inner {
                 // Never started (or its result was lost): another worker runs it.
                 job.outstanding = job.outstanding.saturating_sub(1);
                 if !job.abandoned && job.failure.is_none() {
+                    if job.requeued.is_empty() && job.source.is_none() {
+                        // It had left the queue of jobs with chunks to hand out: back to the front.
+                        self.pending.push_front(c.job);
+                    }
                     job.requeued.push_back(c);
                 } else if job.abandoned && job.outstanding == 0 {
                     self.jobs.remove(&c.job);
@@ -673,22 +721,34 @@ impl Inner {
     }
 
     /// Hands out chunks to workers with room, and writes what it can.
+    ///
+    /// Round 1 gives every idle worker a chunk; round 2 a second one queued behind it (which keeps a
+    /// worker busy across the round trip); rounds 3 to [`DEPTH`] more, but only small ones (under
+    /// [`DEEP_BYTES`] queued), so thousands of tiny tasks (`apply_async`, `imap` with chunksize 1) are
+    /// pipelined while big chunks are not encoded far ahead. Round `r` > 1 runs only while more than
+    /// `r` chunks per worker are left, so that at the end no chunk waits behind a slow one while
+    /// another worker idles.
     fn dispatch(&mut self) {
         if self.broken.is_some() || self.state == State::Terminated || self.state == State::Joined {
             return;
         }
         let live = self.workers.iter().filter(|w| !w.retiring).count().max(1);
-        let mut backlog: usize = self.jobs.values().map(Job::backlog).sum();
-        // Round 1 gives every idle worker a chunk, round 2 a second one queued behind it (which keeps
-        // a worker busy across the round trip), but only while plenty is left, so that at the end no
-        // chunk waits behind a slow one while another worker idles.
-        for round in 1..=2 {
+        let mut backlog = self.backlog_up_to(DEPTH * live + 1);
+        for round in 1..=DEPTH {
+            if round > 1 && backlog <= round * live {
+                return;
+            }
             for i in 0..self.workers.len() {
                 let w = &self.workers[i];
                 if w.retiring || self.maxtasks.is_some_and(|m| w.sent >= m) {
                     continue;
                 }
-                if w.in_flight.len() >= round || (round == 2 && backlog <= 2 * live) {
+                if w.in_flight.len() >= round {
+                    continue;
+                }
+                if round > 2
+                    && w.in_flight.iter().map(|c| c.payload.len()).sum::<usize>() > DEEP_BYTES
+                {
                     continue;
                 }
                 let Some(chunk) = self.next_chunk() else {
@@ -698,14 +758,29 @@ impl Inner {
                 let Some(job) = self.jobs.get(&chunk.job) else {
                     continue;
                 };
+                let shared = chunk.payload.len() >= wire::SHARED_MIN;
                 let header = ToWorker::Task {
                     chunk: chunk.id,
                     first: chunk.first as u64,
                     tramp: job.tramp.clone(),
                     func: job.func.clone(),
+                    shared,
                 };
                 let w = &mut self.workers[i];
-                if wire::encode_frame(w.tx.queue(), &header, &chunk.payload).is_err() {
+                // A big payload goes in shared memory, its descriptor on the side socket (in the
+                // same order as the frames, which the worker reads one by one).
+                let (sent, payload): (Result<()>, &[u8]) = match &chunk.payload {
+                    Encoded::Shared { fd, .. } => (wire::send_fd(w.side.as_fd(), fd.as_fd()), &[]),
+                    Encoded::Inline(bytes) if shared => {
+                        (wire::send_shared(w.side.as_fd(), bytes), &[])
+                    }
+                    Encoded::Inline(bytes) => (Ok(()), bytes),
+                };
+                if let Err(e) =
+                    sent.and_then(|()| wire::encode_frame(w.tx.queue(), &header, payload))
+                {
+                    // Never lose a chunk silently: its job gets the error.
+                    self.chunk_done(chunk, Err(e));
                     continue;
                 }
                 let _ = w.tx.flush();
@@ -715,10 +790,31 @@ impl Inner {
         }
     }
 
+    /// The number of chunks left to hand out, counted up to `cap` (enough to decide the rounds).
+    fn backlog_up_to(&self, cap: usize) -> usize {
+        let mut n = 0;
+        for id in &self.pending {
+            if let Some(job) = self.jobs.get(id) {
+                if !job.abandoned && job.failure.is_none() {
+                    n += job.backlog().max(usize::from(job.source.is_some()));
+                }
+            }
+            if n >= cap {
+                return n;
+            }
+        }
+        n
+    }
+
     /// The next chunk to send, oldest job first.
     fn next_chunk(&mut self) -> Option<Chunk> {
-        for (&id, job) in self.jobs.iter_mut() {
+        while let Some(&id) = self.pending.front() {
+            let Some(job) = self.jobs.get_mut(&id) else {
+                self.pending.pop_front();
+                continue;
+            };
             if job.abandoned || job.failure.is_some() {
+                self.pending.pop_front();
                 continue;
             }
             if let Some(c) = job.requeued.pop_front() {
@@ -750,6 +846,7 @@ impl Inner {
                     }
                 }
             }
+            self.pending.pop_front();
         }
         None
     }

@@ -50,13 +50,18 @@
 //! # What is different from Python, on purpose
 //!
 //! - A task that panics returns [`Error::TaskPanicked`] with the message, the task's index and the
-//!   worker's name; the pool stays usable. The worker keeps Rust's default panic hook, so the panic's
-//!   `thread 'main' panicked at src/..:line` line also appears (as stderr of the cell) -- it names the line.
+//!   worker's name; the pool stays usable. The worker also prints a short report on the cell's
+//!   stderr ("Process ForkPoolWorker-1:", then `panicked at src/..:line:` and the message): it names
+//!   the line. (A function from a library with its own copy of std keeps that std's hook.)
 //! - A worker that dies (killed, aborted, crashed) returns [`Error::WorkerDied`] at once, naming it,
 //!   its pid, the signal and the task; the pool starts a replacement. Python's `Pool` hangs forever
 //!   there (bpo-22393).
 //! - Nothing runs in the background of the notebook: there is no thread; the pool sends tasks and
 //!   collects results while one of its calls waits (`map`, `get`, iterating `imap`, `join`).
+//! - Interrupting the kernel while a pool call waits returns [`Error::Interrupted`]: every
+//!   unfinished task of the pool is cancelled, the busy workers are killed and replaced, and the
+//!   pool is usable at once (Python raises `KeyboardInterrupt`).
+//! - The workers are children like any [`Process`](crate::Process): `active_children()` lists them.
 //! - Workers' `print!`s reach the cell as whole lines while a call waits.
 //! - Dropping a `Pool` (or leaving [`Pool::with`]) terminates it, as Python's `with` block does:
 //!   workers are killed and reaped. When the kernel is interrupted or shut down, no destructor runs,
@@ -283,23 +288,16 @@ pub(crate) fn check_timeout(timeout: Duration) -> Result<()> {
 }
 
 /// Decodes one chunk's results.
-pub(crate) fn decode_chunk<R: DeserializeOwned>(bytes: &[u8]) -> Result<Vec<R>> {
-    postcard::from_bytes(bytes).map_err(|e| Error::Codec {
+pub(crate) fn decode_chunk<R: DeserializeOwned + 'static>(bytes: &[u8]) -> Result<Vec<R>> {
+    crate::wire::decode_seq(bytes).map_err(|e| Error::Codec {
         direction: "deserialize",
         what: "task results",
         message: e.to_string(),
     })
 }
 
-fn encode_items<T: Serialize>(items: &[T]) -> Result<Vec<u8>> {
-    // Room for the usual case up front (small numbers take fewer bytes in postcard, not more),
-    // instead of growing and copying the buffer as it fills.
-    let guess = items.len().saturating_mul(std::mem::size_of::<T>() + 2) + 16;
-    crate::wire::to_vec(items, guess.min(1 << 28)).map_err(|e| Error::Codec {
-        direction: "serialize",
-        what: "task arguments",
-        message: e.to_string(),
-    })
+fn encode_items<T: Serialize + 'static>(items: &[T]) -> Result<crate::wire::Encoded> {
+    crate::wire::encode_chunk(items)
 }
 
 /// Chunks of an owned list of inputs.
@@ -309,8 +307,8 @@ struct VecChunks<T> {
     next: usize,
 }
 
-impl<T: Serialize> Iterator for VecChunks<T> {
-    type Item = Result<(usize, Vec<u8>)>;
+impl<T: Serialize + 'static> Iterator for VecChunks<T> {
+    type Item = Result<(usize, crate::wire::Encoded)>;
 
     fn next(&mut self) -> Option<Self::Item> {
         if self.next >= self.items.len() {
@@ -335,8 +333,8 @@ struct IterChunks<I> {
     next: usize,
 }
 
-impl<T: Serialize, I: Iterator<Item = T>> Iterator for IterChunks<I> {
-    type Item = Result<(usize, Vec<u8>)>;
+impl<T: Serialize + 'static, I: Iterator<Item = T>> Iterator for IterChunks<I> {
+    type Item = Result<(usize, crate::wire::Encoded)>;
 
     fn next(&mut self) -> Option<Self::Item> {
         let items: Vec<T> = self.iter.by_ref().take(self.chunksize).collect();
@@ -351,6 +349,13 @@ impl<T: Serialize, I: Iterator<Item = T>> Iterator for IterChunks<I> {
     fn size_hint(&self) -> (usize, Option<usize>) {
         (self.iter.size_hint().0.div_ceil(self.chunksize), None)
     }
+}
+
+/// Python's default chunk size for `map`: `chunksize, extra = divmod(len, 4 * processes); if extra:
+/// chunksize += 1`.
+fn default_chunksize(len: usize, processes: usize) -> usize {
+    let workers = 4 * processes.max(1);
+    len / workers + usize::from(len % workers != 0)
 }
 
 fn check_chunksize(chunksize: usize) -> Result<usize> {
@@ -443,8 +448,16 @@ impl Pool {
     /// # Ok::<(), multiprocessing::Error>(())
     /// ```
     pub fn default_chunksize(&self, len: usize) -> usize {
-        let workers = 4 * self.processes().max(1);
-        len / workers + usize::from(len % workers != 0)
+        default_chunksize(len, self.processes())
+    }
+
+    /// The one code path of `map`, `starmap`, `map_async` and the `imap`s: [`Chunked`] with no
+    /// chunk size given (the default: Python's rule for the maps, 1 for the `imap`s).
+    fn options(&self) -> Chunked<'_> {
+        Chunked {
+            pool: self,
+            chunksize: None,
+        }
     }
 
     /// Calls with an explicit chunk size (Python: `chunksize=`): `pool.chunked(100).map(f, items)`.
@@ -461,7 +474,7 @@ impl Pool {
     pub fn chunked(&self, chunksize: usize) -> Chunked<'_> {
         Chunked {
             pool: self,
-            chunksize,
+            chunksize: Some(chunksize),
         }
     }
 
@@ -487,7 +500,7 @@ impl Pool {
         }
         let chunksize = match chunksize {
             Some(c) => check_chunksize(c)?,
-            None => self.default_chunksize_of(items.len(), inner.processes),
+            None => default_chunksize(items.len(), inner.processes).max(1),
         };
         let source = Box::new(VecChunks {
             items,
@@ -520,11 +533,6 @@ impl Pool {
         Ok(out)
     }
 
-    fn default_chunksize_of(&self, len: usize, processes: usize) -> usize {
-        let workers = 4 * processes.max(1);
-        (len / workers + usize::from(len % workers != 0)).max(1)
-    }
-
     /// Applies `f` to every input in the workers and returns the results in input order (Python:
     /// `pool.map(f, iterable)`). Inputs are sent in chunks of [`default_chunksize`](Self::default_chunksize).
     /// The first failing task ends the call with its error ([`Error::TaskPanicked`],
@@ -545,7 +553,7 @@ impl Pool {
         T: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + 'static,
     {
-        self.run_map::<Unary<T, R>>(f as usize, items.into_iter().collect(), None)
+        self.options().map(f, items)
     }
 
     /// Like [`map`](Self::map) for a two-argument function over pairs (Python: `pool.starmap(f,
@@ -570,7 +578,7 @@ impl Pool {
         B: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + 'static,
     {
-        self.run_map::<Binary<A, B, R>>(f as usize, items.into_iter().collect(), None)
+        self.options().starmap(f, items)
     }
 
     /// Runs `f(arg)` in a worker and waits for the result (Python: `pool.apply(f, (arg,))`).
@@ -649,9 +657,7 @@ impl Pool {
         T: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + 'static,
     {
-        let items: Vec<T> = items.into_iter().collect();
-        let chunksize = self.default_chunksize(items.len()).max(1);
-        self.map_async_chunked(f, items, chunksize)
+        self.options().map_async(f, items)
     }
 
     /// Starts a [`starmap`](Self::starmap) and returns at once (Python:
@@ -677,41 +683,7 @@ impl Pool {
         B: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + 'static,
     {
-        let items: Vec<(A, B)> = items.into_iter().collect();
-        let source = Box::new(VecChunks {
-            chunksize: self.default_chunksize(items.len()).max(1),
-            items,
-            next: 0,
-        });
-        let job = self.submit::<Binary<A, B, R>>(f as usize, source, true)?;
-        Ok(AsyncResult::new(
-            self.inner.clone(),
-            job,
-            async_result::decode_all::<R>,
-        ))
-    }
-
-    fn map_async_chunked<T, R>(
-        &self,
-        f: fn(T) -> R,
-        items: Vec<T>,
-        chunksize: usize,
-    ) -> Result<AsyncResult<Vec<R>>>
-    where
-        T: Serialize + DeserializeOwned + 'static,
-        R: Serialize + DeserializeOwned + 'static,
-    {
-        let source = Box::new(VecChunks {
-            items,
-            chunksize: check_chunksize(chunksize)?,
-            next: 0,
-        });
-        let job = self.submit::<Unary<T, R>>(f as usize, source, true)?;
-        Ok(AsyncResult::new(
-            self.inner.clone(),
-            job,
-            async_result::decode_all::<R>,
-        ))
+        self.options().starmap_async(f, items)
     }
 
     /// A lazy [`map`](Self::map): an iterator of results in input order, each available as soon as
@@ -736,7 +708,7 @@ impl Pool {
         I: IntoIterator<Item = T>,
         I::IntoIter: 'static,
     {
-        self.imap_impl(f, items, 1, true)
+        self.options().imap(f, items)
     }
 
     /// Like [`imap`](Self::imap), but results come in the order they finish (Python:
@@ -760,29 +732,7 @@ impl Pool {
         I: IntoIterator<Item = T>,
         I::IntoIter: 'static,
     {
-        self.imap_impl(f, items, 1, false)
-    }
-
-    fn imap_impl<T, R, I>(
-        &self,
-        f: fn(T) -> R,
-        items: I,
-        chunksize: usize,
-        ordered: bool,
-    ) -> Result<IMap<R>>
-    where
-        T: Serialize + DeserializeOwned + 'static,
-        R: Serialize + DeserializeOwned + 'static,
-        I: IntoIterator<Item = T>,
-        I::IntoIter: 'static,
-    {
-        let source = Box::new(IterChunks {
-            iter: items.into_iter(),
-            chunksize: check_chunksize(chunksize)?,
-            next: 0,
-        });
-        let job = self.submit::<Unary<T, R>>(f as usize, source, false)?;
-        Ok(IMap::new(self.inner.clone(), job, ordered))
+        self.options().imap_unordered(f, items)
     }
 
     /// Takes no more work; the workers exit once the work already given is done (Python: `close()`).
@@ -867,7 +817,8 @@ impl Drop for Pool {
 #[derive(Debug, Clone, Copy)]
 pub struct Chunked<'a> {
     pool: &'a Pool,
-    chunksize: usize,
+    /// `None`: the default (Python's rule for the maps, 1 for the `imap`s).
+    chunksize: Option<usize>,
 }
 
 impl Chunked<'_> {
@@ -888,12 +839,9 @@ impl Chunked<'_> {
         T: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + 'static,
     {
-        check_chunksize(self.chunksize)?;
-        self.pool.run_map::<Unary<T, R>>(
-            f as usize,
-            items.into_iter().collect(),
-            Some(self.chunksize),
-        )
+        self.chunksize.map(check_chunksize).transpose()?;
+        self.pool
+            .run_map::<Unary<T, R>>(f as usize, items.into_iter().collect(), self.chunksize)
     }
 
     /// [`Pool::starmap`] with this chunk size.
@@ -917,11 +865,11 @@ impl Chunked<'_> {
         B: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + 'static,
     {
-        check_chunksize(self.chunksize)?;
+        self.chunksize.map(check_chunksize).transpose()?;
         self.pool.run_map::<Binary<A, B, R>>(
             f as usize,
             items.into_iter().collect(),
-            Some(self.chunksize),
+            self.chunksize,
         )
     }
 
@@ -945,8 +893,64 @@ impl Chunked<'_> {
         T: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + 'static,
     {
-        self.pool
-            .map_async_chunked(f, items.into_iter().collect(), self.chunksize)
+        let items: Vec<T> = items.into_iter().collect();
+        let chunksize = match self.chunksize {
+            Some(c) => check_chunksize(c)?,
+            None => self.pool.default_chunksize(items.len()).max(1),
+        };
+        let source = Box::new(VecChunks {
+            items,
+            chunksize,
+            next: 0,
+        });
+        let job = self.pool.submit::<Unary<T, R>>(f as usize, source, true)?;
+        Ok(AsyncResult::new(
+            self.pool.inner.clone(),
+            job,
+            async_result::decode_all::<R>,
+        ))
+    }
+
+    /// [`Pool::starmap_async`] with this chunk size.
+    ///
+    /// ```
+    /// use multiprocessing::Pool;
+    ///
+    /// fn add(a: u64, b: u64) -> u64 { a + b }
+    ///
+    /// let pool = Pool::new(2)?;
+    /// let mut r = pool.chunked(2).starmap_async(add, [(1, 2), (3, 4), (5, 6)])?;
+    /// assert_eq!(r.get()?, [3, 7, 11]);
+    /// # Ok::<(), multiprocessing::Error>(())
+    /// ```
+    pub fn starmap_async<A, B, R>(
+        &self,
+        f: fn(A, B) -> R,
+        items: impl IntoIterator<Item = (A, B)>,
+    ) -> Result<AsyncResult<Vec<R>>>
+    where
+        A: Serialize + DeserializeOwned + 'static,
+        B: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + 'static,
+    {
+        let items: Vec<(A, B)> = items.into_iter().collect();
+        let chunksize = match self.chunksize {
+            Some(c) => check_chunksize(c)?,
+            None => self.pool.default_chunksize(items.len()).max(1),
+        };
+        let source = Box::new(VecChunks {
+            items,
+            chunksize,
+            next: 0,
+        });
+        let job = self
+            .pool
+            .submit::<Binary<A, B, R>>(f as usize, source, true)?;
+        Ok(AsyncResult::new(
+            self.pool.inner.clone(),
+            job,
+            async_result::decode_all::<R>,
+        ))
     }
 
     /// [`Pool::imap`] with this chunk size.
@@ -968,7 +972,7 @@ impl Chunked<'_> {
         I: IntoIterator<Item = T>,
         I::IntoIter: 'static,
     {
-        self.pool.imap_impl(f, items, self.chunksize, true)
+        self.imap_in_order(f, items, true)
     }
 
     /// [`Pool::imap_unordered`] with this chunk size.
@@ -990,6 +994,22 @@ impl Chunked<'_> {
         I: IntoIterator<Item = T>,
         I::IntoIter: 'static,
     {
-        self.pool.imap_impl(f, items, self.chunksize, false)
+        self.imap_in_order(f, items, false)
+    }
+
+    fn imap_in_order<T, R, I>(&self, f: fn(T) -> R, items: I, ordered: bool) -> Result<IMap<R>>
+    where
+        T: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + 'static,
+        I: IntoIterator<Item = T>,
+        I::IntoIter: 'static,
+    {
+        let source = Box::new(IterChunks {
+            iter: items.into_iter(),
+            chunksize: check_chunksize(self.chunksize.unwrap_or(1))?,
+            next: 0,
+        });
+        let job = self.pool.submit::<Unary<T, R>>(f as usize, source, false)?;
+        Ok(IMap::new(self.pool.inner.clone(), job, ordered))
     }
 }

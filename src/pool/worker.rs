@@ -16,12 +16,14 @@ use crate::wire;
 /// Parent -> worker.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum ToWorker {
-    /// Run a chunk; the payload (postcard `Vec<input>`) follows the header.
+    /// Run a chunk; the payload (postcard `Vec<input>`) follows the header, or, when `shared`, comes
+    /// as a memfd on the side socket (big payloads, see `wire::SHARED_MIN`).
     Task {
         chunk: u64,
         first: u64,
         tramp: FnRef,
         func: FnRef,
+        shared: bool,
     },
     /// Finish: `close()` + `join()`.
     Exit,
@@ -30,8 +32,13 @@ pub(crate) enum ToWorker {
 /// Worker -> parent.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum FromWorker {
-    /// A chunk ran; for `Ok` the payload (postcard `Vec<result>`) follows the header.
-    Done { chunk: u64, status: Status },
+    /// A chunk ran; for `Ok` the payload (postcard `Vec<result>`) follows the header, or, when
+    /// `shared`, comes as a memfd on the side socket.
+    Done {
+        chunk: u64,
+        status: Status,
+        shared: bool,
+    },
     /// The initializer panicked; the worker exits.
     InitFailed { message: String },
 }
@@ -55,6 +62,8 @@ pub(crate) struct WorkerSetup {
     pub parent_pid: i32,
     pub tasks: OwnedFd,
     pub results: OwnedFd,
+    /// The worker's end of the side socket that carries memfds of big payloads, both ways.
+    pub side: OwnedFd,
     pub ends: ChildEnds,
     /// Parent-side descriptors (of this worker and its siblings) that the worker must not hold.
     pub close: Vec<RawFd>,
@@ -98,15 +107,25 @@ pub(crate) fn run(setup: WorkerSetup, progress: &ProgressSlot) -> i32 {
         let Ok((header, payload)) = wire::decode_body::<ToWorker>(&body) else {
             return 2;
         };
-        let (chunk, first, tramp, func) = match header {
+        let (chunk, first, tramp, func, shared) = match header {
             ToWorker::Exit => return 0,
             ToWorker::Task {
                 chunk,
                 first,
                 tramp,
                 func,
-            } => (chunk, first, tramp, func),
+                shared,
+            } => (chunk, first, tramp, func, shared),
         };
+        let mapped = if shared {
+            match wire::recv_shared(setup.side.as_fd()) {
+                Ok(mapping) => Some(mapping),
+                Err(_) => return 2,
+            }
+        } else {
+            None
+        };
+        let payload: &[u8] = mapped.as_ref().map_or(payload, |m| m.bytes());
         out.clear();
         let status = match (resolver.resolve(&tramp), resolver.resolve(&func)) {
             (Ok(tramp), Ok(func)) => {
@@ -133,7 +152,16 @@ pub(crate) fn run(setup: WorkerSetup, progress: &ProgressSlot) -> i32 {
         } else {
             &[]
         };
-        let header = FromWorker::Done { chunk, status };
+        let shared = payload.len() >= wire::SHARED_MIN;
+        if shared && wire::send_shared(setup.side.as_fd(), payload).is_err() {
+            return 2;
+        }
+        let payload = if shared { &[][..] } else { payload };
+        let header = FromWorker::Done {
+            chunk,
+            status,
+            shared,
+        };
         if wire::encode_frame_head(&mut frame, &header, payload.len()).is_err()
             || wire::write_all2(results.as_fd(), &frame, payload).is_err()
         {

@@ -1,0 +1,60 @@
+//! Big payloads (1 MiB and more per chunk) travel through shared memory (a memfd passed on a side
+//! socket) instead of the pipes: the values must arrive intact both ways, errors must still name the
+//! task, and no descriptor may be left behind. Each body runs in a fresh copy of this binary.
+
+mod process_support;
+
+use multiprocessing::{Error, Pool};
+use process_support::{isolate, open_fds};
+
+fn echo(b: Vec<u8>) -> Vec<u8> {
+    b
+}
+
+fn reversed(mut v: Vec<f64>) -> Vec<f64> {
+    v.reverse();
+    v
+}
+
+fn shout(s: String) -> String {
+    s.to_uppercase()
+}
+
+fn fails_on_seven(b: Vec<u8>) -> usize {
+    assert!(b[0] != 7, "seven");
+    b.len()
+}
+
+#[test]
+fn big_payloads_arrive_intact_both_ways_and_leave_no_descriptor() {
+    if let Some(out) = isolate("big_payloads_arrive_intact_both_ways_and_leave_no_descriptor") {
+        out.assert_success();
+        return;
+    }
+    let before = open_fds();
+    let pool = Pool::new(2).unwrap();
+    let bufs: Vec<Vec<u8>> = (0..24u8).map(|i| vec![i; (3 << 20) + i as usize]).collect();
+    assert_eq!(pool.map(echo, bufs.clone()).unwrap(), bufs);
+    let vecs: Vec<Vec<f64>> = (0..8)
+        .map(|i| (0..300_000).map(|j| (i * j) as f64).collect())
+        .collect();
+    let back = pool.map(reversed, vecs.clone()).unwrap();
+    for (v, b) in vecs.iter().zip(&back) {
+        assert!(v.iter().rev().eq(b.iter()));
+    }
+    let words: Vec<String> = (0..300_000).map(|i| format!("w{i}")).collect();
+    let upper = pool.map(shout, words).unwrap();
+    assert_eq!(upper[299_999], "W299999");
+    match pool.map(fails_on_seven, bufs.clone()) {
+        Err(Error::TaskPanicked { index, .. }) => assert_eq!(index, 7),
+        other => panic!("expected TaskPanicked, got {other:?}"),
+    }
+    assert_eq!(
+        pool.apply(echo, vec![9u8; 5 << 20]).unwrap(),
+        vec![9u8; 5 << 20]
+    );
+    pool.close();
+    pool.join().unwrap();
+    drop(pool);
+    assert_eq!(open_fds(), before, "no memfd, socket or pipe left open");
+}
