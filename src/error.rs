@@ -16,7 +16,7 @@ use std::time::Duration;
 /// // Joining a process that was never started is a typed error, not a panic:
 /// assert!(matches!(p.join(), Err(Error::NotStarted { .. })));
 /// ```
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// `start()` was called on a process that was already started.
@@ -255,6 +255,101 @@ pub enum Error {
     /// input that calls the pool): the pool is busy running that call.
     #[error("the pool is busy: it was called from inside one of its own input iterators; compute the inputs first (collect them into a Vec), then call the pool")]
     PoolBusy,
+
+    /// A process died holding units of a `Semaphore` (acquired, never released). They are free again.
+    /// Python's semaphore would keep them forever, and its waiters would hang.
+    #[error("process {pid} died holding {what}; they are free again, but what they guarded may be half-done: check it, then acquire() again")]
+    HolderDied {
+        /// What it held, e.g. "units of this Semaphore".
+        what: &'static str,
+        /// The pid of the process that died.
+        pid: i32,
+    },
+
+    /// `release()` on a `BoundedSemaphore` already at its initial value (Python: `ValueError:
+    /// Semaphore released too many times`).
+    #[error("this BoundedSemaphore was released more often than acquired (its value is already {bound}); release only what you acquired")]
+    ReleasedTooOften {
+        /// The bound (the initial value).
+        bound: u32,
+    },
+
+    /// A `Barrier` is broken (Python's `BrokenBarrierError`).
+    #[error("the barrier is broken: {why}; call reset() before using it again")]
+    BrokenBarrier {
+        /// Why: aborted, reset, timed out, or a waiting process died.
+        why: &'static str,
+    },
+
+    /// The future was cancelled before it ran (Python's `concurrent.futures.CancelledError`).
+    #[error("this future was cancelled before it ran; submit the call again to run it")]
+    Cancelled,
+
+    /// `SharedMemory::create_named` with a name that is taken (Python's `FileExistsError`).
+    #[error("a shared memory block named {name:?} exists already; attach to it with SharedMemory::attach, pick another name, or unlink the old one")]
+    SharedMemoryExists {
+        /// The name.
+        name: String,
+    },
+
+    /// `SharedMemory::attach` (or `unlink`) with a name that does not exist (Python's
+    /// `FileNotFoundError`).
+    #[error("no shared memory block named {name:?}; check the name (shm.name() of the creator), and that it was not unlinked")]
+    SharedMemoryNotFound {
+        /// The name.
+        name: String,
+    },
+
+    /// The manager process behind a proxy is gone (shut down, killed or crashed).
+    #[error("the manager process (pid {pid}) {how}; every proxy of it fails now: start a new Manager (and keep it alive while its proxies are used)")]
+    ManagerDied {
+        /// The manager's pid.
+        pid: i32,
+        /// What was seen, e.g. "closed the connection".
+        how: String,
+    },
+
+    /// A `Queue` with a `maxsize` had no room in time (Python's `queue.Full`).
+    #[error("the Queue is full ({maxsize} items) and no consumer made room in time; get items first, wait longer (put() waits without limit), or make the queue bigger")]
+    Full {
+        /// The queue's maxsize.
+        maxsize: usize,
+    },
+
+    /// A call on a `Queue` (or `SimpleQueue`) after `close()` in this process (Python's
+    /// `ValueError: Queue ... is closed`).
+    #[error("this Queue was closed in this process; use another handle (a clone made before close() is closed too), or do not close it before the last put/get")]
+    QueueClosed,
+
+    /// `task_done()` on a `JoinableQueue` called more often than items were put (Python's
+    /// `ValueError: task_done() called too many times`).
+    #[error("task_done() was called more often than items were put on this JoinableQueue; call it once per item got")]
+    TaskDoneTooOften,
+
+    /// `Process::close()` on a process that is still running (Python: `ValueError: Cannot close a
+    /// process while it is still running`).
+    #[error("process {name} is still running, so it cannot be closed; join() it first (or terminate() and join())")]
+    StillRunning {
+        /// The process's name.
+        name: String,
+    },
+
+    /// A call on a `Process` after `close()` (Python: `ValueError: process object is closed`).
+    #[error("process {name} was closed, so {call}() cannot be used on it; create a new Process")]
+    ProcessClosed {
+        /// The process's name.
+        name: String,
+        /// The call that was refused.
+        call: &'static str,
+    },
+
+    /// `send` on the read end, or `recv` on the write end, of a one-way `Pipe` (Python: `OSError:
+    /// connection is read-only` / `write-only`).
+    #[error("this end of a one-way Pipe is {allowed}; in `let (reader, writer) = Pipe::one_way()?`, receive on the first and send on the second")]
+    WrongDirection {
+        /// "read-only" or "write-only".
+        allowed: &'static str,
+    },
 }
 
 /// `Result` with this crate's [`Error`].

@@ -60,3 +60,32 @@ pub(crate) fn fork_child(child_body: impl FnOnce() -> i32) -> Result<Pid> {
         },
     })
 }
+
+/// Starts `body` in a detached process: a grandchild, reparented to init (or the nearest subreaper)
+/// at once, so that it outlives this process even when this process is killed (no
+/// `PR_SET_PDEATHSIG`: the second fork clears it). It holds no descriptor but `keep` (as descriptor
+/// 3, passed to `body`) and `/dev/null` on stdin, stdout and stderr, in a session of its own; it ends
+/// with `_exit` and what `body` returned. The intermediate child is reaped before this returns. Used
+/// by [`crate::shared_memory`]'s watcher, which removes a name after its creator dies.
+pub(crate) fn spawn_detached(
+    keep: std::os::fd::BorrowedFd<'_>,
+    body: impl FnOnce(std::os::fd::BorrowedFd<'static>) -> i32,
+) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    let keep = keep.as_raw_fd();
+    let intermediate =
+        fork_child(
+            move || match sys::fork_and_exit(move || body(sys::detach_keeping(keep))) {
+                Ok(_) => 0,
+                Err(_) => 1,
+            },
+        )?;
+    loop {
+        match nix::sys::wait::waitpid(intermediate, None) {
+            Err(Errno::EINTR) => continue,
+            Ok(nix::sys::wait::WaitStatus::Exited(_, 0)) => return Ok(()),
+            Ok(_) => return Err(Error::os("fork (detached watcher)", Errno::EAGAIN)),
+            Err(e) => return Err(Error::os("waitpid", e)),
+        }
+    }
+}

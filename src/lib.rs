@@ -1,6 +1,14 @@
 //! Python's `multiprocessing`, in Rust, on `fork`: [`Process`], [`current_process`], [`Pool`], and
-//! the ways processes talk ([`Pipe`], [`Queue`]) and share ([`Lock`], [`Value`]), made to be read
-//! side by side with the Python original and run inside a Jupyter notebook (evcxr).
+//! the ways processes talk ([`Pipe`], [`Queue`], [`JoinableQueue`], [`SimpleQueue`],
+//! [`connection::wait`]), synchronize ([`Lock`], [`RLock`], [`Semaphore`], [`BoundedSemaphore`],
+//! [`Event`], [`Condition`], [`Barrier`]) and share ([`Value`], [`Array`], [`RawArray`],
+//! [`RawValue`], [`shared_memory::SharedMemory`], a [`Manager`]), plus Python's
+//! `concurrent.futures` ([`futures::ProcessPoolExecutor`]), made to be read side by side with the
+//! Python original and run inside a Jupyter notebook (evcxr).
+//!
+//! Where Python hangs or loses data when a process dies (a lock, semaphore or barrier holder
+//! killed, a pool worker killed, a manager gone, a shared-memory creator killed), this crate returns
+//! a typed [`Error`] and leaves the primitive usable; each type's docs say how.
 //!
 //! | Python | This crate |
 //! |---|---|
@@ -50,20 +58,74 @@
 //! | a Lock holder dies: Python's lock stays locked forever | `Err(Error::LockOwnerDied { pid })`, then the lock is free |
 //! | `v = Value('i', 0)`, `v.value`, `v.value = 3` | `let v = Value::new(0i32)?;`, `v.get()`, `v.set(3)` |
 //! | `with v.get_lock(): v.value += 1` | `v.update(\|x\| *x += 1)`, or `*v.lock() += 1` |
+//! | `lock.locked()` | `lock.locked()` |
+//! | `e = Event()`, `e.set()`, `e.clear()`, `e.is_set()` | `let e = Event::new()?;`, `e.set()?`, `e.clear()?`, `e.is_set()?` |
+//! | `e.wait()`, `e.wait(timeout=1)` | `e.wait()?`, `e.wait_timeout(Duration::from_secs(1))?` (`bool`) |
+//! | `s = Semaphore(2)`, `BoundedSemaphore(2)` | `let s = Semaphore::new(2)?;`, `BoundedSemaphore::new(2)?` |
+//! | `s.acquire()`, `s.release()`, `with s:`, `s.get_value()` | `s.acquire()?`, `s.release()?`, `s.with(\|\| ...)?`, `s.value()?` |
+//! | `s.acquire(False)`, `s.acquire(timeout=1)` | `s.try_acquire()?`, `s.acquire_timeout(Duration::from_secs(1))?` (`bool`) |
+//! | `ValueError: Semaphore released too many times` | `Err(Error::ReleasedTooOften { .. })` |
+//! | a Semaphore holder dies: its units are lost | `Err(Error::HolderDied { .. })`, then the units are free |
+//! | `r = RLock()`, `with r: with r: ...` | `let r = RLock::new()?;`, `let _a = r.acquire()?; let _b = r.acquire()?;` |
+//! | `c = Condition()`, `with c: c.wait()` | `let c = Condition::new()?;`, `let mut g = c.acquire()?; g.wait()?;` |
+//! | `c.wait(1)`, `c.wait_for(pred, 1)` | `g.wait_timeout(Duration::from_secs(1))?`, `g.wait_for(pred)?` / `g.wait_for_timeout(pred, d)?` |
+//! | `c.notify()`, `c.notify(n)`, `c.notify_all()` | `g.notify()?`, `g.notify_n(n)?`, `g.notify_all()?` |
+//! | `b = Barrier(3)`, `b.wait()`, `b.wait(1)` | `let b = Barrier::new(3)?;`, `b.wait()?`, `b.wait_timeout(Duration::from_secs(1))?` |
+//! | `b.parties`, `b.n_waiting`, `b.broken`, `b.abort()`, `b.reset()` | `b.parties()`, `b.n_waiting()?`, `b.broken()?`, `b.abort()?`, `b.reset()?` |
+//! | `threading.BrokenBarrierError`; a party dies: the others hang | `Err(Error::BrokenBarrier { .. })`, also when a waiting party dies |
+//! | `a = Array('i', [1, 2])`, `Array('d', 5)` | `let a = Array::new(&[1i32, 2])?;`, `Array::filled(5, 0.0f64)?` |
+//! | `a[0]`, `a[0] = 7`, `a[:]`, `len(a)` | `a.get(0)?`, `a.set(0, 7)?`, `a.to_vec()`, `a.len()` |
+//! | `with a.get_lock(): a[0] += 1` | `a.update(\|s\| s[0] += 1)`, or `a.lock()[0] += 1` |
+//! | `RawArray('i', 10)`, `RawValue('d', 0.5)` | `RawArray::filled(10, 0i32)?`, `RawValue::new(0.5f64)?` |
+//! | `shared_memory.SharedMemory(create=True, size=n)` | `shared_memory::SharedMemory::create(n)?` (or `create_named(name, n)`) |
+//! | `SharedMemory(name)`, `shm.buf[:5] = b"hi"`, `bytes(shm.buf[:5])` | `SharedMemory::attach(name)?`, `shm.write(0, b"hi")?`, `shm.read(0, 5)?` |
+//! | `shm.close()`, `shm.unlink()` | `shm.close()`, `shm.unlink()?` (the name also goes when the creator dies, even killed) |
+//! | `q = Queue(maxsize=2)`, `q.full()` | `let q = Queue::with_maxsize(2)?;`, `q.full()` |
+//! | `q.put(x, timeout=1)`, `q.put_nowait(x)`, `queue.Full` | `q.put_timeout(&x, Duration::from_secs(1))?`, `q.put_nowait(&x)?`, `Err(Error::Full { .. })` |
+//! | `q.close()` | `q.close()` (then `Err(Error::QueueClosed)` in this process) |
+//! | `q = JoinableQueue()`, `q.task_done()`, `q.join()` | `let q = JoinableQueue::new()?;`, `q.task_done()?`, `q.join()?` |
+//! | `q = SimpleQueue()`, `q.put(x)`, `q.get()`, `q.empty()` | `let q = SimpleQueue::new()?;`, `q.put(&x)?`, `q.get()?`, `q.empty()` |
+//! | `r, w = Pipe(duplex=False)` | `let (r, w) = Pipe::one_way()?;` |
+//! | `a.send_bytes(b)`, `b.recv_bytes()` | `a.send_bytes(&b)?`, `b.recv_bytes()?` |
+//! | `connection.wait([a, b, p.sentinel], timeout)` | `connection::wait(&[&a, &b, &p.sentinel()?], Some(timeout))?` (indices of the ready ones) |
+//! | `p.sentinel`, `p.close()` | `p.sentinel()?`, `p.close()?` |
+//! | `pool.starmap_async(g, pairs)` | `pool.starmap_async(g, pairs)?` |
+//! | `pool.apply_async(f, (x,), callback=cb, error_callback=ecb)` | `pool.apply_async(f, x)?.callback(cb).error_callback(ecb)` (they run in the notebook process, inside whichever pool call waits) |
+//! | `m = Manager()`, `with Manager() as m:` | `let m = Manager::new()?;`, `Manager::with(\|m\| ...)?` |
+//! | `m.dict()`, `m.list()`, `m.Value('i', 0)`, `m.Queue()`, `m.Lock()` | `m.dict::<K, V>()?`, `m.list::<T>()?`, `m.value(0i32)?`, `m.queue::<T>()?`, `m.lock()?` |
+//! | the manager process dies: proxies raise `EOFError`/`BrokenPipeError` | `Err(Error::ManagerDied { .. })` from every proxy |
+//! | `from concurrent.futures import ProcessPoolExecutor` | `use multiprocessing::futures::ProcessPoolExecutor;` |
+//! | `with ProcessPoolExecutor(4) as ex: f = ex.submit(fn, x)` | `ProcessPoolExecutor::with(4, \|ex\| { let f = ex.submit(fn, x)?; ... })?` |
+//! | `f.result()`, `f.result(timeout=1)`, `f.done()`, `f.cancel()`, `f.exception()` | `f.result()?`, `f.result_timeout(Duration::from_secs(1))?`, `f.done()`, `f.cancel()`, `f.exception()?` |
+//! | `as_completed(fs)`, `wait(fs, return_when=FIRST_COMPLETED)` | `futures::as_completed(&fs, None)`, `futures::wait(&fs, None, ReturnWhen::FirstCompleted)?` |
+//! | `ex.map(fn, xs)`, `ex.shutdown(wait=True, cancel_futures=False)` | `ex.map(fn, xs)?`, `ex.shutdown(true, false)?` |
+//! | a worker dies: `BrokenProcessPool` for every future | `Err(Error::WorkerDied { .. })` for its future only; the executor goes on |
 //!
 //! No `if __name__ == '__main__':` is needed: children are forked, never re-imported, so a closure
 //! may capture any variable. Output a child prints shows in the cell that waits for it (`join`,
 //! `is_alive`, ...), whole lines, in the order the children printed them. See [`process`] for how
 //! children are made, reaped and killed with their parent.
 
+pub mod array;
+pub mod barrier;
+pub mod condition;
+pub mod connection;
 pub mod current;
 pub mod display;
 pub mod error;
+pub mod event;
+pub mod futures;
+pub mod joinable_queue;
+pub mod managers;
 pub mod pipe;
 pub mod pool;
 pub mod process;
 pub mod queue;
+pub mod rlock;
+pub mod semaphore;
 pub mod shared;
+pub mod shared_memory;
+pub mod simple_queue;
 pub mod sync;
 
 mod child;
@@ -75,18 +137,28 @@ mod shm;
 mod show;
 mod sys;
 mod wait;
+mod waiters;
 mod wire;
 
+pub use array::{Array, ArrayGuard, RawArray, RawValue};
+pub use barrier::Barrier;
+pub use condition::{Condition, ConditionGuard};
 pub use current::{
     active_children, cpu_count, current_process, exit, parent_process, ActiveChild, CurrentProcess,
     ParentProcess,
 };
 pub use error::{Error, Result};
+pub use event::Event;
+pub use joinable_queue::JoinableQueue;
+pub use managers::Manager;
 pub use pipe::{Connection, Pipe};
 pub use pool::{AsyncResult, Chunked, IMap, Pool, PoolBuilder, Progress, TaskStream};
 pub use process::{Process, ProcessBuilder};
 pub use queue::Queue;
+pub use rlock::{RLock, RLockGuard};
+pub use semaphore::{BoundedSemaphore, Semaphore};
 pub use shared::{Shareable, Value, ValueGuard};
+pub use simple_queue::SimpleQueue;
 pub use sync::{Lock, LockGuard};
 
 /// Everything a notebook needs, in one `use` (the project's kernel imports it at start-up).
@@ -99,4 +171,6 @@ pub mod prelude {
     pub use crate::queue::Queue;
     pub use crate::shared::{Shareable, Value};
     pub use crate::sync::Lock;
+    pub use crate::{Array, JoinableQueue, Manager, RawArray, RawValue, SimpleQueue};
+    pub use crate::{Barrier, BoundedSemaphore, Condition, Event, RLock, Semaphore};
 }

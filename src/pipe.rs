@@ -10,6 +10,9 @@
 //! | `if b.poll(1): b.recv()` | `b.recv_timeout::<T>(Duration::from_secs(1))?` ([`Error::Empty`] when nothing came) |
 //! | `EOFError` once the other end is closed | [`Error::Disconnected`] |
 //! | `a.close()` | `a.close()` (or let `a` drop) |
+//! | `r, w = Pipe(duplex=False)` | `let (r, w) = Pipe::one_way()?;` (receive on `r`, send on `w`) |
+//! | `a.send_bytes(b"...")`, `b.recv_bytes()` | `a.send_bytes(b"...")?`, `b.recv_bytes()?` (`Vec<u8>`) |
+//! | `multiprocessing.connection.wait([a, b, p.sentinel])` | [`connection::wait`](crate::connection::wait)`(&[&a, &b, &p.sentinel()?], None)?` (indices of the ready ones) |
 //!
 //! Built on `socketpair(AF_UNIX, SOCK_STREAM)`: each message is one frame (an 8-byte length, then
 //! the postcard bytes of the value). A `Process` closure that captures one end takes it into the
@@ -80,8 +83,52 @@ impl Pipe {
             SockFlag::SOCK_CLOEXEC,
         )
         .map_err(|e| Error::os("socketpair", e))?;
-        Ok((Connection { fd: a }, Connection { fd: b }))
+        Ok((
+            Connection {
+                fd: a,
+                direction: Direction::Both,
+            },
+            Connection {
+                fd: b,
+                direction: Direction::Both,
+            },
+        ))
     }
+
+    /// Two ends of a one-way pipe: the first only receives, the second only sends (Python's
+    /// `Pipe(duplex=False)`, which returns `(reader, writer)` too). The wrong call on an end is
+    /// [`Error::WrongDirection`].
+    ///
+    /// ```
+    /// use multiprocessing::{Error, Pipe};
+    ///
+    /// # fn main() -> multiprocessing::Result<()> {
+    /// let (reader, writer) = Pipe::one_way()?;
+    /// writer.send(&"one way")?;
+    /// assert_eq!(reader.recv::<String>()?, "one way");
+    /// assert!(matches!(reader.send(&1), Err(Error::WrongDirection { allowed: "read-only" })));
+    /// assert!(matches!(writer.recv::<i32>(), Err(Error::WrongDirection { allowed: "write-only" })));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn one_way() -> Result<(Connection, Connection)> {
+        let (mut reader, mut writer) = Pipe::new()?;
+        reader.direction = Direction::Receive;
+        writer.direction = Direction::Send;
+        // The kernel agrees: the reader cannot send, the writer gets nothing to read.
+        let _ =
+            nix::sys::socket::shutdown(reader.fd.as_raw_fd(), nix::sys::socket::Shutdown::Write);
+        let _ = nix::sys::socket::shutdown(writer.fd.as_raw_fd(), nix::sys::socket::Shutdown::Read);
+        Ok((reader, writer))
+    }
+}
+
+/// Which way a [`Connection`] works.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    Both,
+    Receive,
+    Send,
 }
 
 /// One end of a [`Pipe`]. Sends and receives serde values; closed when dropped.
@@ -101,6 +148,7 @@ impl Pipe {
 #[derive(Debug)]
 pub struct Connection {
     fd: OwnedFd,
+    direction: Direction,
 }
 
 const PEER: &str = "the other end of the Pipe";
@@ -118,8 +166,61 @@ impl Connection {
     /// # }
     /// ```
     pub fn send<T: Serialize + ?Sized>(&self, value: &T) -> Result<()> {
-        let frame = wire::encode_message(value)?;
-        let mut rest = &frame[..];
+        self.check(Direction::Send)?;
+        self.send_frame(&wire::encode_message(value)?)
+    }
+
+    /// Sends `bytes` as one message, as they are (Python's `send_bytes(buf)`); the other end gets
+    /// them whole with [`recv_bytes`](Connection::recv_bytes).
+    ///
+    /// ```
+    /// # fn main() -> multiprocessing::Result<()> {
+    /// let (a, b) = multiprocessing::Pipe::new()?;
+    /// a.send_bytes(b"raw bytes")?;
+    /// assert_eq!(b.recv_bytes()?, b"raw bytes");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn send_bytes(&self, bytes: &[u8]) -> Result<()> {
+        self.check(Direction::Send)?;
+        let mut frame = Vec::with_capacity(8 + bytes.len());
+        frame.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+        frame.extend_from_slice(bytes);
+        self.send_frame(&frame)
+    }
+
+    /// Waits for the next message and returns its bytes as they are (Python's `recv_bytes()`): what
+    /// [`send_bytes`](Connection::send_bytes) sent (or the serialized form of what `send` sent).
+    ///
+    /// ```
+    /// # fn main() -> multiprocessing::Result<()> {
+    /// let (a, b) = multiprocessing::Pipe::new()?;
+    /// a.send_bytes(&[1, 2, 3])?;
+    /// a.send_bytes(&[])?; // an empty message is a message
+    /// assert_eq!(b.recv_bytes()?, [1, 2, 3]);
+    /// assert_eq!(b.recv_bytes()?, []);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn recv_bytes(&self) -> Result<Vec<u8>> {
+        self.check(Direction::Receive)?;
+        self.recv_body()
+    }
+
+    fn check(&self, want: Direction) -> Result<()> {
+        match (self.direction, want) {
+            (Direction::Receive, Direction::Send) => Err(Error::WrongDirection {
+                allowed: "read-only",
+            }),
+            (Direction::Send, Direction::Receive) => Err(Error::WrongDirection {
+                allowed: "write-only",
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    fn send_frame(&self, frame: &[u8]) -> Result<()> {
+        let mut rest = frame;
         let flags = MsgFlags::MSG_NOSIGNAL | MsgFlags::MSG_DONTWAIT;
         while !rest.is_empty() {
             match nix::sys::socket::send(self.fd.as_raw_fd(), rest, flags) {
@@ -172,11 +273,16 @@ impl Connection {
     /// # }
     /// ```
     pub fn recv<T: DeserializeOwned>(&self) -> Result<T> {
+        self.check(Direction::Receive)?;
+        wire::decode_message(&self.recv_body()?)
+    }
+
+    fn recv_body(&self) -> Result<Vec<u8>> {
         // Wait in the waiting core, relaying children's output, rather than blocked in read.
         self.wait_readable(None)?;
         let mut body = Vec::new();
         match wire::read_frame(self.fd.as_fd(), &mut body, PEER)? {
-            true => wire::decode_message(&body),
+            true => Ok(body),
             false => Err(Error::Disconnected {
                 peer: PEER.into(),
                 message: "it was closed (every copy dropped, or its process ended) and sent nothing \
@@ -228,6 +334,7 @@ impl Connection {
     /// # }
     /// ```
     pub fn poll(&self, timeout: Duration) -> Result<bool> {
+        self.check(Direction::Receive)?;
         self.wait_readable(Instant::now().checked_add(timeout))
     }
 

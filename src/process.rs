@@ -111,6 +111,8 @@ pub struct Process {
     target: Option<Target>,
     pid: Option<i32>,
     exit_code: Cell<Option<i32>>,
+    /// `close()` was called: every later call that needs the child is [`Error::ProcessClosed`].
+    closed: bool,
 }
 
 /// Builds a [`Process`] with a name or the daemon flag: Python's `Process(target=..., name=..., daemon=...)`.
@@ -278,6 +280,7 @@ impl Process {
             target: Some(target),
             pid: None,
             exit_code: Cell::new(None),
+            closed: false,
         }
     }
 
@@ -533,6 +536,62 @@ impl Process {
         self.send(Signal::SIGKILL, "kill")
     }
 
+    /// A descriptor that becomes readable when the child ends (Python's `p.sentinel`), to wait for
+    /// several processes and connections at once with [`connection::wait`](crate::connection::wait).
+    /// [`Error::NotStarted`] before `start()`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use multiprocessing::{connection, Process};
+    ///
+    /// # fn main() -> multiprocessing::Result<()> {
+    /// let mut fast = Process::new(|| ());
+    /// let mut slow = Process::new(|| std::thread::sleep(Duration::from_secs(5)));
+    /// fast.start()?;
+    /// slow.start()?;
+    /// let (f, s) = (fast.sentinel()?, slow.sentinel()?);
+    /// let ready = connection::wait(&[&f, &s], None)?; // Python: wait([fast.sentinel, slow.sentinel])
+    /// assert_eq!(ready, [0]);
+    /// slow.kill()?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn sentinel(&self) -> Result<crate::connection::Sentinel> {
+        let pid = self.started_pid("sentinel")?;
+        if self.poll().is_some_and(|code| code.is_some()) {
+            return crate::connection::Sentinel::ended();
+        }
+        crate::connection::Sentinel::of(pid)
+    }
+
+    /// Releases the process object (Python's `p.close()`): later calls on it return
+    /// [`Error::ProcessClosed`]. [`Error::StillRunning`] while the child runs: `join()` (or
+    /// `terminate()` and `join()`) first.
+    ///
+    /// ```
+    /// use multiprocessing::{Error, Process};
+    ///
+    /// # fn main() -> multiprocessing::Result<()> {
+    /// let mut p = Process::new(|| std::thread::sleep(std::time::Duration::from_millis(100)));
+    /// p.start()?;
+    /// assert!(matches!(p.close(), Err(Error::StillRunning { .. })));
+    /// p.join()?;
+    /// p.close()?;
+    /// assert!(matches!(p.join(), Err(Error::ProcessClosed { .. })));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn close(&mut self) -> Result<()> {
+        self.check_owner("close")?;
+        if self.is_alive() {
+            return Err(Error::StillRunning {
+                name: self.name.clone(),
+            });
+        }
+        self.closed = true;
+        Ok(())
+    }
+
     fn send(&self, signal: Signal, call: &'static str) -> Result<()> {
         let pid = self.started_pid(call)?;
         if self.exit_code.get().is_some() {
@@ -542,6 +601,12 @@ impl Process {
     }
 
     fn check_owner(&self, call: &'static str) -> Result<()> {
+        if self.closed {
+            return Err(Error::ProcessClosed {
+                name: self.name.clone(),
+                call,
+            });
+        }
         if self.creator == std::process::id() as i32 {
             Ok(())
         } else {

@@ -10,6 +10,9 @@
 //! | `q.get_nowait()` | `q.get_nowait()?` |
 //! | `queue.Empty` | [`Error::Empty`] |
 //! | `q.empty()`, `q.qsize()` | `q.empty()`, `q.qsize()` (snapshots: other processes may change them at once) |
+//! | `q = Queue(maxsize=2)`, `q.full()` | `let q = Queue::with_maxsize(2)?;`, `q.full()` |
+//! | `q.put(x, timeout=1)`, `q.put_nowait(x)`, `queue.Full` | `q.put_timeout(&x, Duration::from_secs(1))?`, `q.put_nowait(&x)?`, [`Error::Full`] |
+//! | `q.close()`; then `put`/`get` raise `ValueError` | `q.close()`; then [`Error::QueueClosed`] (in this process) |
 //!
 //! Inside: one pipe (1 MiB buffer where the system allows) carrying frames (an 8-byte length, then
 //! the postcard bytes of the item), and two [`Lock`](crate::Lock)-like robust mutexes in shared
@@ -30,7 +33,7 @@
 use std::fmt;
 use std::marker::PhantomData;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -38,6 +41,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
+use crate::semaphore::Semaphore;
 use crate::shm::{Acquired, Shared, SharedGuard, Wait};
 use crate::{wait, wire};
 
@@ -78,6 +82,12 @@ struct Inner {
     /// Held by the writer of an item; the flag is true while an item is half written. Its counter
     /// is the number of items in the pipe.
     wlock: Shared<bool>,
+    /// Free places when the queue has a `maxsize` (Python's `_sem`): `put` takes one, `get` gives
+    /// one back.
+    slots: Option<Semaphore>,
+    maxsize: usize,
+    /// `close()` was called in this process (the flag lives in this process's memory, as Python's).
+    closed: AtomicBool,
 }
 
 impl<T: Serialize + DeserializeOwned> Queue<T> {
@@ -92,6 +102,37 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// # }
     /// ```
     pub fn new() -> Result<Queue<T>> {
+        Queue::with_maxsize(0)
+    }
+
+    /// Makes an empty queue that holds at most `maxsize` items (Python's `Queue(maxsize)`); 0 means
+    /// no limit, as in Python. `put` waits while it is full; `put_timeout`/`put_nowait` return
+    /// [`Error::Full`].
+    ///
+    /// ```
+    /// use multiprocessing::{Error, Queue};
+    ///
+    /// # fn main() -> multiprocessing::Result<()> {
+    /// let q = Queue::with_maxsize(1)?;
+    /// q.put(&1)?;
+    /// assert!(q.full());
+    /// assert!(matches!(q.put_nowait(&2), Err(Error::Full { maxsize: 1 })));
+    /// assert_eq!(q.get()?, 1);
+    /// q.put_nowait(&2)?; // room again
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn with_maxsize(maxsize: usize) -> Result<Queue<T>> {
+        let slots = match maxsize {
+            0 => None,
+            n => Some(Semaphore::untracked(u32::try_from(n).map_err(|_| {
+                Error::InvalidArgument {
+                    name: "maxsize",
+                    value: n.to_string(),
+                    fix: "use a maxsize below 2^32 (or 0 for no limit)",
+                }
+            })?)?),
+        };
         // The write end is nonblocking: a full pipe sends `put` into the waiting core (interruptible,
         // relaying children's output) instead of blocking in write(2).
         let (read, write) = wire::pipe(false, true, wire::Buffer::Large)?;
@@ -101,6 +142,9 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                 write,
                 rlock: Shared::new(false)?,
                 wlock: Shared::new(false)?,
+                slots,
+                maxsize,
+                closed: AtomicBool::new(false),
             }),
             _item: PhantomData,
         })
@@ -118,12 +162,112 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// # }
     /// ```
     pub fn put(&self, item: &T) -> Result<()> {
+        self.put_until(item, None)
+    }
+
+    /// Like [`put`](Queue::put), waiting at most `timeout` for room in a queue with a `maxsize`
+    /// (Python's `put(obj, timeout=...)`): [`Error::Full`] if none came.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use multiprocessing::{Error, Queue};
+    ///
+    /// # fn main() -> multiprocessing::Result<()> {
+    /// let q = Queue::with_maxsize(1)?;
+    /// q.put_timeout(&'a', Duration::from_millis(10))?;
+    /// assert!(matches!(q.put_timeout(&'b', Duration::from_millis(10)), Err(Error::Full { .. })));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn put_timeout(&self, item: &T, timeout: Duration) -> Result<()> {
+        self.put_until(item, Some(timeout))
+    }
+
+    /// Puts `item` only if there is room now (Python's `put_nowait(obj)`): else [`Error::Full`].
+    ///
+    /// ```
+    /// # fn main() -> multiprocessing::Result<()> {
+    /// let q = multiprocessing::Queue::with_maxsize(2)?;
+    /// q.put_nowait(&1)?;
+    /// q.put_nowait(&2)?;
+    /// assert!(q.put_nowait(&3).is_err());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn put_nowait(&self, item: &T) -> Result<()> {
+        self.put_until(item, Some(Duration::ZERO))
+    }
+
+    /// Whether a queue with a `maxsize` has no room now (Python's `full()`); always `false` without
+    /// one. A snapshot.
+    ///
+    /// ```
+    /// # fn main() -> multiprocessing::Result<()> {
+    /// let q = multiprocessing::Queue::with_maxsize(1)?;
+    /// assert!(!q.full());
+    /// q.put(&0u8)?;
+    /// assert!(q.full());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn full(&self) -> bool {
+        self.inner
+            .slots
+            .as_ref()
+            .is_some_and(|s| s.value().is_ok_and(|v| v == 0))
+    }
+
+    /// Closes the queue in this process (Python's `close()`): later `put`s and `get`s here return
+    /// [`Error::QueueClosed`]. Other processes' handles are not affected. Items already put stay in
+    /// the queue for the others.
+    ///
+    /// ```
+    /// use multiprocessing::{Error, Queue};
+    ///
+    /// # fn main() -> multiprocessing::Result<()> {
+    /// let q = Queue::<u8>::new()?;
+    /// q.close();
+    /// assert!(matches!(q.put(&1), Err(Error::QueueClosed)));
+    /// assert!(matches!(q.get(), Err(Error::QueueClosed)));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn close(&self) {
+        self.inner.closed.store(true, Ordering::Relaxed);
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.inner.closed.load(Ordering::Relaxed) {
+            return Err(Error::QueueClosed);
+        }
+        Ok(())
+    }
+
+    fn put_until(&self, item: &T, timeout: Option<Duration>) -> Result<()> {
+        self.check_open()?;
         let frame = wire::encode_message(item)?;
+        if let Some(slots) = &self.inner.slots {
+            if !slots.acquire_for(timeout)? {
+                return Err(Error::Full {
+                    maxsize: self.inner.maxsize,
+                });
+            }
+        }
+        let written = self.write_frame(&frame);
+        if written.is_err() {
+            if let Some(slots) = &self.inner.slots {
+                let _ = slots.release();
+            }
+        }
+        written
+    }
+
+    fn write_frame(&self, frame: &[u8]) -> Result<()> {
         let Some(mut guard) = enter(&self.inner.wlock, Wait::Forever, "putting")? else {
             unreachable!("a lock without timeout waits until it is free");
         };
         *guard = true;
-        let mut rest = &frame[..];
+        let mut rest = frame;
         while !rest.is_empty() {
             match nix::unistd::write(&self.inner.write, rest) {
                 Ok(n) => rest = &rest[n..],
@@ -211,6 +355,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     }
 
     fn get_until(&self, deadline: Option<Instant>, waited: Duration) -> Result<T> {
+        self.check_open()?;
         let empty = || Error::Empty {
             what: "the Queue",
             waited,
@@ -240,6 +385,9 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             return Err(Error::QueueBroken { during: "getting" });
         }
         self.inner.wlock.count().fetch_sub(1, Ordering::Relaxed);
+        if let Some(slots) = &self.inner.slots {
+            let _ = slots.release();
+        }
         wire::decode_message(&body)
     }
 

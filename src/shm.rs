@@ -22,7 +22,7 @@ use std::cell::UnsafeCell;
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicI32, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use nix::errno::Errno;
@@ -365,5 +365,327 @@ impl<T: Copy> Drop for SharedGuard<'_, T> {
         self.shared.slot().holder.store(0, Ordering::Relaxed);
         // SAFETY: this thread holds the mutex (the guard exists), initialised by `new`.
         unsafe { libc::pthread_mutex_unlock(self.shared.slot().mutex.get()) };
+    }
+}
+
+/// A word of shared memory that processes wait on until another process "rings" it: the sleeping
+/// half of [`Event`](crate::Event), [`Semaphore`](crate::Semaphore), [`Condition`](crate::Condition)
+/// and [`Barrier`](crate::Barrier). A waiter reads [`Doorbell::rung`] while it holds the state's
+/// mutex, unlocks, then [`Doorbell::sleep`]s; a ringer changes the state under the mutex, then rings.
+/// So a ring between the unlock and the sleep is never lost: the word differs and the sleep returns
+/// at once (the futex compares the word with what was read before sleeping).
+pub(crate) struct Doorbell {
+    word: NonNull<AtomicU32>,
+}
+
+// SAFETY: the mapping is not tied to a thread and is only accessed through an atomic.
+unsafe impl Send for Doorbell {}
+// SAFETY: as above.
+unsafe impl Sync for Doorbell {}
+
+impl Doorbell {
+    /// Maps a new doorbell (one page).
+    pub(crate) fn new() -> Result<Self> {
+        Ok(Doorbell {
+            word: map_shared(std::mem::size_of::<AtomicU32>())?.cast(),
+        })
+    }
+
+    fn word(&self) -> &AtomicU32 {
+        // SAFETY: mapped by `new` for as long as `self` lives; zero bytes are a valid AtomicU32;
+        // page-aligned; only ever accessed as an atomic.
+        unsafe { self.word.as_ref() }
+    }
+
+    /// How many times it was rung so far (wrapping): pass it to [`sleep`](Doorbell::sleep).
+    pub(crate) fn rung(&self) -> u32 {
+        self.word().load(Ordering::SeqCst)
+    }
+
+    /// Rings: wakes every process sleeping on it.
+    pub(crate) fn ring(&self) {
+        self.word().fetch_add(1, Ordering::SeqCst);
+        // SAFETY: FUTEX_WAKE on a word of a mapping alive for `self`; it reads no other memory.
+        // Not FUTEX_PRIVATE: the word is shared between processes.
+        unsafe {
+            libc::syscall(
+                libc::SYS_futex,
+                self.word.as_ptr(),
+                libc::FUTEX_WAKE,
+                i32::MAX,
+                std::ptr::null::<libc::timespec>(),
+                std::ptr::null::<u32>(),
+                0,
+            )
+        };
+    }
+
+    /// Sleeps until the bell is rung after `seen` was read, or `timeout` passes (or a signal comes).
+    pub(crate) fn sleep(&self, seen: u32, timeout: Duration) {
+        let ts = libc::timespec {
+            tv_sec: timeout.as_secs().min(i32::MAX as u64) as libc::time_t,
+            tv_nsec: timeout.subsec_nanos() as _,
+        };
+        // SAFETY: FUTEX_WAIT on a word of a mapping alive for `self`, with a relative timeout on our
+        // stack; the kernel compares the word with `seen` and sleeps only if equal.
+        unsafe {
+            libc::syscall(
+                libc::SYS_futex,
+                self.word.as_ptr(),
+                libc::FUTEX_WAIT,
+                seen,
+                &ts as *const libc::timespec,
+                std::ptr::null::<u32>(),
+                0,
+            )
+        };
+    }
+}
+
+impl Drop for Doorbell {
+    fn drop(&mut self) {
+        // SAFETY: mapped by `new` with this length; borrows of the word end with `&self`.
+        unsafe { libc::munmap(self.word.as_ptr().cast(), std::mem::size_of::<AtomicU32>()) };
+    }
+}
+
+/// A fixed-length slice of `T` in anonymous shared memory, with no lock of its own: the storage of
+/// [`RawArray`](crate::RawArray) (read and written element by element, volatile) and, paired with a
+/// [`Shared<()>`] as its lock, of [`Array`](crate::Array).
+pub(crate) struct RawSlice<T: Copy> {
+    data: NonNull<T>,
+    len: usize,
+}
+
+// SAFETY: the mapping is not tied to a thread; elements are `Copy` values without pointers (the
+// public types require `Shareable`), read and written whole with volatile accesses or under a lock.
+unsafe impl<T: Copy + Send> Send for RawSlice<T> {}
+// SAFETY: as above.
+unsafe impl<T: Copy + Send> Sync for RawSlice<T> {}
+
+impl<T: Copy> RawSlice<T> {
+    fn bytes(len: usize) -> usize {
+        (len * std::mem::size_of::<T>()).max(1)
+    }
+
+    /// Maps `len` elements, each `fill`.
+    pub(crate) fn new(len: usize, fill: T) -> Result<Self> {
+        if std::mem::align_of::<T>() > 4096 || len.checked_mul(std::mem::size_of::<T>()).is_none() {
+            return Err(Error::InvalidArgument {
+                name: "array length",
+                value: len.to_string(),
+                fix: "use a length whose size in bytes fits in memory, of a type aligned to at most 4096 bytes",
+            });
+        }
+        let data = map_shared(Self::bytes(len))?.cast::<T>();
+        for i in 0..len {
+            // SAFETY: in bounds of a fresh mapping of `len` elements, page-aligned (so aligned for T);
+            // nobody else sees it yet.
+            unsafe { data.as_ptr().add(i).write(fill) };
+        }
+        Ok(RawSlice { data, len })
+    }
+
+    /// A slice of no elements.
+    pub(crate) fn empty() -> Result<Self> {
+        Ok(RawSlice {
+            data: map_shared(1)?.cast::<T>(),
+            len: 0,
+        })
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Reads element `i` (volatile: another process may write it at any time). Panics out of bounds.
+    pub(crate) fn read(&self, i: usize) -> T {
+        assert!(
+            i < self.len,
+            "index {i} out of range for a shared array of length {}",
+            self.len
+        );
+        // SAFETY: in bounds (checked), aligned, mapped while `self` lives. Volatile because another
+        // process may write concurrently; every byte pattern of a `Shareable` T is valid, so a torn
+        // read still gives a valid T.
+        unsafe { self.data.as_ptr().add(i).read_volatile() }
+    }
+
+    /// Writes element `i` (volatile). Panics out of bounds.
+    pub(crate) fn write(&self, i: usize, value: T) {
+        assert!(
+            i < self.len,
+            "index {i} out of range for a shared array of length {}",
+            self.len
+        );
+        // SAFETY: as in `read`; a volatile write of a Copy value with no destructor.
+        unsafe { self.data.as_ptr().add(i).write_volatile(value) }
+    }
+}
+
+impl<T: Copy> Drop for RawSlice<T> {
+    fn drop(&mut self) {
+        // SAFETY: mapped by `new` with this length; borrows end with `&self`.
+        unsafe { libc::munmap(self.data.as_ptr().cast(), Self::bytes(self.len)) };
+    }
+}
+
+/// A [`RawSlice`] whose every access goes through one [`Shared<()>`] mutex (an `Array`'s lock).
+pub(crate) struct LockedSlice<T: Copy> {
+    lock: Shared<()>,
+    data: RawSlice<T>,
+}
+
+/// The mutex of a [`LockedSlice`], held: the elements as a slice. Not `Send` (see [`SharedGuard`]).
+pub(crate) struct SliceGuard<'a, T: Copy> {
+    _held: SharedGuard<'a, ()>,
+    data: &'a RawSlice<T>,
+}
+
+impl<T: Copy> LockedSlice<T> {
+    pub(crate) fn new(len: usize, fill: T) -> Result<Self> {
+        Ok(LockedSlice {
+            lock: Shared::new(())?,
+            data: RawSlice::new(len, fill)?,
+        })
+    }
+
+    /// A locked slice of no elements.
+    pub(crate) fn empty() -> Result<Self> {
+        Ok(LockedSlice {
+            lock: Shared::new(())?,
+            data: RawSlice::empty()?,
+        })
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.data.len
+    }
+
+    /// The lock guarding the elements (its holder, for `Debug`).
+    pub(crate) fn mutex(&self) -> &Shared<()> {
+        &self.lock
+    }
+
+    /// Locks (waiting as [`Shared::lock`] does; a dead holder's lock is made consistent: elements
+    /// are plain numbers) and gives the elements.
+    pub(crate) fn lock_slice(&self) -> Result<SliceGuard<'_, T>> {
+        loop {
+            match self.lock.lock(Wait::Forever, "this Array's lock")? {
+                Acquired::Locked(held) => {
+                    return Ok(SliceGuard {
+                        _held: held,
+                        data: &self.data,
+                    })
+                }
+                Acquired::OwnerDied(held, _) => {
+                    held.make_consistent();
+                    return Ok(SliceGuard {
+                        _held: held,
+                        data: &self.data,
+                    });
+                }
+                Acquired::Busy => continue,
+                Acquired::Deadlock => {
+                    return Err(Error::WouldDeadlock {
+                        what: "this Array's lock",
+                    })
+                }
+                Acquired::Unrecoverable => {
+                    return Err(Error::os("pthread_mutex_lock", Errno::ENOTRECOVERABLE))
+                }
+            }
+        }
+    }
+}
+
+impl<T: Copy> Deref for SliceGuard<'_, T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        // SAFETY: every access to a LockedSlice's elements holds its mutex (this type and
+        // `LockedSlice::lock_slice` are the only way in), so no one writes while this borrow lives;
+        // `len` elements, initialised by `RawSlice::new`, mapped while the borrowed slice lives.
+        unsafe { std::slice::from_raw_parts(self.data.data.as_ptr(), self.data.len) }
+    }
+}
+
+impl<T: Copy> DerefMut for SliceGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut [T] {
+        // SAFETY: as in `deref`; `&mut self` makes this the only borrow through the one guard.
+        unsafe { std::slice::from_raw_parts_mut(self.data.data.as_ptr(), self.data.len) }
+    }
+}
+
+/// A file mapped `MAP_SHARED` (a POSIX shared memory object in `/dev/shm`): the bytes of a
+/// [`SharedMemory`](crate::shared_memory::SharedMemory). Read and written by copying, bounds checked
+/// by the caller.
+pub(crate) struct FileMapping {
+    data: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: the mapping is not tied to a thread; it is only accessed by copying bytes in and out.
+unsafe impl Send for FileMapping {}
+// SAFETY: as above.
+unsafe impl Sync for FileMapping {}
+
+impl FileMapping {
+    /// Maps the first `len` bytes (at least 1) of `file`, readable and writable.
+    pub(crate) fn new(file: &std::fs::File, len: usize) -> Result<Self> {
+        use std::os::fd::AsRawFd;
+        // SAFETY: a new shared mapping of an open file, at an address the kernel picks; it touches
+        // no existing memory. The file stays mapped after `file` is closed.
+        let addr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        if addr == libc::MAP_FAILED {
+            return Err(Error::os("mmap", Errno::last()));
+        }
+        Ok(FileMapping {
+            data: NonNull::new(addr.cast()).expect("mmap never returns null on success"),
+            len,
+        })
+    }
+
+    /// Copies `out.len()` bytes from `offset` (the caller checked the range).
+    pub(crate) fn read(&self, offset: usize, out: &mut [u8]) {
+        assert!(offset + out.len() <= self.len);
+        // SAFETY: in bounds (checked); the mapping lives while `self` does. Other processes may
+        // write these bytes at the same time: a torn read gives mixed bytes, and every byte value is
+        // valid; they are outside this program's memory, so the compiler assumes nothing about them.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                self.data.as_ptr().add(offset),
+                out.as_mut_ptr(),
+                out.len(),
+            )
+        }
+    }
+
+    /// Copies `bytes` to `offset` (the caller checked the range).
+    pub(crate) fn write(&self, offset: usize, bytes: &[u8]) {
+        assert!(offset + bytes.len() <= self.len);
+        // SAFETY: as in `read`; the mapping is writable.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                bytes.as_ptr(),
+                self.data.as_ptr().add(offset),
+                bytes.len(),
+            )
+        }
+    }
+}
+
+impl Drop for FileMapping {
+    fn drop(&mut self) {
+        // SAFETY: mapped by `new` with this length; borrows end with `&self`.
+        unsafe { libc::munmap(self.data.as_ptr().cast(), self.len) };
     }
 }

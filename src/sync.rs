@@ -6,6 +6,7 @@
 //! | `with lock: ...` | `{ let _guard = lock.acquire()?; ... }`, or `lock.with(\|\| ...)?` |
 //! | `lock.acquire()` / `lock.release()` | `let guard = lock.acquire()?;` / `guard.release()` (or let it drop) |
 //! | `lock.acquire(block=False)` | `lock.try_acquire()?` (`Some(guard)` or `None`) |
+//! | `lock.locked()` | `lock.locked()` |
 //! | `lock.acquire(timeout=1)` | `lock.acquire_timeout(Duration::from_secs(1))?` (`None` when it ran out) |
 //!
 //! The lock is a glibc process-shared, robust, error-checking mutex in a page of memory shared by
@@ -169,6 +170,26 @@ impl Lock {
     pub fn with<R>(&self, f: impl FnOnce() -> R) -> Result<R> {
         let _guard = self.acquire()?;
         Ok(f())
+    }
+
+    /// Whether some living process holds the lock now (Python 3.13's `lock.locked()`): a snapshot,
+    /// for looking, not for deciding (it may change right after). A lock whose holder died counts
+    /// as free: the next `acquire` takes it (with [`Error::LockOwnerDied`]).
+    ///
+    /// ```
+    /// # fn main() -> multiprocessing::Result<()> {
+    /// let lock = multiprocessing::Lock::new()?;
+    /// assert!(!lock.locked());
+    /// let guard = lock.acquire()?;
+    /// assert!(lock.locked());
+    /// drop(guard);
+    /// assert!(!lock.locked());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn locked(&self) -> bool {
+        let holder = self.shared.holder();
+        holder != 0 && crate::waiters::pid_alive(holder)
     }
 
     fn take(&self, wait: Wait) -> Result<Option<LockGuard<'_>>> {

@@ -49,6 +49,12 @@ pub(crate) fn restore_default_action(signal: Signal) {
     let _ = unsafe { nix::sys::signal::signal(signal, nix::sys::signal::SigHandler::SigDfl) };
 }
 
+/// Ignores `signal` in this process from now on.
+pub(crate) fn ignore_signal(signal: Signal) {
+    // SAFETY: SIG_IGN installs no handler of ours, so no code runs in signal context.
+    let _ = unsafe { nix::sys::signal::signal(signal, nix::sys::signal::SigHandler::SigIgn) };
+}
+
 /// Flushes Rust's buffered stdout and stderr, then ends the process at once with `code`, running no
 /// destructors and no `atexit` handlers (those belong to the parent's program, e.g. the kernel).
 pub(crate) fn exit_now(code: i32) -> ! {
@@ -170,6 +176,33 @@ pub(crate) fn read_append(fd: BorrowedFd<'_>, buf: &mut Vec<u8>, max: usize) -> 
     // SAFETY: read initialised the first `n` (<= want) bytes of the spare capacity.
     unsafe { buf.set_len(buf.len() + n) };
     Ok(n)
+}
+
+/// In a just-forked grandchild that must outlive its creator (see `fork::spawn_detached`): a
+/// session of its own (a signal to the creator's process group misses it), stdin, stdout and stderr
+/// on `/dev/null`, `keep` moved to descriptor 3 and every other descriptor closed. Returns
+/// descriptor 3. The caller must end the process with [`exit_now`] and never use a descriptor it
+/// owned before (they are closed now).
+pub(crate) fn detach_keeping(keep: RawFd) -> BorrowedFd<'static> {
+    let _ = nix::unistd::setsid();
+    // SAFETY: plain descriptor calls in a single-threaded process (a fresh fork) that never returns
+    // into code owning these descriptors: the OwnedFds still in memory are never used again, because
+    // the caller ends the process with `_exit` (documented above).
+    unsafe {
+        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+        for fd in 0..3 {
+            libc::dup2(null, fd);
+        }
+        if keep != 3 {
+            libc::dup2(keep, 3);
+        }
+        libc::syscall(libc::SYS_close_range, 4u32, u32::MAX, 0u32);
+        if null > 3 {
+            libc::close(null);
+        }
+        // Descriptor 3 is open (dup2 above, or `keep` was 3) and nothing closes it before `_exit`.
+        BorrowedFd::borrow_raw(3)
+    }
 }
 
 /// Plain floats: no padding, every bit pattern valid.

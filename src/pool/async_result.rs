@@ -33,6 +33,8 @@ pub struct AsyncResult<R> {
     job: u64,
     decode: fn(Vec<Arrived>) -> Result<R>,
     taken: bool,
+    /// A `callback` or `error_callback` waits for this job: dropping the handle must keep it.
+    has_callbacks: bool,
     /// Once taken: whether the call succeeded, for `successful()` and `ready()` afterwards.
     outcome: Option<bool>,
 }
@@ -57,8 +59,101 @@ impl<R> AsyncResult<R> {
             job,
             decode,
             taken: false,
+            has_callbacks: false,
             outcome: None,
         }
+    }
+
+    /// Calls `callback` with the result once the call succeeds (Python's `callback=` argument of
+    /// `apply_async`, `map_async`, `starmap_async`). It runs in this process, inside whichever
+    /// pool call is waiting when the result arrives (`get`, `wait`, `join`, another `map`, ...):
+    /// the pool has no thread. It runs even if this handle is dropped; `get` still returns the
+    /// result. Register it before `get`.
+    ///
+    /// ```
+    /// use std::{cell::RefCell, rc::Rc};
+    /// use multiprocessing::Pool;
+    ///
+    /// fn square(x: u64) -> u64 { x * x }
+    ///
+    /// let pool = Pool::new(2)?;
+    /// let results = Rc::new(RefCell::new(Vec::new()));
+    /// for i in 0..4 {
+    ///     let sink = results.clone();
+    ///     // Python: pool.apply_async(square, (i,), callback=results.append)
+    ///     pool.apply_async(square, i)?.callback(move |r| sink.borrow_mut().push(*r));
+    /// }
+    /// pool.close();
+    /// pool.join()?; // the callbacks run while join waits
+    /// results.borrow_mut().sort();
+    /// assert_eq!(*results.borrow(), [0, 1, 4, 9]);
+    /// # Ok::<(), multiprocessing::Error>(())
+    /// ```
+    pub fn callback(self, callback: impl FnOnce(&R) + 'static) -> Self
+    where
+        R: 'static,
+    {
+        let decode = self.decode;
+        self.register(Box::new(
+            move |arrived: &[Arrived], failure: Option<&Error>| {
+                let result = match failure {
+                    Some(_) => None,
+                    None => decode(arrived.to_vec()).ok(),
+                };
+                Box::new(move || {
+                    if let Some(value) = result {
+                        callback(&value);
+                    }
+                })
+            },
+        ))
+    }
+
+    /// Calls `error_callback` with the error once the call fails (Python's `error_callback=`);
+    /// runs as [`callback`](Self::callback) does.
+    ///
+    /// ```
+    /// use std::{cell::RefCell, rc::Rc};
+    /// use multiprocessing::Pool;
+    ///
+    /// fn fails(_: u8) -> u8 { panic!("no") }
+    ///
+    /// let pool = Pool::new(1)?;
+    /// let seen = Rc::new(RefCell::new(String::new()));
+    /// let sink = seen.clone();
+    /// let mut r = pool.apply_async(fails, 0)?.error_callback(move |e| *sink.borrow_mut() = e.to_string());
+    /// assert!(r.get().is_err());
+    /// assert!(seen.borrow().contains("panicked"));
+    /// # Ok::<(), multiprocessing::Error>(())
+    /// ```
+    pub fn error_callback(self, error_callback: impl FnOnce(&Error) + 'static) -> Self
+    where
+        R: 'static,
+    {
+        let decode = self.decode;
+        self.register(Box::new(
+            move |arrived: &[Arrived], failure: Option<&Error>| {
+                let error = match failure {
+                    Some(e) => Some(e.clone()),
+                    None => decode(arrived.to_vec()).err(),
+                };
+                Box::new(move || {
+                    if let Some(e) = error {
+                        error_callback(&e);
+                    }
+                })
+            },
+        ))
+    }
+
+    fn register(mut self, prepare: super::inner::Prepare) -> Self {
+        if let Ok(mut inner) = borrow(&self.pool) {
+            if !self.taken {
+                inner.add_callback(self.job, prepare);
+                self.has_callbacks = true;
+            }
+        }
+        self
     }
 
     /// Waits for the result and returns it (Python: `get()`). The error of a failed task
@@ -220,7 +315,11 @@ impl<R> Drop for AsyncResult<R> {
     fn drop(&mut self) {
         if !self.taken {
             if let Ok(mut inner) = self.pool.try_borrow_mut() {
-                inner.abandon(self.job);
+                if self.has_callbacks {
+                    inner.detach(self.job);
+                } else {
+                    inner.abandon(self.job);
+                }
             }
         }
     }
@@ -245,4 +344,32 @@ pub(crate) fn decode_all<R: DeserializeOwned + 'static>(
         out.extend(super::decode_chunk::<R>(a.result?.bytes())?);
     }
     Ok(out)
+}
+
+/// A handle on an async result's job without its type, so that [`crate::futures`] can wait for the
+/// first of several results of one pool.
+#[derive(Clone)]
+pub(crate) struct JobRef {
+    pool: Rc<RefCell<Inner>>,
+    job: u64,
+}
+
+impl<R> AsyncResult<R> {
+    /// The job this result belongs to.
+    pub(crate) fn job_ref(&self) -> JobRef {
+        JobRef {
+            pool: self.pool.clone(),
+            job: self.job,
+        }
+    }
+}
+
+/// Drives the pool of `jobs` (all of one pool) until one of them is finished or `deadline` passes;
+/// true if one is finished. Polls at least once.
+pub(crate) fn wait_any(jobs: &[JobRef], deadline: Option<Instant>) -> Result<bool> {
+    let Some(first) = jobs.first() else {
+        return Ok(false);
+    };
+    let ids: Vec<u64> = jobs.iter().map(|j| j.job).collect();
+    borrow(&first.pool)?.drive(deadline, |i| ids.iter().any(|&j| i.job_finished(j)))
 }

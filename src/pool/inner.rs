@@ -49,7 +49,7 @@ struct Chunk {
 
 /// A chunk's outcome as it arrived: its sequence number in the job, its first task index, and the
 /// encoded results or the error.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Arrived {
     pub seq: usize,
     pub first: usize,
@@ -62,6 +62,23 @@ pub(crate) struct Arrived {
 pub(crate) enum Payload {
     InFrame { body: Vec<u8>, start: usize },
     Shared(crate::sys::Mapping),
+}
+
+impl Clone for Payload {
+    /// A copy for a callback (the caller's `get` keeps the original): a mapped payload is copied
+    /// into memory.
+    fn clone(&self) -> Self {
+        match self {
+            Payload::InFrame { body, start } => Payload::InFrame {
+                body: body.clone(),
+                start: *start,
+            },
+            Payload::Shared(_) => Payload::InFrame {
+                body: self.bytes().to_vec(),
+                start: 0,
+            },
+        }
+    }
 }
 
 impl Payload {
@@ -159,7 +176,16 @@ pub(crate) struct Inner {
     broken: Option<(String, String)>,
     /// Progress displays and the task stream ([`super::watch`]).
     pub watch: Watch,
+    /// Python's `callback` / `error_callback` of async calls, by job: made ready (decoded) when the
+    /// job finishes, run by whoever releases the pool next (see `pool::PoolRef`).
+    callbacks: Vec<(u64, Prepare)>,
+    ready_callbacks: Vec<Box<dyn FnOnce()>>,
+    /// Jobs whose handle was dropped while callbacks wait for them: forgotten once they ran.
+    detached: Vec<u64>,
 }
+
+/// Turns a finished job's results (or failure) into the callback to run.
+pub(crate) type Prepare = Box<dyn FnOnce(&[Arrived], Option<&Error>) -> Box<dyn FnOnce()>>;
 
 impl std::fmt::Debug for Inner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -207,6 +233,9 @@ impl Inner {
             described: HashMap::new(),
             broken: None,
             watch: Watch::new(Default::default()),
+            callbacks: Vec::new(),
+            ready_callbacks: Vec::new(),
+            detached: Vec::new(),
         };
         for _ in 0..processes {
             let worker = inner.spawn_worker()?;
@@ -455,7 +484,51 @@ impl Inner {
             }
         }
         let mut drive = Drive { inner: self, done };
-        Ok(wait::until(&mut drive, deadline)?.is_some())
+        let finished = wait::until(&mut drive, deadline);
+        self.prepare_callbacks();
+        Ok(finished?.is_some())
+    }
+
+    /// Registers a callback for `job` (made ready at once if the job is finished already).
+    pub(crate) fn add_callback(&mut self, job: u64, prepare: Prepare) {
+        self.callbacks.push((job, prepare));
+        self.prepare_callbacks();
+    }
+
+    /// The job's handle was dropped, but callbacks wait for it: keep its results until they ran.
+    pub(crate) fn detach(&mut self, job: u64) {
+        self.detached.push(job);
+        self.prepare_callbacks();
+    }
+
+    /// Callbacks whose job finished, to run once the pool is released.
+    pub(crate) fn take_ready_callbacks(&mut self) -> Vec<Box<dyn FnOnce()>> {
+        std::mem::take(&mut self.ready_callbacks)
+    }
+
+    fn prepare_callbacks(&mut self) {
+        let mut i = 0;
+        while i < self.callbacks.len() {
+            let job = self.callbacks[i].0;
+            match self.jobs.get(&job) {
+                // Taken already, or the pool was terminated: nobody will call back.
+                None => drop(self.callbacks.remove(i)),
+                Some(j) if j.finished() => {
+                    let (_, prepare) = self.callbacks.remove(i);
+                    let run = prepare(&j.arrived, j.failure.as_ref());
+                    self.ready_callbacks.push(run);
+                }
+                Some(_) => i += 1,
+            }
+        }
+        let detached = std::mem::take(&mut self.detached);
+        for job in detached {
+            if self.callbacks.iter().any(|(j, _)| *j == job) {
+                self.detached.push(job);
+            } else {
+                self.abandon(job);
+            }
+        }
     }
 
     /// The watcher's hook in the wait loop: notes what each worker runs, and redraws a progress

@@ -82,6 +82,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 pub use async_result::AsyncResult;
+pub(crate) use async_result::{wait_any, JobRef};
 pub use imap::IMap;
 pub use watch::{Progress, TaskRecord, TaskStream, WithProgress};
 
@@ -247,14 +248,50 @@ impl PoolBuilder {
 
 /// Borrows the pool's engine; fails (instead of panicking) if a call is re-entered from inside the
 /// pool's own loop, e.g. from an `imap` input iterator.
-pub(crate) fn borrow(inner: &Rc<RefCell<Inner>>) -> Result<RefMut<'_, Inner>> {
+pub(crate) fn borrow(inner: &Rc<RefCell<Inner>>) -> Result<PoolRef<'_>> {
     let inner = inner.try_borrow_mut().map_err(|_| Error::PoolBusy)?;
     if !inner.is_owner() {
         return Err(Error::PoolNotRunning {
             state: "created by another process (this is a forked copy; its workers belong to the creator)",
         });
     }
-    Ok(inner)
+    Ok(PoolRef { inner: Some(inner) })
+}
+
+/// The pool, borrowed by one call. When the call releases it, the `callback`s /
+/// `error_callback`s of async calls that finished meanwhile run, here in the notebook's process
+/// (Python runs them in the pool's result-handler thread; this crate has no thread): so they run
+/// inside whichever pool call was waiting, and may use the pool themselves.
+pub(crate) struct PoolRef<'a> {
+    inner: Option<RefMut<'a, Inner>>,
+}
+
+impl std::ops::Deref for PoolRef<'_> {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        self.inner.as_ref().expect("held until drop")
+    }
+}
+
+impl std::ops::DerefMut for PoolRef<'_> {
+    fn deref_mut(&mut self) -> &mut Inner {
+        self.inner.as_mut().expect("held until drop")
+    }
+}
+
+impl Drop for PoolRef<'_> {
+    fn drop(&mut self) {
+        let Some(mut inner) = self.inner.take() else {
+            return;
+        };
+        let ready = inner.take_ready_callbacks();
+        drop(inner);
+        if !std::thread::panicking() {
+            for callback in ready {
+                callback();
+            }
+        }
+    }
 }
 
 /// Rejects a zero timeout (it would mean "never wait"; Python's `get(0)` is a busy check).
@@ -644,6 +681,32 @@ impl Pool {
         self.options().map_async(f, items)
     }
 
+    /// Starts a [`starmap`](Self::starmap) and returns at once (Python:
+    /// `pool.starmap_async(f, iterable)`).
+    ///
+    /// ```
+    /// use multiprocessing::Pool;
+    ///
+    /// fn power(base: u64, exp: u32) -> u64 { base.pow(exp) }
+    ///
+    /// let pool = Pool::new(2)?;
+    /// let mut r = pool.starmap_async(power, [(2, 3), (3, 2)])?;
+    /// assert_eq!(r.get()?, [8, 9]);
+    /// # Ok::<(), multiprocessing::Error>(())
+    /// ```
+    pub fn starmap_async<A, B, R>(
+        &self,
+        f: fn(A, B) -> R,
+        items: impl IntoIterator<Item = (A, B)>,
+    ) -> Result<AsyncResult<Vec<R>>>
+    where
+        A: Serialize + DeserializeOwned + 'static,
+        B: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + 'static,
+    {
+        self.options().starmap_async(f, items)
+    }
+
     /// A lazy [`map`](Self::map): an iterator of results in input order, each available as soon as
     /// it and those before it are done (Python: `pool.imap(f, iterable)`, chunksize 1). Inputs are
     /// taken from `items` only as workers have room.
@@ -866,6 +929,48 @@ impl Chunked<'_> {
         borrow(&self.pool.inner)?
             .watch
             .plan(job, "map_async", Some(total), chunksize);
+        Ok(AsyncResult::new(
+            self.pool.inner.clone(),
+            job,
+            async_result::decode_all::<R>,
+        ))
+    }
+
+    /// [`Pool::starmap_async`] with this chunk size.
+    ///
+    /// ```
+    /// use multiprocessing::Pool;
+    ///
+    /// fn add(a: u64, b: u64) -> u64 { a + b }
+    ///
+    /// let pool = Pool::new(2)?;
+    /// let mut r = pool.chunked(2).starmap_async(add, [(1, 2), (3, 4), (5, 6)])?;
+    /// assert_eq!(r.get()?, [3, 7, 11]);
+    /// # Ok::<(), multiprocessing::Error>(())
+    /// ```
+    pub fn starmap_async<A, B, R>(
+        &self,
+        f: fn(A, B) -> R,
+        items: impl IntoIterator<Item = (A, B)>,
+    ) -> Result<AsyncResult<Vec<R>>>
+    where
+        A: Serialize + DeserializeOwned + 'static,
+        B: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + 'static,
+    {
+        let items: Vec<(A, B)> = items.into_iter().collect();
+        let chunksize = match self.chunksize {
+            Some(c) => check_chunksize(c)?,
+            None => self.pool.default_chunksize(items.len()).max(1),
+        };
+        let source = Box::new(VecChunks {
+            items,
+            chunksize,
+            next: 0,
+        });
+        let job = self
+            .pool
+            .submit::<Binary<A, B, R>>(f as usize, source, true)?;
         Ok(AsyncResult::new(
             self.pool.inner.clone(),
             job,
