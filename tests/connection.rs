@@ -7,22 +7,7 @@ mod process_support;
 use std::time::{Duration, Instant};
 
 use multiprocessing::{connection, Error, Event, Pipe, Process, Queue, Semaphore};
-use process_support::isolate;
-
-macro_rules! isolated {
-    ($name:ident) => {
-        if let Some(out) = isolate(stringify!($name)) {
-            out.assert_success();
-            return;
-        }
-    };
-}
-
-fn start(target: impl FnOnce() + 'static) -> Process {
-    let mut p = Process::new(target);
-    p.start().unwrap();
-    p
-}
+use process_support::{isolated, start};
 
 // CPython: _TestConnection.test_duplex_false.
 #[test]

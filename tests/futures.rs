@@ -11,16 +11,7 @@ use std::time::{Duration, Instant};
 
 use multiprocessing::futures::{as_completed, wait, Future, ProcessPoolExecutor, ReturnWhen};
 use multiprocessing::Error;
-use process_support::{child_pids, isolate};
-
-macro_rules! isolated {
-    ($name:ident) => {
-        if let Some(out) = isolate(stringify!($name)) {
-            out.assert_success();
-            return;
-        }
-    };
-}
+use process_support::{child_pids, isolated};
 
 fn mul((x, y): (i64, i64)) -> i64 {
     x * y

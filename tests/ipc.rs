@@ -8,13 +8,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use multiprocessing::{Error, Lock, Pipe, Process, Queue, Value};
-use process_support::{isolate, open_fds};
-
-fn start(target: impl FnOnce() + 'static) -> Process {
-    let mut p = Process::new(target);
-    p.start().unwrap();
-    p
-}
+use process_support::{isolate, open_fds, start};
 
 /// Parent and child play ping-pong; when the child ends, the parent's recv is `Disconnected`
 /// (Python: `EOFError`), and so is a send.

@@ -8,23 +8,8 @@ mod process_support;
 use std::time::{Duration, Instant};
 
 use multiprocessing::managers::Manager;
-use multiprocessing::{active_children, Error, Process};
-use process_support::{child_pids, isolate};
-
-macro_rules! isolated {
-    ($name:ident) => {
-        if let Some(out) = isolate(stringify!($name)) {
-            out.assert_success();
-            return;
-        }
-    };
-}
-
-fn start(target: impl FnOnce() + 'static) -> Process {
-    let mut p = Process::new(target);
-    p.start().unwrap();
-    p
-}
+use multiprocessing::{active_children, Error};
+use process_support::{child_pids, isolated, start};
 
 // CPython: _TestContainers.test_list (without slicing and nested proxies).
 #[test]

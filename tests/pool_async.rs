@@ -9,16 +9,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use multiprocessing::{Error, Pool};
-use process_support::isolate;
-
-macro_rules! isolated {
-    ($name:ident) => {
-        if let Some(out) = isolate(stringify!($name)) {
-            out.assert_success();
-            return;
-        }
-    };
-}
+use process_support::isolated;
 
 fn mul(x: i64, y: i64) -> i64 {
     x * y

@@ -8,22 +8,7 @@ mod process_support;
 use std::time::{Duration, Instant};
 
 use multiprocessing::{Error, Event, JoinableQueue, Process, Queue, SimpleQueue};
-use process_support::isolate;
-
-macro_rules! isolated {
-    ($name:ident) => {
-        if let Some(out) = isolate(stringify!($name)) {
-            out.assert_success();
-            return;
-        }
-    };
-}
-
-fn start(target: impl FnOnce() + 'static) -> Process {
-    let mut p = Process::new(target);
-    p.start().unwrap();
-    p
-}
+use process_support::{isolated, start};
 
 fn about(elapsed: Duration, expected: Duration) {
     assert!(

@@ -8,23 +8,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use multiprocessing::shared_memory::SharedMemory;
-use multiprocessing::{Error, Process, Queue};
-use process_support::isolate;
-
-macro_rules! isolated {
-    ($name:ident) => {
-        if let Some(out) = isolate(stringify!($name)) {
-            out.assert_success();
-            return;
-        }
-    };
-}
-
-fn start(target: impl FnOnce() + 'static) -> Process {
-    let mut p = Process::new(target);
-    p.start().unwrap();
-    p
-}
+use multiprocessing::{Error, Queue};
+use process_support::{isolated, start};
 
 fn gone_soon(name: &str) -> bool {
     let end = Instant::now() + Duration::from_secs(10);

@@ -9,16 +9,10 @@ mod process_support;
 use std::time::{Duration, Instant};
 
 use multiprocessing::{
-    Array, Barrier, BoundedSemaphore, Condition, Error, Event, Lock, Pipe, Process, Queue, RLock,
-    RawArray, RawValue, Semaphore, Value,
+    Array, Barrier, BoundedSemaphore, Condition, Error, Event, Lock, Pipe, Queue, RLock, RawArray,
+    RawValue, Semaphore, Value,
 };
-use process_support::isolate;
-
-fn start(target: impl FnOnce() + 'static) -> Process {
-    let mut p = Process::new(target);
-    p.start().unwrap();
-    p
-}
+use process_support::{isolated, start};
 
 /// Asserts `elapsed` is about `expected` (CPython's assertTimingAlmostEqual, with room for a shared
 /// 2-core machine).
@@ -28,15 +22,6 @@ fn about(elapsed: Duration, expected: Duration) {
             && elapsed <= expected + Duration::from_millis(400),
         "took {elapsed:?}, expected about {expected:?}"
     );
-}
-
-macro_rules! isolated {
-    ($name:ident) => {
-        if let Some(out) = isolate(stringify!($name)) {
-            out.assert_success();
-            return;
-        }
-    };
 }
 
 // CPython: _TestLock.test_lock (acquire, acquire(False) is False, release; a second release is

@@ -5,13 +5,33 @@
 //! - `println!` in forked children reaches fd 1 (the inner run uses `--nocapture`: libtest's
 //!   per-thread capture would otherwise swallow a child's output);
 //! - a body that hangs fails the test after a timeout instead of hanging it.
-#![allow(dead_code)]
+#![allow(dead_code, unused_macros)]
 
 use std::io::Read;
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 const INNER_VAR: &str = "MULTIPROCESSING_TEST_INNER";
+
+/// At the top of a test named `$name`: in the outer run, runs the test again isolated (see
+/// [`isolate`]), asserts it passed and returns; in the inner run, goes on with the body.
+macro_rules! isolated {
+    ($name:ident) => {
+        if let Some(out) = $crate::process_support::isolate(stringify!($name)) {
+            out.assert_success();
+            return;
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use isolated;
+
+/// A started `Process` running `target`.
+pub fn start(target: impl FnOnce() + 'static) -> multiprocessing::Process {
+    let mut p = multiprocessing::Process::new(target);
+    p.start().unwrap();
+    p
+}
 
 /// What the inner run printed and how it ended.
 #[derive(Debug)]
