@@ -45,6 +45,9 @@ for dir in "${RUST_MP_CARGO_BIN:-}" "${CARGO_HOME:-$HOME/.cargo}/bin"; do
     fi
 done
 export PATH
+# Notebooks that build or run something of this checkout (06 builds mpi/) find it here, wherever
+# the notebook file itself was opened from.
+export RUST_MP_REPO=$REPO
 
 python=${RUST_MP_PYTHON:-$REPO/.venv/bin/python}
 evcxr=${RUST_MP_EVCXR:-$(command -v evcxr_jupyter || true)}

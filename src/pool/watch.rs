@@ -425,7 +425,7 @@ fn render_live(
     let doing: Vec<String> = workers
         .iter()
         .map(|w| match w.running {
-            Some((j, _, _, Some(item))) if j == job => format!("{}: task {}", w.name, item - 1),
+            Some((j, _, _, Some(item))) if j == job => format!("{}: task {item}", w.name),
             Some((j, _, first, None)) if j == job => format!("{}: task {first}", w.name),
             Some(_) => format!("{}: other work", w.name),
             None => format!("{}: idle", w.name),
