@@ -7,7 +7,7 @@ mod work;
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::sync::Once;
+use std::sync::{Mutex, MutexGuard, Once, PoisonError};
 use std::time::{Duration, Instant};
 
 use multiprocessing::Pool;
@@ -18,6 +18,16 @@ const DEADLINE: Duration = Duration::from_secs(60);
 const FAILS_WITHIN: Duration = Duration::from_secs(20);
 
 /// The example's binary, built once by this test with the same profile as the test.
+/// The tests run one at a time. `Pool::map` forks, and a fork made while another test thread holds
+/// std's environment lock (spawning `mpirun` reads the environment) leaves the child waiting for
+/// that lock forever (seen: a pool worker stuck in `unsetenv`). With one test at a time, the other
+/// test threads wait on this mutex and hold nothing at a fork.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn one_at_a_time() -> MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 fn example() -> PathBuf {
     static BUILD: Once = Once::new();
     BUILD.call_once(|| {
@@ -161,16 +171,19 @@ fn agrees_with_pool_map(ranks: usize) {
 
 #[test]
 fn two_ranks_agree_with_pool_map() {
+    let _serial = one_at_a_time();
     agrees_with_pool_map(2);
 }
 
 #[test]
 fn four_ranks_agree_with_pool_map() {
+    let _serial = one_at_a_time();
     agrees_with_pool_map(4);
 }
 
 #[test]
 fn a_panicking_rank_fails_the_run_with_the_panic_message() {
+    let _serial = one_at_a_time();
     // 130 000 is input 12, the first of rank 3's block (12..16).
     let run = mpirun(4, &["--panic-at", "130000"]);
     assert!(
@@ -202,6 +215,7 @@ fn a_panicking_rank_fails_the_run_with_the_panic_message() {
 
 #[test]
 fn a_killed_rank_ends_the_run() {
+    let _serial = one_at_a_time();
     // 60 000 is input 5, in rank 1's block (4..8); rank 0 then waits in the gather.
     let run = mpirun(4, &["--kill-at", "60000"]);
     assert!(
@@ -226,6 +240,7 @@ fn a_killed_rank_ends_the_run() {
 
 #[test]
 fn without_mpirun_the_program_is_a_world_of_one() {
+    let _serial = one_at_a_time();
     // Open MPI's singleton start: no mpirun, so no root check either.
     let run = run(Command::new(example()));
     assert_eq!(run.code, Some(0), "{}", run.all());
