@@ -1,64 +1,14 @@
-//! The kernel's interrupt, without the kernel: each test makes a nonblocking pipe, names its read end
-//! in `RUST_MP_INTERRUPT_FD` (as the project's evcxr runtime does), and has a helper process write
-//! one byte into its write end after a while (as the runtime's SIGINT handler does). Every kind of wait must
-//! then return `Error::Interrupted` promptly, and what it waited on must be usable afterwards. Each
+//! The kernel's interrupt, without the kernel (see `process_support::interrupt`): every kind of wait
+//! must return `Error::Interrupted` promptly, and what it waited on must be usable afterwards. Each
 //! body runs in a fresh copy of this binary (see `process_support`), so the variable stays there.
 
 mod process_support;
 
-use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use multiprocessing::{Error, Lock, Pipe, Pool, Process, Queue, Value};
+use process_support::interrupt::{interrupt_pipe, interrupted};
 use process_support::isolate;
-
-/// How long after the start of a wait the helper writes the byte.
-const DELAY: Duration = Duration::from_millis(300);
-/// The contract is 200 ms; the machine is shared (and the helper process must be scheduled), so
-/// allow scheduling noise on top. The latency seen is printed.
-const PROMPT: Duration = Duration::from_millis(200 + 1300);
-
-/// Makes the interrupt pipe, names its read end in the environment, returns the write end.
-fn interrupt_pipe() -> OwnedFd {
-    let (read, write) =
-        nix::unistd::pipe2(nix::fcntl::OFlag::O_NONBLOCK | nix::fcntl::OFlag::O_CLOEXEC).unwrap();
-    let read = read.into_raw_fd();
-    std::env::set_var("RUST_MP_INTERRUPT_FD", read.to_string());
-    write
-}
-
-/// Runs `wait` while a helper process writes one byte into the interrupt pipe after [`DELAY`];
-/// checks that `wait` returned `Interrupted` promptly, and returns that error.
-///
-/// The helper is a shell started with `std::process::Command` (fork + exec): a child forked by this
-/// crate from the test harness's multi-threaded process could, rarely, inherit a lock held by another
-/// thread and never write.
-fn interrupted<T: std::fmt::Debug>(
-    pipe: &OwnedFd,
-    what: &str,
-    wait: impl FnOnce() -> multiprocessing::Result<T>,
-) -> Error {
-    let path = format!("/proc/{}/fd/{}", std::process::id(), pipe.as_raw_fd());
-    let t = Instant::now();
-    let mut helper = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(format!("sleep {}; printf x > {path}", DELAY.as_secs_f64()))
-        .spawn()
-        .unwrap();
-    let got = wait();
-    let took = t.elapsed();
-    assert!(helper.wait().unwrap().success());
-    let err = match got {
-        Err(err @ Error::Interrupted { .. }) => err,
-        other => panic!("{what}: expected Interrupted, got {other:?}"),
-    };
-    assert!(
-        took >= DELAY && took < DELAY + PROMPT,
-        "{what}: returned {took:?} after the start; the byte came at {DELAY:?}"
-    );
-    println!("{what}: {:?} after the byte: {err}", took - DELAY);
-    err
-}
 
 fn sleep_ms(ms: u64) -> u64 {
     std::thread::sleep(Duration::from_millis(ms));

@@ -5,51 +5,13 @@
 
 mod process_support;
 
-use std::os::fd::{AsFd, IntoRawFd, OwnedFd};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use multiprocessing::futures::ProcessPoolExecutor;
 use multiprocessing::managers::Manager;
 use multiprocessing::{Barrier, Condition, Error, Event, Process, RLock, Semaphore};
+use process_support::interrupt::{interrupt_pipe, interrupted};
 use process_support::isolate;
-
-const DELAY: Duration = Duration::from_millis(300);
-const PROMPT: Duration = Duration::from_millis(200 + 600);
-
-fn interrupt_pipe() -> OwnedFd {
-    let (read, write) =
-        nix::unistd::pipe2(nix::fcntl::OFlag::O_NONBLOCK | nix::fcntl::OFlag::O_CLOEXEC).unwrap();
-    std::env::set_var("RUST_MP_INTERRUPT_FD", read.into_raw_fd().to_string());
-    write
-}
-
-/// Runs `wait` while a helper writes the interrupt byte after [`DELAY`]; checks it returned
-/// `Interrupted` promptly.
-fn interrupted<T: std::fmt::Debug>(
-    pipe: &OwnedFd,
-    what: &str,
-    wait: impl FnOnce() -> multiprocessing::Result<T>,
-) {
-    let write_end = pipe.try_clone().unwrap();
-    let mut helper = Process::new(move || {
-        std::thread::sleep(DELAY);
-        nix::unistd::write(write_end.as_fd(), b"x").unwrap();
-    });
-    helper.start().unwrap();
-    let t = Instant::now();
-    let got = wait();
-    let took = t.elapsed();
-    assert_eq!(helper.join().unwrap(), 0);
-    assert!(
-        matches!(got, Err(Error::Interrupted { .. })),
-        "{what}: expected Interrupted, got {got:?}"
-    );
-    assert!(
-        // The helper's sleep starts before `t` is taken: allow it to have started a little earlier.
-        took + Duration::from_millis(50) >= DELAY && took < DELAY + PROMPT,
-        "{what}: returned after {took:?}"
-    );
-}
 
 #[test]
 fn sync_waits_are_interrupted_and_stay_usable() {

@@ -7,6 +7,8 @@
 //! - a body that hangs fails the test after a timeout instead of hanging it.
 #![allow(dead_code, unused_macros)]
 
+pub mod interrupt;
+
 use std::io::Read;
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
