@@ -37,7 +37,9 @@ pub(crate) fn fork_child(child_body: impl FnOnce() -> i32) -> Result<Pid> {
     session::warn_if_multithreaded();
     let _ = std::io::stdout().flush();
     let _ = std::io::stderr().flush();
-    let table = registry::lock();
+    let interrupt = wait::interrupt_fd();
+    let table = registry::lock_for_fork();
+    let state = session::lock_for_fork();
     // In the parent the closure is dropped unrun, which releases the table's lock after the fork.
     let forked = sys::fork_and_exit(move || {
         // Die with the parent, even when it is SIGKILLed and no destructor runs; then check it is
@@ -47,8 +49,9 @@ pub(crate) fn fork_child(child_body: impl FnOnce() -> i32) -> Result<Pid> {
             return 1;
         }
         sys::restore_default_fault_signals();
+        session::adopt_in_child(state, parent_pid.as_raw());
         registry::forget_in_child(table);
-        wait::forget_interrupt_in_child();
+        wait::forget_interrupt_in_child(interrupt);
         panic::catch_unwind(AssertUnwindSafe(child_body)).unwrap_or(EXIT_PANIC)
     });
     forked.map_err(|source| Error::Fork {

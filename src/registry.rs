@@ -19,7 +19,7 @@
 //!
 //! Why not a `static`: evcxr links a copy of this crate into every cell, each with its own statics.
 //! The registry is one leaked heap value per process whose address lives in an environment variable
-//! ([`sys::process_global`]); file descriptors and pids are process-wide, so any cell's copy of this
+//! ([`sys::ProcessGlobal`]); file descriptors and pids are process-wide, so any cell's copy of this
 //! code can use them.
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -32,10 +32,10 @@ use crate::output::OutputRelay;
 use crate::sys;
 use crate::wait::Fds;
 
-/// The environment variable holding the table's address (see [`sys::process_global`]).
+/// The environment variable holding the table's address (see [`sys::ProcessGlobal`]).
 const REGISTRY_VAR: &str = "RUST_MULTIPROCESSING_CHILDREN";
 /// Bump when [`Registry`] or anything it contains changes shape.
-const REGISTRY_LAYOUT: u32 = 2;
+const REGISTRY_LAYOUT: u32 = 3;
 
 /// What a child is, which decides who answers for it when the user interrupts this process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,28 +68,58 @@ pub(crate) struct Summary {
 }
 
 /// This process's children.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Registry {
+    /// The process these entries belong to: a child forked from it has a copy of the table (see
+    /// [`sys::ProcessGlobal`]) and empties it on first use ([`lock`]).
+    owner: u32,
     entries: Vec<Entry>,
 }
 
+/// This process's child table.
+static TABLE: sys::ProcessGlobal<Mutex<Registry>> =
+    sys::ProcessGlobal::new(REGISTRY_VAR, REGISTRY_LAYOUT);
+
 /// Locks this process's child table.
 pub(crate) fn lock() -> MutexGuard<'static, Registry> {
-    let shared: &'static Mutex<Registry> =
-        sys::process_global(REGISTRY_VAR, REGISTRY_LAYOUT, || {
-            Mutex::new(Registry::default())
-        });
-    shared.lock().unwrap_or_else(PoisonError::into_inner)
+    let me = std::process::id();
+    let table = TABLE.get(|| {
+        Mutex::new(Registry {
+            owner: me,
+            entries: Vec::new(),
+        })
+    });
+    let mut guard = table.lock().unwrap_or_else(PoisonError::into_inner);
+    if guard.owner != me {
+        // Forked by other means than the fork sequence (which empties it at once).
+        guard.forget_parents();
+    }
+    guard
+}
+
+/// The child table locked across a fork (see [`crate::fork`]), so the child gets a consistent copy.
+pub(crate) struct ForkGuard(MutexGuard<'static, Registry>);
+
+/// Locks the child table for a fork.
+pub(crate) fn lock_for_fork() -> ForkGuard {
+    ForkGuard(lock())
 }
 
 /// In a just-forked child: the table copied from the parent lists the parent's children, not ours.
-/// Close their inherited descriptors (pidfds, pipe read ends). The copy itself is abandoned: the
-/// environment variable still names the parent's pid, so the child's first use makes a new one.
-pub(crate) fn forget_in_child(mut inherited: MutexGuard<'static, Registry>) {
-    inherited.entries.clear();
+/// Empty it (closing their inherited descriptors: pidfds, pipe read ends); the copy is this
+/// process's table from now on.
+pub(crate) fn forget_in_child(inherited: ForkGuard) {
+    let ForkGuard(mut table) = inherited;
+    table.forget_parents();
 }
 
 impl Registry {
+    /// Empties a table copied from the parent by a fork and makes it this process's.
+    fn forget_parents(&mut self) {
+        self.entries.clear();
+        self.owner = std::process::id();
+    }
+
     /// Enters a just-started child.
     pub(crate) fn add(
         &mut self,

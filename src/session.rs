@@ -2,18 +2,25 @@
 //! the current process, its parent, and the counter that numbers its children ("Process-1", ...).
 //!
 //! Why not a Rust `static`: evcxr links this crate into every cell's shared object, so a `static` exists
-//! once *per cell* (a counter bumped in cell 2 reads 0 in cell 3). The C environment is one per process
-//! whatever the linking, survives every cell, and is copied into a forked child, so the state lives in
-//! one environment variable, [`STATE_VAR`]. It records the pid it belongs to: a program that inherits
-//! the variable through `exec` sees another pid and starts afresh as "MainProcess".
+//! once *per cell* (a counter bumped in cell 2 reads 0 in cell 3). The state is one value per process
+//! behind a mutex, found by every cell's copy of the crate through [`sys::ProcessGlobal`] (whose
+//! address lives in [`STATE_VAR`]). A forked child has a copy of it: the fork sequence makes the
+//! copy the child's ([`adopt_in_child`], then [`become_child`]); a process forked by other means (a
+//! raw `fork`) finds the parent's pid in it on first use and becomes a main process of its own
+//! (Python's `os.fork` keeps the parent's name; so does this). A program started with `exec` does
+//! not see the parent's value at all.
 
-use serde::{Deserialize, Serialize};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
-/// The environment variable that holds the state.
+use crate::sys;
+
+/// The environment variable that holds the state's address (see [`sys::ProcessGlobal`]).
 pub(crate) const STATE_VAR: &str = "RUST_MULTIPROCESSING_STATE";
+/// Bump when [`SessionState`] changes shape.
+const STATE_LAYOUT: u32 = 1;
 
 /// What this process knows about itself; Python keeps the same in `multiprocessing.process._current_process`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct SessionState {
     /// The pid this state belongs to.
     pub pid: i32,
@@ -45,54 +52,89 @@ impl SessionState {
     }
 }
 
-/// Reads this process's state; a process that never set it is the main process.
-pub(crate) fn load() -> SessionState {
+/// This process's state.
+static STATE: sys::ProcessGlobal<Mutex<SessionState>> =
+    sys::ProcessGlobal::new(STATE_VAR, STATE_LAYOUT);
+
+/// Locks this process's state.
+fn lock() -> MutexGuard<'static, SessionState> {
+    let shared = STATE.get(|| Mutex::new(SessionState::main_process()));
+    let mut state = shared.lock().unwrap_or_else(PoisonError::into_inner);
     let me = std::process::id() as i32;
-    load_any()
-        .filter(|state| state.pid == me)
-        .unwrap_or_else(SessionState::main_process)
+    if state.pid != me {
+        // A copy made by a raw fork: same name, its own pid, no children yet.
+        state.pid = me;
+        state.children_numbered = 0;
+        state.warned_multithreaded = false;
+    }
+    state
 }
 
-/// The state in the environment, whichever process it belongs to (in a just-forked child: the parent's).
-fn load_any() -> Option<SessionState> {
-    std::env::var(STATE_VAR).ok().and_then(|hex| decode(&hex))
+/// Runs `f` on this process's state.
+fn with<R>(f: impl FnOnce(&mut SessionState) -> R) -> R {
+    f(&mut lock())
 }
 
-/// Replaces this process's state.
-pub(crate) fn store(state: &SessionState) {
-    // The environment is process-wide; this crate only changes it from the thread that forks and in
-    // a just-forked child, where no other thread exists.
-    std::env::set_var(STATE_VAR, encode(state));
+/// A copy of this process's state.
+pub(crate) fn load() -> SessionState {
+    with(|state| state.clone())
+}
+
+/// Whether this process is a child that this crate forked (a `Process`, a pool worker, a manager).
+pub(crate) fn is_child() -> bool {
+    with(|state| state.parent.is_some())
 }
 
 /// Numbers a new child of this process: returns its identity and its default name, in Python's
 /// style ("Process-4" in the main process, "Process-4:1" in the child Process-4).
 pub(crate) fn number_new_child(prefix: &str) -> (Vec<u64>, String) {
-    let mut state = load();
-    state.children_numbered += 1;
-    let mut identity = state.identity.clone();
-    identity.push(state.children_numbered);
-    store(&state);
+    let identity = with(|state| {
+        state.children_numbered += 1;
+        let mut identity = state.identity.clone();
+        identity.push(state.children_numbered);
+        identity
+    });
     let digits: Vec<String> = identity.iter().map(u64::to_string).collect();
     let name = format!("{prefix}-{}", digits.join(":"));
     (identity, name)
 }
 
-/// Called first thing in a freshly forked child: it becomes `name`, child of the process that forked it.
+/// The state locked across a fork (see [`crate::fork`]), so that the child gets a consistent copy.
+pub(crate) struct ForkGuard(MutexGuard<'static, SessionState>);
+
+/// Locks the state for a fork.
+pub(crate) fn lock_for_fork() -> ForkGuard {
+    ForkGuard(lock())
+}
+
+/// In a just-forked child: makes the copy of the parent's state this process's, a child of
+/// `parent_pid` (named as the parent until [`become_child`] names it).
+pub(crate) fn adopt_in_child(inherited: ForkGuard, parent_pid: i32) {
+    let ForkGuard(mut state) = inherited;
+    let parent_name = state.name.clone();
+    state.pid = std::process::id() as i32;
+    state.parent = Some((parent_pid, parent_name));
+    state.children_numbered = 0;
+    state.warned_multithreaded = false;
+}
+
+/// Called first thing in a child's body, after the fork sequence's [`adopt_in_child`]: it becomes
+/// `name`, child of `parent_pid`.
 pub(crate) fn become_child(name: &str, identity: Vec<u64>, parent_pid: i32, daemon: bool) {
-    // `load()` would see another pid (ours) and answer "MainProcess": read the parent's state as is.
-    let parent_name = match load_any() {
-        Some(parent) if parent.pid == parent_pid => parent.name,
-        _ => "MainProcess".to_owned(),
-    };
-    store(&SessionState {
-        pid: std::process::id() as i32,
-        name: name.to_owned(),
-        identity,
-        children_numbered: 0,
-        parent: Some((parent_pid, parent_name)),
-        daemon,
-        warned_multithreaded: false,
+    with(|state| {
+        let parent_name = match state.parent.take() {
+            Some((pid, name)) if pid == parent_pid => name,
+            _ => "MainProcess".to_owned(),
+        };
+        *state = SessionState {
+            pid: std::process::id() as i32,
+            name: name.to_owned(),
+            identity,
+            children_numbered: 0,
+            parent: Some((parent_pid, parent_name)),
+            daemon,
+            warned_multithreaded: false,
+        };
     });
 }
 
@@ -106,51 +148,11 @@ pub(crate) fn warn_if_multithreaded() {
     if crate::sys::thread_count() <= 1 {
         return;
     }
-    let mut state = load();
-    if state.warned_multithreaded {
-        return;
-    }
-    state.warned_multithreaded = true;
-    store(&state);
-    eprintln!(
-        "warning: This process (pid={}) is multi-threaded, use of fork() may lead to deadlocks in the child.",
-        state.pid
-    );
-}
-
-fn encode(state: &SessionState) -> String {
-    let bytes = postcard::to_allocvec(state).unwrap_or_default();
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn decode(hex: &str) -> Option<SessionState> {
-    if hex.len() % 2 != 0 {
-        return None;
-    }
-    let bytes: Option<Vec<u8>> = (0..hex.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
-        .collect();
-    postcard::from_bytes(&bytes?).ok()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn state_round_trips_through_its_text_form() {
-        let state = SessionState {
-            pid: 42,
-            name: "Process-3:1".into(),
-            identity: vec![3, 1],
-            children_numbered: 7,
-            parent: Some((41, "Process-3".into())),
-            daemon: true,
-            warned_multithreaded: true,
-        };
-        assert_eq!(decode(&encode(&state)), Some(state));
-        assert_eq!(decode("zz"), None);
-        assert_eq!(decode("abc"), None);
+    let first = with(|state| !std::mem::replace(&mut state.warned_multithreaded, true));
+    if first {
+        eprintln!(
+            "warning: This process (pid={}) is multi-threaded, use of fork() may lead to deadlocks in the child.",
+            std::process::id()
+        );
     }
 }

@@ -7,7 +7,9 @@
 //! Everything above it works with safe types: [`Pid`], [`OwnedFd`], closures.
 
 use std::io::Write;
+use std::marker::PhantomData;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use nix::errno::Errno;
 use nix::sys::signal::Signal;
@@ -91,49 +93,105 @@ pub(crate) fn thread_count() -> usize {
         .unwrap_or(1)
 }
 
-/// Returns this process's one instance of a process-wide value, shared by every copy of this crate
-/// in the process (evcxr links a copy into each cell, each with its own `static`s).
+/// A process-wide value, one instance per process image shared by every copy of this crate in it
+/// (evcxr links a copy into each cell, each with its own `static`s). Declare it as a `static` and
+/// call [`ProcessGlobal::get`].
 ///
-/// The instance is leaked on the heap once per process; its address is kept in the environment
-/// variable `var` together with the pid it belongs to, the size and alignment of `T`, and `version`
-/// (bump it whenever `T`'s definition changes). A forked child inherits the variable but sees
-/// another pid, so it makes its own instance on first use. If two threads race to make the first
-/// instance, one of them is lost; this crate makes it from the thread that forks, in practice the
-/// notebook's main thread.
-pub(crate) fn process_global<T: Sync + 'static>(
-    var: &str,
+/// The instance is leaked on the heap once; its address is kept in the environment variable `var`
+/// together with the image's identity (the 16 random bytes the kernel gives every `exec`, which a
+/// `fork` copies: [`exec_identity`]), the size and alignment of `T`, and `version` (bump it whenever
+/// `T`'s definition changes). Each copy of the crate also remembers the address in its own `static`,
+/// so only its first use reads the environment. A forked child shares the stamp and has a copy of
+/// the instance at the same address: it uses that copy, and the environment is written only once,
+/// by the process that made the instance, never in a child: in a child of a multi-threaded parent,
+/// `std::env`'s lock may have been held by another thread at the fork, and then stays held forever. `T` itself
+/// notices a fork (it records its owner's pid) and resets what belonged to the parent. A program
+/// started with `exec` sees another identity and makes its own. If two threads race to make the
+/// first instance, one of them is lost; this crate makes it from the thread that forks, in practice
+/// the notebook's main thread.
+pub(crate) struct ProcessGlobal<T> {
+    var: &'static str,
     version: u32,
-    make: impl FnOnce() -> T,
-) -> &'static T {
-    let me = std::process::id();
-    let stamp = |addr: usize| {
-        format!(
-            "{me}:{addr:x}:{}:{}:{version}",
-            std::mem::size_of::<T>(),
-            std::mem::align_of::<T>()
-        )
-    };
-    if let Ok(value) = std::env::var(var) {
-        if let Some(addr) = value
-            .split_once(':')
-            .and_then(|(_, rest)| rest.split_once(':'))
-            .and_then(|(addr, _)| usize::from_str_radix(addr, 16).ok())
-        {
-            if addr != 0 && value == stamp(addr) {
-                // SAFETY: the variable carries this process's pid, so this process wrote it, in the
-                // branch below, with the address of a `T` leaked by `Box::leak`: never freed, never
-                // moved, so valid for 'static. The type is the same: the stamp also matches `T`'s size
-                // and alignment and the layout `version` its caller bumps when `T` changes; every copy
-                // of this crate in the process is the same compiled rlib (evcxr links one build into
-                // each cell), so `T` has the same layout in each. Only shared references are handed
-                // out, and `T: Sync` makes sharing them between threads sound.
-                return unsafe { &*(addr as *const T) };
-            }
+    /// This copy's memory of the instance's address (0: not looked up yet). Valid in every process
+    /// forked from the one that looked it up, since they have the instance at the same address.
+    addr: AtomicUsize,
+    _type: PhantomData<fn() -> T>,
+}
+
+impl<T: Sync + 'static> ProcessGlobal<T> {
+    pub(crate) const fn new(var: &'static str, version: u32) -> Self {
+        ProcessGlobal {
+            var,
+            version,
+            addr: AtomicUsize::new(0),
+            _type: PhantomData,
         }
     }
-    let leaked: &'static T = Box::leak(Box::new(make()));
-    std::env::set_var(var, stamp(leaked as *const T as usize));
-    leaked
+
+    /// This process image's instance, made with `make` if it has none yet.
+    pub(crate) fn get(&self, make: impl FnOnce() -> T) -> &'static T {
+        let mut addr = self.addr.load(Ordering::Acquire);
+        if addr == 0 {
+            let stamp = |addr: usize| {
+                format!(
+                    "{}:{addr:x}:{}:{}:{}",
+                    exec_identity(),
+                    std::mem::size_of::<T>(),
+                    std::mem::align_of::<T>(),
+                    self.version
+                )
+            };
+            let known = std::env::var(self.var).ok().and_then(|value| {
+                let addr = value
+                    .split(':')
+                    .nth(1)
+                    .and_then(|addr| usize::from_str_radix(addr, 16).ok())?;
+                (addr != 0 && value == stamp(addr)).then_some(addr)
+            });
+            addr = known.unwrap_or_else(|| {
+                let addr = Box::leak(Box::new(make())) as *const T as usize;
+                std::env::set_var(self.var, stamp(addr));
+                addr
+            });
+            self.addr.store(addr, Ordering::Release);
+        }
+        // SAFETY: `addr` was read from a variable carrying this process image's identity (or
+        // remembered by this copy in this image), so this image wrote it, above, with the address of
+        // a `T` leaked by `Box::leak` in this process or, before a fork, in an ancestor whose memory
+        // this process has a copy of: never freed, never moved, so valid for 'static. The type is
+        // the same: the stamp also matches `T`'s size and alignment and the layout `version` its
+        // caller bumps when `T` changes; every copy of this crate in the process is the same compiled
+        // rlib (evcxr links one build into each cell), so `T` has the same layout in each. Only
+        // shared references are handed out, and `T: Sync` makes sharing them between threads sound.
+        unsafe { &*(addr as *const T) }
+    }
+}
+
+/// The 16 random bytes the kernel gives each `exec` (`AT_RANDOM`), in hex: the same in a forked
+/// child, new after `exec`.
+pub(crate) fn exec_identity() -> String {
+    // SAFETY: getauxval has no preconditions.
+    let at_random = unsafe { libc::getauxval(libc::AT_RANDOM) } as *const [u8; 16];
+    if at_random.is_null() {
+        return String::from("-");
+    }
+    // SAFETY: the kernel puts the 16 bytes on the initial stack of every exec'd image, where they
+    // stay for the process's life (and a fork copies them); AT_RANDOM points at them.
+    let bytes = unsafe { *at_random };
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Removes `name` from the environment of a just-forked child, through libc's `unsetenv`, not
+/// `std::env::remove_var`: another thread of a multi-threaded parent may have held `std::env`'s lock
+/// at the fork (spawning a program, say), and in the child it then stays held forever. (libc's own
+/// lock is held only inside `setenv`/`unsetenv` themselves, a far smaller window.)
+pub(crate) fn unsetenv_in_child(name: &str) {
+    let Ok(name) = std::ffi::CString::new(name) else {
+        return;
+    };
+    // SAFETY: a valid C string. Called while the child has one thread (before its body runs), so
+    // nothing reads the environment meanwhile.
+    unsafe { libc::unsetenv(name.as_ptr()) };
 }
 
 /// `poll(2)` on raw descriptors; `timeout_ms` < 0 waits without limit. Returns how many entries have

@@ -36,7 +36,7 @@
 //! descriptor too (and reads it once before its first check, so a loop of waits that never block
 //! still sees it); when it is readable the wait drains it and returns the waiter's
 //! [`Error::Interrupted`]. Outside the kernel the variable is unset and nothing changes. A forked
-//! child closes the descriptor and removes the variable ([`forget_interrupt_in_child`]): only the
+//! child closes the descriptor ([`forget_interrupt_in_child`]) and ignores the variable: only the
 //! process the user interrupted reacts.
 
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
@@ -276,8 +276,12 @@ pub(crate) fn child_exit(
     until(&mut Exit { pid, interrupted }, deadline)
 }
 
-/// The interrupt pipe of this process, if the kernel gave one.
-fn interrupt_fd() -> Option<RawFd> {
+/// The interrupt pipe of this process, if the kernel gave one: only the process the user interrupts
+/// (the notebook's), never a child this crate forked (which inherits the variable).
+pub(crate) fn interrupt_fd() -> Option<RawFd> {
+    if crate::session::is_child() {
+        return None;
+    }
     let value = std::env::var_os(INTERRUPT_VAR)?;
     value
         .to_str()?
@@ -302,16 +306,19 @@ fn drain(fd: RawFd) -> bool {
     }
 }
 
-/// In a just-forked child: the interrupt pipe is the parent's business. Close it and remove the
-/// variable, so the child's own waits never react to the user interrupting the parent; and give
-/// SIGINT its default action back, since the handler inherited from the kernel's runtime would
-/// write into the parent's pipe (a SIGINT sent to the child must end the child, as Ctrl-C does).
-pub(crate) fn forget_interrupt_in_child() {
-    if let Some(fd) = interrupt_fd() {
+/// In a just-forked child: the interrupt pipe is the parent's business. Close it (`inherited`: what
+/// [`interrupt_fd`] answered in the parent before the fork) and remove the variable, so the child's
+/// own waits never react to the user interrupting the parent (they also ignore the variable:
+/// [`interrupt_fd`]); and give
+/// SIGINT its default action back, since the handler inherited from the kernel's runtime would write
+/// into the parent's pipe (a SIGINT sent to the child must end the child, as Ctrl-C does).
+pub(crate) fn forget_interrupt_in_child(inherited: Option<RawFd>) {
+    if let Some(fd) = inherited {
         sys::close_raw(fd);
         sys::restore_default_action(nix::sys::signal::Signal::SIGINT);
+        // Nor do programs it runs.
+        sys::unsetenv_in_child(INTERRUPT_VAR);
     }
-    std::env::remove_var(INTERRUPT_VAR);
 }
 
 /// The user interrupted this process while it waited: first do to its `Process` children what
