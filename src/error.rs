@@ -5,6 +5,28 @@
 
 use std::time::Duration;
 
+/// Why a pool takes no more work ([`Error::PoolNotRunning`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PoolState {
+    /// `close()` was called: the work already given finishes, nothing new is taken.
+    Closed,
+    /// `terminate()` was called (or the pool was dropped): the workers are gone.
+    Terminated,
+    /// An executor's `shutdown()` was called.
+    ShutDown,
+}
+
+impl std::fmt::Display for PoolState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PoolState::Closed => "closed",
+            PoolState::Terminated => "terminated",
+            PoolState::ShutDown => "shut down",
+        })
+    }
+}
+
 /// Everything that can go wrong when starting, joining or talking to processes and pools.
 ///
 /// Every message names the fix, so a learner who sees it in a notebook knows what to change.
@@ -112,11 +134,20 @@ pub enum Error {
     #[error("a pool needs at least one worker process; use Pool::new(n) with n >= 1, or Pool::builder().build() for one per CPU")]
     ZeroProcesses,
 
-    /// Work was submitted to a pool after `close()` or `terminate()`.
+    /// Work was submitted to a pool (or an executor) after `close()`, `terminate()` or `shutdown()`,
+    /// or a result was asked of one that was terminated first.
     #[error("the pool was {state}; it takes no new work: create a new Pool")]
     PoolNotRunning {
-        /// "closed" or "terminated".
-        state: &'static str,
+        /// Why it stopped.
+        state: PoolState,
+    },
+
+    /// A pool used in a process other than the one that created it (a forked child holding a copy
+    /// of the value): its workers belong to the creator.
+    #[error("this Pool was created by process {creator}; a forked copy cannot use it (its workers belong to the creator): create a Pool in this process")]
+    PoolOfAnotherProcess {
+        /// The pid of the process that created the pool.
+        creator: u32,
     },
 
     /// `join()` on a pool that is still running (Python: "ValueError: Pool is still running").

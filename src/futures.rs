@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, PoolState, Result};
 use crate::pool::{wait_any, AsyncResult, JobRef, Pool};
 
 /// What [`wait`] waits for (Python's `FIRST_COMPLETED`, `FIRST_EXCEPTION`, `ALL_COMPLETED`).
@@ -392,7 +392,9 @@ impl ProcessPoolExecutor {
         R: Serialize + DeserializeOwned + Clone + 'static,
     {
         if self.exec.shut_down.get() {
-            return Err(Error::PoolNotRunning { state: "shut down" });
+            return Err(Error::PoolNotRunning {
+                state: PoolState::ShutDown,
+            });
         }
         let call = Rc::new(Call {
             f,
@@ -519,7 +521,7 @@ impl<R: Clone + 'static> Future<R> {
     pub fn result(&self) -> Result<R> {
         self.progress(None)?;
         self.call.outcome().unwrap_or(Err(Error::PoolNotRunning {
-            state: "terminated",
+            state: PoolState::Terminated,
         }))
     }
 

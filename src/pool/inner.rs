@@ -14,7 +14,7 @@ use super::function::{self, FnRef, ProgressSlot};
 use super::watch::{Outcome, Watch, WorkerNow};
 use super::worker::{self, FromWorker, Status, ToWorker, WorkerSetup};
 use crate::child::{describe_exit_code, Child};
-use crate::error::{Error, Result};
+use crate::error::{Error, PoolState, Result};
 use crate::output;
 use crate::registry::{self, ChildKind};
 use crate::wait::{self, Fds, Waiter};
@@ -320,9 +320,11 @@ impl Inner {
         }
         match self.state {
             State::Running => Ok(()),
-            State::Closed => Err(Error::PoolNotRunning { state: "closed" }),
+            State::Closed => Err(Error::PoolNotRunning {
+                state: PoolState::Closed,
+            }),
             State::Terminated | State::Joined => Err(Error::PoolNotRunning {
-                state: "terminated",
+                state: PoolState::Terminated,
             }),
         }
     }
@@ -391,7 +393,7 @@ impl Inner {
             return (
                 Vec::new(),
                 Some(Error::PoolNotRunning {
-                    state: "terminated",
+                    state: PoolState::Terminated,
                 }),
             );
         };
@@ -922,6 +924,11 @@ impl Inner {
         }
     }
 
+    /// The pid of the process that created the pool.
+    pub(crate) fn owner(&self) -> u32 {
+        self.owner
+    }
+
     /// True in the process that created the pool; false in a forked copy.
     pub(crate) fn is_owner(&self) -> bool {
         self.owner == std::process::id()
@@ -949,7 +956,7 @@ impl Inner {
             }
         }
         self.fail_everything(|| Error::PoolNotRunning {
-            state: "terminated",
+            state: PoolState::Terminated,
         });
         self.jobs.retain(|_, j| !j.abandoned);
         for job in self.jobs.values_mut() {

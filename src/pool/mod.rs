@@ -251,8 +251,8 @@ impl PoolBuilder {
 pub(crate) fn borrow(inner: &Rc<RefCell<Inner>>) -> Result<PoolRef<'_>> {
     let inner = inner.try_borrow_mut().map_err(|_| Error::PoolBusy)?;
     if !inner.is_owner() {
-        return Err(Error::PoolNotRunning {
-            state: "created by another process (this is a forked copy; its workers belong to the creator)",
+        return Err(Error::PoolOfAnotherProcess {
+            creator: inner.owner(),
         });
     }
     Ok(PoolRef { inner: Some(inner) })
@@ -760,13 +760,13 @@ impl Pool {
     /// Then call [`join`](Self::join).
     ///
     /// ```
-    /// use multiprocessing::{Error, Pool};
+    /// use multiprocessing::{Error, Pool, PoolState};
     ///
     /// fn id(x: u8) -> u8 { x }
     ///
     /// let pool = Pool::new(1)?;
     /// pool.close();
-    /// assert!(matches!(pool.apply(id, 1), Err(Error::PoolNotRunning { state: "closed" })));
+    /// assert!(matches!(pool.apply(id, 1), Err(Error::PoolNotRunning { state: PoolState::Closed })));
     /// pool.join()?;
     /// # Ok::<(), multiprocessing::Error>(())
     /// ```
