@@ -11,6 +11,10 @@
 //! - `unordered-output` (ours): stdout and stderr are compared as sorted multisets
 //!   of lines, for cells where several processes print in any order.
 //!
+//! Not compared: the crate's live pool progress display (a `display_data` whose text is the
+//! progress bar or its one-line summary, see [`is_progress_display`]): it appears only when a pool
+//! call runs for more than about a second, so whether a cell has one depends on the machine's load.
+//!
 //! Compared: all stdout text, all stderr text (evcxr's late stderr included, see
 //! [`crate::KernelOptions::stderr_grace`]), `execute_result`/`display_data` data per
 //! MIME type except binary images, and errors as `ename: evalue` (tracebacks are not
@@ -283,6 +287,7 @@ impl Comparable {
             match output {
                 Output::Stream { name, text } if name == "stdout" => stdout.push_str(text),
                 Output::Stream { text, .. } => stderr.push_str(text),
+                Output::Data { data, .. } if is_progress_display(data) => {}
                 Output::Data { data, .. } => {
                     for (mime, value) in data {
                         if UNCOMPARED_MIME_TYPES.contains(&mime.as_str()) {
@@ -338,6 +343,22 @@ impl Comparable {
         compare("errors", &saved.errors.join("\n"), &fresh.errors.join("\n"));
         differences
     }
+}
+
+/// Whether a rich output is the crate's pool progress display (`src/pool/watch.rs`): its plain
+/// text is the bar (`[#####...............]  25% map: 2/8 tasks, ...`) or, once the call ended, the
+/// summary (`map: 8 tasks in 2.1 s (3.8/s)`, `map: failed after 1.0 s at 2/8 tasks: ...`).
+pub fn is_progress_display(data: &BTreeMap<String, Value>) -> bool {
+    static PATTERN: std::sync::OnceLock<Regex> = std::sync::OnceLock::new();
+    let pattern = PATTERN.get_or_init(|| {
+        Regex::new(
+            r"^(\[[#.]{20}\] +\d+% \w+: \d+/\d+ tasks|\w+: \d+ tasks in .+/s\)$|\w+: failed after .+ at \d+/\d+ tasks: )",
+        )
+        .expect("a valid pattern")
+    });
+    data.get("text/plain")
+        .and_then(json_text)
+        .is_some_and(|text| pattern.is_match(text.trim_end()))
 }
 
 fn indent(text: &str) -> String {
@@ -1054,6 +1075,33 @@ mod tests {
             panic!("an extra result is a difference");
         };
         assert!(why.contains("text/plain differs"), "{why}");
+    }
+
+    #[test]
+    fn progress_displays_are_not_compared() {
+        let data = |text: &str| BTreeMap::from([("text/plain".to_string(), json!(text))]);
+        for progress in [
+            "[#################...]  84% map: 27/32 tasks, 26.9 tasks/s, 1.0 s elapsed, ~0.2 s left",
+            "[....................]   0% imap: 0/8 tasks, 0 tasks/s, 1.0 s elapsed",
+            "map: 32 tasks in 1.2 s (26.7/s)",
+            "starmap: failed after 1.0 s at 2/8 tasks: task 3 panicked in ForkPoolWorker-1: boom",
+        ] {
+            assert!(is_progress_display(&data(progress)), "{progress}");
+        }
+        for other in ["[1, 8, 27]", "map: done", "<Pool processes=2 state=RUN>"] {
+            assert!(!is_progress_display(&data(other)), "{other}");
+        }
+        let with_progress = vec![
+            stream("stdout", "[1, 4]\n"),
+            Output::Data {
+                kind: "display_data".into(),
+                data: data("map: 2 tasks in 1.1 s (1.8/s)"),
+            },
+        ];
+        assert_eq!(
+            Comparable::new(&with_progress, &sanitizer(), false),
+            Comparable::new(&with_progress[..1], &sanitizer(), false)
+        );
     }
 
     #[test]
