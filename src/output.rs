@@ -6,6 +6,10 @@
 //! are pipes, and the parent relays them with [`OutputRelay`] while it waits: lines arrive whole, in
 //! the cell that waits for the child, a missing final newline is added, and a child printing
 //! megabytes never blocks because the parent drains the pipes as it waits.
+//!
+//! One kind of line is not passed on: a child's request for input (`evcxr_input::get_string`),
+//! which would make the notebook ask the learner for an answer that could never reach the child.
+//! The relay writes an error on stderr instead that says why and what to do.
 
 use std::io::{self, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -160,7 +164,7 @@ impl RelayedPipe {
     fn write_complete_lines(&mut self) {
         if let Some(last_newline) = self.pending.iter().rposition(|&b| b == b'\n') {
             let rest = self.pending.split_off(last_newline + 1);
-            write_to(self.target, &self.pending);
+            self.write_lines();
             self.pending = rest;
         }
     }
@@ -168,10 +172,65 @@ impl RelayedPipe {
     fn flush_partial_line(&mut self) {
         if !self.pending.is_empty() {
             self.pending.push(b'\n');
-            write_to(self.target, &self.pending);
+            self.write_lines();
             self.pending.clear();
         }
     }
+
+    /// Writes out `pending`, whole lines, to the pipe's target; a child's input request goes to
+    /// stderr as an error instead.
+    fn write_lines(&self) {
+        if self.target == Target::Stdout && has_input_request(&self.pending) {
+            for (target, bytes) in route_input_requests(&self.pending) {
+                write_to(target, &bytes);
+            }
+        } else {
+            write_to(self.target, &self.pending);
+        }
+    }
+}
+
+/// How `evcxr_input::get_string` and `get_password` start the stdout line that asks the kernel for
+/// input (`EVCXR_INPUT_REQUEST:prompt`, `EVCXR_INPUT_REQUEST_PASSWORD:prompt`).
+const INPUT_REQUEST: &[u8] = b"EVCXR_INPUT_REQUEST";
+
+/// True if a line of `lines` starts with [`INPUT_REQUEST`] (cheap: the pool relays after every
+/// result).
+fn has_input_request(lines: &[u8]) -> bool {
+    lines.starts_with(INPUT_REQUEST)
+        || lines
+            .windows(INPUT_REQUEST.len() + 1)
+            .any(|w| w[0] == b'\n' && &w[1..] == INPUT_REQUEST)
+}
+
+/// Splits whole `lines` of a child's stdout into what goes on to stdout and, for each input
+/// request, an error line for stderr. A child's stdin is `/dev/null` (as in Python), so the
+/// request cannot be answered: passed on, it would make the notebook ask the learner for nothing.
+fn route_input_requests(lines: &[u8]) -> Vec<(Target, Vec<u8>)> {
+    let mut routed: Vec<(Target, Vec<u8>)> = Vec::new();
+    for line in lines.split_inclusive(|&b| b == b'\n') {
+        let (target, bytes) = if line.starts_with(INPUT_REQUEST) {
+            let text = String::from_utf8_lossy(line);
+            let prompt = text
+                .trim_end_matches(['\n', '\r'])
+                .split_once(':')
+                .map_or("", |(_, p)| p);
+            let message = format!(
+                "Error: a child process asked for input (prompt {prompt:?}), but only the cell \
+                 itself can ask: a child's stdin is /dev/null, so it read an empty line. Ask in \
+                 the cell (evcxr_input::get_string) and pass the answer to the child (an \
+                 argument of its function, or a Queue).\n"
+            );
+            (Target::Stderr, message.into_bytes())
+        } else {
+            (Target::Stdout, line.to_vec())
+        };
+        match routed.last_mut() {
+            Some((last, joined)) if *last == target => joined.extend_from_slice(&bytes),
+            _ => routed.push((target, bytes)),
+        }
+    }
+    routed
 }
 
 fn write_to(target: Target, bytes: &[u8]) {
@@ -187,5 +246,38 @@ fn write_to(target: Target, bytes: &[u8]) {
             let _ = err.write_all(bytes);
             let _ = err.flush();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_childs_input_request_becomes_an_error_on_stderr() {
+        let lines = b"before\nEVCXR_INPUT_REQUEST:name? \nafter\nmore\n";
+        assert!(has_input_request(lines));
+        let routed = route_input_requests(lines);
+        assert_eq!(routed.len(), 3, "{routed:?}");
+        assert_eq!(routed[0], (Target::Stdout, b"before\n".to_vec()));
+        assert_eq!(routed[1].0, Target::Stderr);
+        let error = String::from_utf8(routed[1].1.clone()).unwrap();
+        assert!(
+            error.contains("child process asked for input (prompt \"name? \")"),
+            "{error}"
+        );
+        assert!(error.contains("/dev/null"), "{error}");
+        assert_eq!(routed[2], (Target::Stdout, b"after\nmore\n".to_vec()));
+    }
+
+    #[test]
+    fn a_password_request_is_caught_and_other_lines_are_not() {
+        assert!(has_input_request(b"EVCXR_INPUT_REQUEST_PASSWORD:pin: \n"));
+        let routed = route_input_requests(b"EVCXR_INPUT_REQUEST_PASSWORD:pin: \n");
+        assert_eq!(routed.len(), 1);
+        let error = String::from_utf8(routed[0].1.clone()).unwrap();
+        assert!(error.contains("(prompt \"pin: \")"), "{error}");
+        assert!(!has_input_request(b"say EVCXR_INPUT_REQUEST:x\n"));
+        assert!(!has_input_request(b"plain\nlines\n"));
     }
 }

@@ -10,7 +10,8 @@ a fresh build slot compiles the helper crate), each reply 60 s.
 
 The kernel is evcxr 0.22.0 with the project's patches (kernel/patches): errors carry
 ename/evalue/traceback, is_complete and history are answered, display_data and clear_output
-come from the crate's `display` module. The one skip says why in one line.
+come from the crate's `display` module, iopub welcomes each subscriber (JEP 65). The one skip
+says why in one line.
 """
 
 import os
@@ -76,3 +77,10 @@ class RustMultiprocessingKernelTests(jkt.KernelTests):
     def test_pager(self) -> None:
         super().test_pager()
 
+
+
+class RustMultiprocessingIopubWelcome(jkt.IopubWelcomeTests):
+    """JEP 65: the first iopub message a new subscriber gets is `iopub_welcome`."""
+
+    kernel_name = RustMultiprocessingKernelTests.kernel_name
+    support_iopub_welcome = True

@@ -106,6 +106,20 @@ pub struct ExecuteOutcome {
     /// included), with when it arrived after the request was sent: for checking that output
     /// comes while the cell runs.
     pub timeline: Vec<TimedMessage>,
+    /// The `input_request`s of the cell and their answers (only with
+    /// [`KernelClient::execute_with_input`]; other cells do not allow stdin).
+    pub inputs: Vec<InputExchange>,
+}
+
+/// An `input_request` the kernel sent on stdin while a cell ran, and the answer given.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InputExchange {
+    /// The prompt the cell showed.
+    pub prompt: String,
+    /// True for a password (the front end hides what is typed).
+    pub password: bool,
+    /// The value sent back in `input_reply`.
+    pub answer: String,
 }
 
 /// One iopub message of a cell and when it arrived.
@@ -194,6 +208,8 @@ pub enum Channel {
     Iopub,
     /// Interrupt and shutdown.
     Control,
+    /// The kernel's requests for input (`input_request`) and their replies.
+    Stdin,
 }
 
 impl Channel {
@@ -202,6 +218,7 @@ impl Channel {
             Channel::Shell => "shell",
             Channel::Iopub => "iopub",
             Channel::Control => "control",
+            Channel::Stdin => "stdin",
         }
     }
 }
@@ -221,6 +238,7 @@ pub struct KernelClient {
     shell: zmq::Socket,
     iopub: zmq::Socket,
     control: zmq::Socket,
+    stdin: zmq::Socket,
     _context: zmq::Context,
     signer: Signer,
     session: String,
@@ -322,6 +340,10 @@ impl KernelClient {
         let pid = child.id();
 
         let context = zmq::Context::new();
+        // The kernel sends input_request to the stdin peer with the identity of the shell peer
+        // that sent the execute_request (messaging spec: "stdin ... ROUTER/DEALER"), so the
+        // two DEALERs share one identity.
+        let identity = uuid::Uuid::new_v4().to_string();
         let socket = |kind: zmq::SocketType, port: u16, what: &str| -> Result<zmq::Socket> {
             let socket = context
                 .socket(kind)
@@ -329,6 +351,11 @@ impl KernelClient {
             socket
                 .set_linger(0)
                 .map_err(Error::zmq(format!("set linger on {what}")))?;
+            if kind == zmq::DEALER && what != "control" {
+                socket
+                    .set_identity(identity.as_bytes())
+                    .map_err(Error::zmq(format!("set identity on {what}")))?;
+            }
             socket
                 .connect(&connection.endpoint(port))
                 .map_err(Error::zmq(format!("connect {what}")))?;
@@ -340,11 +367,13 @@ impl KernelClient {
             .set_subscribe(b"")
             .map_err(Error::zmq("subscribe iopub"))?;
         let control = socket(zmq::DEALER, connection.control_port, "control")?;
+        let stdin = socket(zmq::DEALER, connection.stdin_port, "stdin")?;
 
         let mut client = KernelClient {
             shell,
             iopub,
             control,
+            stdin,
             _context: context,
             signer: Signer::new(connection.key.as_bytes()),
             session: uuid::Uuid::new_v4().to_string(),
@@ -484,16 +513,43 @@ impl KernelClient {
     /// Sends an `execute_request` without waiting; returns its `msg_id` for
     /// [`KernelClient::wait_execute`].
     pub fn send_execute(&mut self, code: &str) -> Result<String> {
-        let request = Message::new(&self.session, "execute_request", &ExecuteRequest::new(code))?;
+        self.send_execute_request(&ExecuteRequest::new(code))
+    }
+
+    fn send_execute_request(&mut self, content: &ExecuteRequest) -> Result<String> {
+        let request = Message::new(&self.session, "execute_request", content)?;
         self.send(Channel::Shell, &request)?;
         self.outstanding.insert(request.header.msg_id.clone());
         Ok(request.header.msg_id)
+    }
+
+    /// Runs `code` with `allow_stdin` true, as JupyterLab does, and answers each
+    /// `input_request` the kernel sends on stdin with the next of `answers` (an empty line
+    /// once they are used up); the exchanges are in [`ExecuteOutcome::inputs`]. Waits up to
+    /// [`KernelOptions::execute_timeout`].
+    pub fn execute_with_input(&mut self, code: &str, answers: &[&str]) -> Result<ExecuteOutcome> {
+        let mut request = ExecuteRequest::new(code);
+        request.allow_stdin = true;
+        let msg_id = self.send_execute_request(&request)?;
+        let mut answers: VecDeque<String> = answers.iter().map(|a| a.to_string()).collect();
+        let timeout = self.options.execute_timeout;
+        self.wait_execute_answering(&msg_id, timeout, &mut answers)
     }
 
     /// Waits for the `execute_reply` and the iopub `status: idle` of request
     /// `msg_id`, collecting its outputs, then drains iopub for
     /// [`KernelOptions::stderr_grace`] to catch stderr that evcxr publishes after idle.
     pub fn wait_execute(&mut self, msg_id: &str, timeout: Duration) -> Result<ExecuteOutcome> {
+        self.wait_execute_answering(msg_id, timeout, &mut VecDeque::new())
+    }
+
+    /// [`KernelClient::wait_execute`], answering input requests from `answers`.
+    fn wait_execute_answering(
+        &mut self,
+        msg_id: &str,
+        timeout: Duration,
+        answers: &mut VecDeque<String>,
+    ) -> Result<ExecuteOutcome> {
         let started = Instant::now();
         let deadline = started + timeout;
         let mut outcome = ExecuteOutcome {
@@ -514,6 +570,7 @@ impl KernelClient {
             outputs: Vec::new(),
             elapsed: Duration::ZERO,
             timeline: Vec::new(),
+            inputs: Vec::new(),
         };
         let mut replied = false;
         let mut idle = false;
@@ -526,7 +583,11 @@ impl KernelClient {
                 .position(|(_, m)| m.parent_msg_id() == Some(msg_id));
             let received = match held {
                 Some(at) => self.held.remove(at),
-                None => self.receive(&[Channel::Shell, Channel::Iopub], deadline, &awaited)?,
+                None => self.receive(
+                    &[Channel::Shell, Channel::Iopub, Channel::Stdin],
+                    deadline,
+                    &awaited,
+                )?,
             };
             let Some((channel, message)) = received else {
                 return Err(Error::Timeout {
@@ -557,6 +618,21 @@ impl KernelClient {
                     outcome.status = reply.status;
                     outcome.reply = reply;
                     replied = true;
+                }
+                (Channel::Stdin, "input_request") => {
+                    let answer = answers.pop_front().unwrap_or_default();
+                    let mut reply = Message::new(
+                        &self.session,
+                        "input_reply",
+                        &serde_json::json!({"value": answer}),
+                    )?;
+                    reply.parent_header = Some(message.header.clone());
+                    self.send(Channel::Stdin, &reply)?;
+                    outcome.inputs.push(InputExchange {
+                        prompt: message.content["prompt"].as_str().unwrap_or("").to_string(),
+                        password: message.content["password"].as_bool().unwrap_or(false),
+                        answer,
+                    });
                 }
                 (Channel::Iopub, "status") => {
                     let status: Status = message.content_as()?;
@@ -602,6 +678,43 @@ impl KernelClient {
         Ok(outcome)
     }
 
+    /// Connects a second iopub subscriber, as a front end that joins a running kernel does,
+    /// and returns it with the first message it receives within `timeout` (`None` if none
+    /// came): with JEP 65 that is the kernel's `iopub_welcome`. Read the subscriber further
+    /// with [`KernelClient::receive_on`].
+    pub fn subscribe_iopub(&self, timeout: Duration) -> Result<(zmq::Socket, Option<Message>)> {
+        let subscriber = self
+            ._context
+            .socket(zmq::SUB)
+            .map_err(Error::zmq("create second iopub socket"))?;
+        subscriber
+            .set_linger(0)
+            .map_err(Error::zmq("set linger on second iopub"))?;
+        subscriber
+            .connect(&self.connection.endpoint(self.connection.iopub_port))
+            .map_err(Error::zmq("connect second iopub"))?;
+        subscriber
+            .set_subscribe(b"")
+            .map_err(Error::zmq("subscribe second iopub"))?;
+        let first = self.receive_on(&subscriber, timeout)?;
+        Ok((subscriber, first))
+    }
+
+    /// The next message on `socket` (a socket of [`KernelClient::subscribe_iopub`]) within
+    /// `timeout`, checked with this kernel's key.
+    pub fn receive_on(&self, socket: &zmq::Socket, timeout: Duration) -> Result<Option<Message>> {
+        let ready = socket
+            .poll(zmq::POLLIN, timeout.as_millis().max(1) as i64)
+            .map_err(Error::zmq("poll second iopub"))?;
+        if ready == 0 {
+            return Ok(None);
+        }
+        let frames = socket
+            .recv_multipart(0)
+            .map_err(Error::zmq("receive on second iopub"))?;
+        wire::decode(frames, &self.signer, "iopub").map(Some)
+    }
+
     /// Sends `interrupt_request` on control and waits for `interrupt_reply`.
     /// With evcxr this kills the code-running subprocess; the interrupted cell
     /// then ends with an error and must still be awaited with
@@ -644,6 +757,19 @@ impl KernelClient {
                 Some((from, message)) => self.keep_stray(from, message),
             }
         }
+    }
+
+    /// Sends a message on `channel` without waiting for anything (e.g. `comm_msg`, which has
+    /// no reply); returns its `msg_id`.
+    pub fn send_message<C: Serialize>(
+        &mut self,
+        channel: Channel,
+        msg_type: &str,
+        content: &C,
+    ) -> Result<String> {
+        let message = Message::new(&self.session, msg_type, content)?;
+        self.send(channel, &message)?;
+        Ok(message.header.msg_id)
     }
 
     /// Asks the kernel to shut down on control, waits for the reply and for the process
@@ -724,6 +850,7 @@ impl KernelClient {
             Channel::Shell => &self.shell,
             Channel::Iopub => &self.iopub,
             Channel::Control => &self.control,
+            Channel::Stdin => &self.stdin,
         }
     }
 
@@ -784,11 +911,11 @@ impl KernelClient {
     }
 
     fn keep_stray(&mut self, channel: Channel, message: Message) {
-        // Status changes and the answers to the extra kernel_info_requests of
-        // startup say nothing about outputs: not kept.
+        // Status changes, the answers to the extra kernel_info_requests of startup and
+        // the welcomes of new iopub subscribers say nothing about outputs: not kept.
         if matches!(
             message.msg_type(),
-            "status" | "execute_input" | "kernel_info_reply"
+            "status" | "execute_input" | "kernel_info_reply" | "iopub_welcome"
         ) {
             return;
         }
@@ -956,6 +1083,7 @@ mod tests {
             outputs: Vec::new(),
             elapsed: Duration::ZERO,
             timeline: Vec::new(),
+            inputs: Vec::new(),
         };
         let messages = [
             iopub("stream", serde_json::json!({"name":"stdout","text":"a\n"})),

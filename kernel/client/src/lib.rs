@@ -27,7 +27,8 @@ pub mod signing;
 pub mod wire;
 
 pub use client::{
-    Channel, ExecuteOutcome, KernelClient, KernelOptions, Output, ShutdownOutcome, TimedMessage,
+    Channel, ExecuteOutcome, InputExchange, KernelClient, KernelOptions, Output, ShutdownOutcome,
+    TimedMessage,
 };
 pub use error::{Error, Result};
 pub use kernelspec::{default_kernel_dirs, KernelSpec};
