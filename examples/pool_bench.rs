@@ -14,7 +14,7 @@
 //! 200 vectors of 50 000 floats, 5000 `apply_async` in flight, `imap_unordered` (chunksize 1), a
 //! `Pipe` ping-pong, a `Queue` streaming 100 000 items. Every figure but Q6/Q3 is the best of
 //! several runs, on both sides (the machine is shared). Also the cost of live progress (issue 12) on
-//! the 1M map: progress forced on and the task stream recording, against both off, interleaved, with
+//! the 1M map: progress forced on and the task stream recording, against both off, 30 interleaved rounds, with
 //! an off-against-off control.
 //!
 //! Beside them, the machine's own limits, measured in the same run: memcpy bandwidth, the bandwidth
@@ -220,7 +220,7 @@ struct ProgressCost {
 /// shared page either way, since `WorkerDied` names the task) are compared per round. A third arm,
 /// off again, gives the noise floor of such a comparison on this machine.
 fn progress_cost(pool: &Pool) -> multiprocessing::Result<ProgressCost> {
-    let rounds = 15;
+    let rounds = 30;
     let (mut wall_on, mut wall_off, mut cpu_on, mut cpu_off) = (vec![], vec![], vec![], vec![]);
     let (mut wall_ctl, mut cpu_ctl) = (vec![], vec![]);
     for round in 0..rounds {
