@@ -536,7 +536,7 @@ impl super::Pool {
         }
     }
 
-    /// Records (the default) or not each chunk this pool's calls run, for [`Pool::task_stream`]
+    /// Records (the default) or not each chunk this pool's calls run, for [`Pool::task_stream`](super::Pool::task_stream)
     /// (per call: [`Chunked::record_tasks`](super::Chunked::record_tasks)).
     ///
     /// ```
