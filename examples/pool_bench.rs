@@ -3,6 +3,7 @@
 //! ```text
 //! cargo run --release --example pool_bench            # Rust + Python twin
 //! cargo run --release --example pool_bench -- --no-python
+//! cargo run --release --example pool_bench -- --progress-only   # only the cost of progress
 //! ```
 //!
 //! Workloads (2-core machine in mind): Q6 (create, start and join 4 `Process`es with an empty
@@ -13,7 +14,8 @@
 //! 200 vectors of 50 000 floats, 5000 `apply_async` in flight, `imap_unordered` (chunksize 1), a
 //! `Pipe` ping-pong, a `Queue` streaming 100 000 items. Every figure but Q6/Q3 is the best of
 //! several runs, on both sides (the machine is shared). Also the cost of live progress (issue 12) on
-//! the 1M map: progress forced on against off, interleaved, with an off-against-off control.
+//! the 1M map: progress forced on and the task stream recording, against both off, 30 interleaved rounds, with
+//! an off-against-off control.
 //!
 //! Beside them, the machine's own limits, measured in the same run: memcpy bandwidth, the bandwidth
 //! of a raw pipe between two forked processes, and a raw pipe round trip (8 bytes each way).
@@ -200,8 +202,87 @@ fn python_twin() -> Option<HashMap<String, f64>> {
     )
 }
 
+/// What watching the pool costs on the 1M-tiny-task map.
+struct ProgressCost {
+    rounds: usize,
+    off_s: f64,
+    on_s: f64,
+    wall: f64,
+    cpu: f64,
+    noise_wall: f64,
+    noise_cpu: f64,
+}
+
+/// The cost of watching the pool (issue 12) on `map(cubes, range(1_000_000))`: progress forced on
+/// and the task stream recording, against both off, in interleaved rounds (rotating which goes
+/// first) so that the machine's noise hits both. Wall time and this process's CPU time (the
+/// notebook's side, the only one watching adds work to; the workers store their task index in the
+/// shared page either way, since `WorkerDied` names the task) are compared per round. A third arm,
+/// off again, gives the noise floor of such a comparison on this machine.
+fn progress_cost(pool: &Pool) -> multiprocessing::Result<ProgressCost> {
+    let rounds = 30;
+    let (mut wall_on, mut wall_off, mut cpu_on, mut cpu_off) = (vec![], vec![], vec![], vec![]);
+    let (mut wall_ctl, mut cpu_ctl) = (vec![], vec![]);
+    for round in 0..rounds {
+        let mut modes = [
+            (Progress::Never, &mut wall_off, &mut cpu_off),
+            (Progress::Always, &mut wall_on, &mut cpu_on),
+            (Progress::Never, &mut wall_ctl, &mut cpu_ctl),
+        ];
+        modes.rotate_left(round % 3);
+        for (mode, wall, cpu) in modes {
+            let on = mode != Progress::Never;
+            let (t, c) = (Instant::now(), cpu_seconds());
+            let out = pool
+                .with_progress(mode)
+                .record_tasks(on)
+                .map(cubes, 0..1_000_000u64)?;
+            cpu.push(cpu_seconds() - c);
+            wall.push(t.elapsed().as_secs_f64());
+            assert_eq!(out.len(), 1_000_000);
+        }
+    }
+    let median_ratio = |on: &[f64], off: &[f64]| {
+        let mut r: Vec<f64> = on.iter().zip(off).map(|(a, b)| a / b).collect();
+        r.sort_by(f64::total_cmp);
+        r[r.len() / 2]
+    };
+    let fastest = |v: &[f64]| v.iter().copied().fold(f64::MAX, f64::min);
+    Ok(ProgressCost {
+        rounds,
+        off_s: fastest(&wall_off),
+        on_s: fastest(&wall_on),
+        wall: median_ratio(&wall_on, &wall_off),
+        cpu: median_ratio(&cpu_on, &cpu_off),
+        noise_wall: median_ratio(&wall_ctl, &wall_off),
+        noise_cpu: median_ratio(&cpu_ctl, &cpu_off),
+    })
+}
+
+impl ProgressCost {
+    fn print(&self) {
+        println!(
+            "progress + task stream cost on map 1M tiny tasks, Pool(2), {} interleaved rounds: fastest off {:.1} ms / on {:.1} ms; median of pair ratios: wall {:+.1} %, this process's CPU {:+.1} % (limit +2 %); noise floor (off against off): wall {:+.1} %, CPU {:+.1} %",
+            self.rounds,
+            self.off_s * 1e3,
+            self.on_s * 1e3,
+            (self.wall - 1.0) * 100.0,
+            (self.cpu - 1.0) * 100.0,
+            (self.noise_wall - 1.0) * 100.0,
+            (self.noise_cpu - 1.0) * 100.0
+        );
+    }
+}
+
 fn main() -> multiprocessing::Result<()> {
     let with_python = !std::env::args().any(|a| a == "--no-python");
+    if std::env::args().any(|a| a == "--progress-only") {
+        // Only the progress cost (to repeat it on a shared machine).
+        let pool = Pool::new(2)?;
+        pool.map(cubes, 0..100)?;
+        progress_cost(&pool)?.print();
+        return Ok(());
+    }
 
     // Q6: create, start and join 4 processes with an empty target, median of 20.
     let mut q6 = Vec::new();
@@ -238,39 +319,7 @@ fn main() -> multiprocessing::Result<()> {
     })?;
     let map_rate = 1e6 / map_s;
 
-    // The cost of live progress (issue 12) on the same map: progress forced on (tasks counted, and
-    // drawn on stderr if the call passes 1 s) against off, in interleaved pairs (alternating which
-    // goes first) so that the machine's noise hits both. Wall time and this process's CPU time (the
-    // notebook's side, the only one progress adds work to) are compared per pair.
-    // A third arm, off again, gives the noise floor of such a comparison on this machine.
-    let (mut wall_on, mut wall_off, mut cpu_on, mut cpu_off) = (vec![], vec![], vec![], vec![]);
-    let (mut wall_ctl, mut cpu_ctl) = (vec![], vec![]);
-    for round in 0..15 {
-        let mut modes = [
-            (Progress::Never, &mut wall_off, &mut cpu_off),
-            (Progress::Always, &mut wall_on, &mut cpu_on),
-            (Progress::Never, &mut wall_ctl, &mut cpu_ctl),
-        ];
-        modes.rotate_left(round % 3);
-        for (mode, wall, cpu) in modes {
-            let (t, c) = (Instant::now(), cpu_seconds());
-            let out = pool.with_progress(mode).map(cubes, 0..1_000_000u64)?;
-            cpu.push(cpu_seconds() - c);
-            wall.push(t.elapsed().as_secs_f64());
-            assert_eq!(out.len(), 1_000_000);
-        }
-    }
-    let median_ratio = |on: &[f64], off: &[f64]| {
-        let mut r: Vec<f64> = on.iter().zip(off).map(|(a, b)| a / b).collect();
-        r.sort_by(f64::total_cmp);
-        r[r.len() / 2]
-    };
-    let fastest = |v: &[f64]| v.iter().copied().fold(f64::MAX, f64::min);
-    let progress_wall = median_ratio(&wall_on, &wall_off);
-    let progress_cpu = median_ratio(&cpu_on, &cpu_off);
-    let noise_wall = median_ratio(&wall_ctl, &wall_off);
-    let noise_cpu = median_ratio(&cpu_ctl, &cpu_off);
-    let (progress_off_s, progress_on_s) = (fastest(&wall_off), fastest(&wall_on));
+    let progress = progress_cost(&pool)?;
 
     // apply round trip.
     for i in 0..200 {
@@ -476,15 +525,7 @@ fn main() -> multiprocessing::Result<()> {
         "primes < 4000000, 16 inputs, chunksize 1 (Rust only): serial {big_serial_s:.3} s, map {big_parallel_s:.3} s -> speedup {:.2}",
         big_serial_s / big_parallel_s
     );
-    println!(
-        "progress cost on map 1M tiny tasks, Pool(2), 15 interleaved rounds: fastest off {:.1} ms / on {:.1} ms; median of pair ratios: wall {:+.1} %, this process's CPU {:+.1} % (limit +2 %); noise floor (off against off): wall {:+.1} %, CPU {:+.1} %",
-        progress_off_s * 1e3,
-        progress_on_s * 1e3,
-        (progress_wall - 1.0) * 100.0,
-        (progress_cpu - 1.0) * 100.0,
-        (noise_wall - 1.0) * 100.0,
-        (noise_cpu - 1.0) * 100.0
-    );
+    progress.print();
     println!();
     println!(
         "machine limits: memcpy {:.0} MiB/s, raw pipe {:.0} MiB/s, raw pipe round trip {:.2} us",

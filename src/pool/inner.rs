@@ -269,6 +269,7 @@ impl Inner {
             close,
             initializer: self.initializer.clone(),
             maxtasks: self.maxtasks,
+            origin: self.watch.origin(),
         };
         let progress_ref = &progress;
         let pid = fork::fork_child(move || worker::run(setup, progress_ref))?;
@@ -536,11 +537,7 @@ impl Inner {
     /// The watcher's hook in the wait loop: notes what each worker runs, and redraws a progress
     /// display when one is due.
     fn watch_tick(&mut self) {
-        let running = self
-            .workers
-            .iter()
-            .map(|w| (w.pid, w.progress.running().map(|(chunk, _)| chunk)));
-        if !self.watch.due(running) {
+        if !self.watch.due() {
             return;
         }
         let now: Vec<WorkerNow<'_>> = self
@@ -649,6 +646,8 @@ impl Inner {
                 chunk,
                 status,
                 shared,
+                started,
+                ended,
             } => {
                 let payload = if shared {
                     match wire::recv_shared(self.workers[i].side.as_fd()) {
@@ -681,8 +680,8 @@ impl Inner {
                     &name,
                     pid,
                     c.job,
-                    c.id,
                     c.first,
+                    (started, ended),
                     matches!(status, Status::Ok),
                 );
                 let result = match status {

@@ -84,7 +84,8 @@ use serde::Serialize;
 pub use async_result::AsyncResult;
 pub(crate) use async_result::{wait_any, JobRef};
 pub use imap::IMap;
-pub use watch::{Progress, TaskRecord, TaskStream, WithProgress};
+use watch::CallWatch;
+pub use watch::{Progress, TaskRecord, TaskStream};
 
 use function::{trampoline_addr, Binary, Shape, Unary};
 use inner::{ChunkSource, Inner};
@@ -142,6 +143,8 @@ pub struct PoolBuilder {
     initializer: Option<Rc<dyn Fn()>>,
     maxtasksperchild: Option<usize>,
     progress: Progress,
+    /// `Some(false)`: no task stream.
+    record_tasks: Option<bool>,
 }
 
 impl std::fmt::Debug for PoolBuilder {
@@ -151,6 +154,7 @@ impl std::fmt::Debug for PoolBuilder {
             .field("initializer", &self.initializer.is_some())
             .field("maxtasksperchild", &self.maxtasksperchild)
             .field("progress", &self.progress)
+            .field("record_tasks", &self.record_tasks)
             .finish()
     }
 }
@@ -218,6 +222,22 @@ impl PoolBuilder {
         self
     }
 
+    /// Whether the pool records the chunks its calls run for [`Pool::task_stream`] (default: yes;
+    /// the last 10 000 chunks). See also [`Chunked::record_tasks`] for one call.
+    ///
+    /// ```
+    /// use multiprocessing::Pool;
+    /// fn double(x: u32) -> u32 { 2 * x }
+    /// let pool = Pool::builder().processes(2).record_tasks(false).build()?;
+    /// pool.map(double, 0..10)?;
+    /// assert!(pool.task_stream().records().is_empty());
+    /// # Ok::<(), multiprocessing::Error>(())
+    /// ```
+    pub fn record_tasks(mut self, record: bool) -> Self {
+        self.record_tasks = Some(record);
+        self
+    }
+
     /// Forks the workers.
     ///
     /// ```
@@ -240,6 +260,7 @@ impl PoolBuilder {
         }
         let mut inner = Inner::new(processes, self.initializer, self.maxtasksperchild)?;
         inner.watch.set_mode(self.progress);
+        inner.watch.set_record(self.record_tasks.unwrap_or(true));
         Ok(Pool {
             inner: Rc::new(RefCell::new(inner)),
         })
@@ -475,6 +496,7 @@ impl Pool {
         Chunked {
             pool: self,
             chunksize: None,
+            watch: CallWatch::default(),
         }
     }
 
@@ -493,6 +515,7 @@ impl Pool {
         Chunked {
             pool: self,
             chunksize: Some(chunksize),
+            watch: CallWatch::default(),
         }
     }
 
@@ -510,6 +533,7 @@ impl Pool {
         func: usize,
         items: Vec<S::In>,
         chunksize: Option<usize>,
+        call: CallWatch,
     ) -> Result<Vec<S::Out>> {
         let mut inner = borrow(&self.inner)?;
         inner.check_running()?;
@@ -527,7 +551,7 @@ impl Pool {
             next: 0,
         });
         let job = inner.submit(trampoline_addr::<S>(), func, source, true)?;
-        inner.watch.plan(job, "map", Some(total), chunksize);
+        inner.watch.plan(job, "map", Some(total), chunksize, call);
         let mut parts = std::collections::BTreeMap::new();
         let outcome = (|| loop {
             inner.drive(None, |i| i.job_has_news(job))?;
@@ -618,7 +642,8 @@ impl Pool {
         T: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + 'static,
     {
-        let mut out = self.run_map::<Unary<T, R>>(f as usize, vec![arg], Some(1))?;
+        let mut out =
+            self.run_map::<Unary<T, R>>(f as usize, vec![arg], Some(1), CallWatch::default())?;
         out.pop().ok_or_else(|| Error::Codec {
             direction: "deserialize",
             what: "task results",
@@ -823,7 +848,10 @@ impl Drop for Pool {
     }
 }
 
-/// A [`Pool`] with an explicit chunk size, from [`Pool::chunked`]. Python's `chunksize=` argument.
+/// A [`Pool`]'s call with options: an explicit chunk size (from [`Pool::chunked`], Python's
+/// `chunksize=` argument), its own progress setting ([`Chunked::progress`], also
+/// [`Pool::with_progress`]), whether the task stream records it ([`Chunked::record_tasks`]).
+/// `Pool::map` and the rest are this with every option left at the pool's default.
 ///
 /// ```
 /// use multiprocessing::Pool;
@@ -840,9 +868,43 @@ pub struct Chunked<'a> {
     pool: &'a Pool,
     /// `None`: the default (Python's rule for the maps, 1 for the `imap`s).
     chunksize: Option<usize>,
+    /// Progress and task stream for this call (`None`s: the pool's settings).
+    watch: CallWatch,
 }
 
-impl Chunked<'_> {
+impl<'a> Chunked<'a> {
+    /// This call's progress display, over the pool's setting ([`PoolBuilder::progress`]):
+    /// `pool.chunked(10).progress(Progress::Never).map(f, items)`.
+    ///
+    /// ```
+    /// use multiprocessing::{Pool, Progress};
+    /// fn double(x: u32) -> u32 { 2 * x }
+    /// let pool = Pool::new(2)?;
+    /// assert_eq!(pool.chunked(1).progress(Progress::Never).map(double, [1, 2])?, [2, 4]);
+    /// # Ok::<(), multiprocessing::Error>(())
+    /// ```
+    pub fn progress(mut self, mode: Progress) -> Chunked<'a> {
+        self.watch.progress = Some(mode);
+        self
+    }
+
+    /// Whether this call's chunks go into the task stream, over the pool's setting
+    /// ([`PoolBuilder::record_tasks`]).
+    ///
+    /// ```
+    /// use multiprocessing::Pool;
+    /// fn double(x: u32) -> u32 { 2 * x }
+    /// let pool = Pool::new(2)?;
+    /// pool.chunked(5).map(double, 0..10)?;
+    /// pool.chunked(5).record_tasks(false).map(double, 0..10)?;
+    /// assert_eq!(pool.task_stream().records().len(), 2); // the first call's two chunks only
+    /// # Ok::<(), multiprocessing::Error>(())
+    /// ```
+    pub fn record_tasks(mut self, record: bool) -> Chunked<'a> {
+        self.watch.record = Some(record);
+        self
+    }
+
     /// [`Pool::map`] with this chunk size. A chunk size of zero is [`Error::InvalidArgument`].
     ///
     /// ```
@@ -861,8 +923,12 @@ impl Chunked<'_> {
         R: Serialize + DeserializeOwned + 'static,
     {
         self.chunksize.map(check_chunksize).transpose()?;
-        self.pool
-            .run_map::<Unary<T, R>>(f as usize, items.into_iter().collect(), self.chunksize)
+        self.pool.run_map::<Unary<T, R>>(
+            f as usize,
+            items.into_iter().collect(),
+            self.chunksize,
+            self.watch,
+        )
     }
 
     /// [`Pool::starmap`] with this chunk size.
@@ -891,6 +957,7 @@ impl Chunked<'_> {
             f as usize,
             items.into_iter().collect(),
             self.chunksize,
+            self.watch,
         )
     }
 
@@ -928,7 +995,7 @@ impl Chunked<'_> {
         let job = self.pool.submit::<Unary<T, R>>(f as usize, source, true)?;
         borrow(&self.pool.inner)?
             .watch
-            .plan(job, "map_async", Some(total), chunksize);
+            .plan(job, "map_async", Some(total), chunksize, self.watch);
         Ok(AsyncResult::new(
             self.pool.inner.clone(),
             job,
@@ -963,6 +1030,7 @@ impl Chunked<'_> {
             Some(c) => check_chunksize(c)?,
             None => self.pool.default_chunksize(items.len()).max(1),
         };
+        let total = items.len();
         let source = Box::new(VecChunks {
             items,
             chunksize,
@@ -971,6 +1039,13 @@ impl Chunked<'_> {
         let job = self
             .pool
             .submit::<Binary<A, B, R>>(f as usize, source, true)?;
+        borrow(&self.pool.inner)?.watch.plan(
+            job,
+            "starmap_async",
+            Some(total),
+            chunksize,
+            self.watch,
+        );
         Ok(AsyncResult::new(
             self.pool.inner.clone(),
             job,
@@ -1045,7 +1120,7 @@ impl Chunked<'_> {
         let what = if ordered { "imap" } else { "imap_unordered" };
         borrow(&self.pool.inner)?
             .watch
-            .plan(job, what, total, chunksize);
+            .plan(job, what, total, chunksize, self.watch);
         Ok(IMap::new(self.pool.inner.clone(), job, ordered))
     }
 }

@@ -65,10 +65,9 @@ pub struct TaskRecord {
     pub first: usize,
     /// How many tasks the chunk held.
     pub tasks: usize,
-    /// When the worker started it (seconds since the pool was created; as seen by the waiting call,
-    /// so at most one poll late).
+    /// When the worker started it (seconds since the pool was created, by the worker's clock).
     pub start: f64,
-    /// When its result arrived (seconds since the pool was created).
+    /// When the worker finished it (seconds since the pool was created).
     pub end: f64,
     /// False if a task in it failed.
     pub ok: bool,
@@ -101,6 +100,8 @@ struct Track {
     total: Option<usize>,
     chunksize: usize,
     show: bool,
+    /// Whether its chunks go into the task stream.
+    record: bool,
     began: Instant,
     done: usize,
     shown: Option<Sink>,
@@ -112,15 +113,20 @@ enum Sink {
     Terminal,
 }
 
+/// What one call asks of the watcher, over the pool's settings ([`Chunked::progress`],
+/// [`Chunked::record_tasks`](super::Chunked::record_tasks)).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct CallWatch {
+    pub progress: Option<Progress>,
+    pub record: Option<bool>,
+}
+
 /// The pool's watcher: progress of its calls and its task stream.
 pub(crate) struct Watch {
     origin: Instant,
     mode: Progress,
-    /// `with_progress` for the next call only.
-    pub next_call: Option<Progress>,
+    record: bool,
     tracks: HashMap<u64, Track>,
-    /// Per worker pid: the chunk seen running and since when, and when its last chunk ended.
-    seen: HashMap<i32, (Option<u64>, Instant, Option<Instant>)>,
     /// Per worker pid: tasks it finished.
     finished: HashMap<i32, usize>,
     stream: VecDeque<TaskRecord>,
@@ -133,29 +139,38 @@ impl Watch {
         Watch {
             origin: Instant::now(),
             mode,
-            next_call: None,
+            record: true,
             tracks: HashMap::new(),
-            seen: HashMap::new(),
             finished: HashMap::new(),
             stream: VecDeque::new(),
             next_due: None,
         }
     }
 
+    /// The moment task stream times count from (workers get a copy when they are forked).
+    pub(crate) fn origin(&self) -> Instant {
+        self.origin
+    }
+
     pub(crate) fn set_mode(&mut self, mode: Progress) {
         self.mode = mode;
     }
 
-    /// A call submitted `job`: `total` tasks (if known) in chunks of `chunksize`.
+    pub(crate) fn set_record(&mut self, record: bool) {
+        self.record = record;
+    }
+
+    /// A call submitted `job`: `total` tasks (if known) in chunks of `chunksize`, with the call's
+    /// own settings over the pool's.
     pub(crate) fn plan(
         &mut self,
         job: u64,
         what: &'static str,
         total: Option<usize>,
         chunksize: usize,
+        call: CallWatch,
     ) {
-        let mode = self.next_call.take().unwrap_or(self.mode);
-        let show = match mode {
+        let show = match call.progress.unwrap_or(self.mode) {
             Progress::Auto => display::in_kernel(),
             Progress::Always => true,
             Progress::Never => false,
@@ -168,6 +183,7 @@ impl Watch {
                 total,
                 chunksize: chunksize.max(1),
                 show,
+                record: call.record.unwrap_or(self.record),
                 began: now,
                 done: 0,
                 shown: None,
@@ -186,18 +202,10 @@ impl Watch {
             .map(|d| d.saturating_duration_since(Instant::now()))
     }
 
-    /// Notes which chunk each worker runs (for the task stream's start times); true if a display is
-    /// due for a redraw, then call [`Watch::update`].
-    pub(crate) fn due(&mut self, workers: impl Iterator<Item = (i32, Option<u64>)>) -> bool {
-        let now = Instant::now();
-        for (pid, chunk) in workers {
-            let seen = self.seen.entry(pid).or_insert((None, now, None));
-            if seen.0 != chunk {
-                seen.0 = chunk;
-                seen.1 = now;
-            }
-        }
-        self.next_due.is_some_and(|d| d <= now)
+    /// True if a display is due for a redraw: then call [`Watch::update`]. Costs one clock read, and
+    /// nothing at all while no display is planned (progress off, or outside a notebook).
+    pub(crate) fn due(&self) -> bool {
+        self.next_due.is_some_and(|d| d <= Instant::now())
     }
 
     /// Redraws the due displays. `live(job)` tells whether the pool still has the job.
@@ -250,35 +258,32 @@ impl Watch {
         self.next_due = next;
     }
 
-    /// A chunk's result arrived from worker `name` (`pid`).
+    /// A chunk's result arrived from worker `name` (`pid`); it ran from `started` to `ended`
+    /// (microseconds since [`Watch::origin`], as the worker measured them).
     pub(crate) fn chunk_done(
         &mut self,
         name: &str,
         pid: i32,
         job: u64,
-        chunk: u64,
         first: usize,
+        (started, ended): (u64, u64),
         ok: bool,
     ) {
-        let now = Instant::now();
-        let tasks = match self.tracks.get_mut(&job) {
+        let (tasks, record) = match self.tracks.get_mut(&job) {
             Some(t) => {
                 let n = t.total.map_or(t.chunksize, |total| {
                     t.chunksize.min(total.saturating_sub(first))
                 });
                 t.done += n;
-                n
+                (n, t.record)
             }
-            None => 1,
+            // `apply`/`apply_async`: one task, the pool's setting.
+            None => (1, self.record),
         };
         *self.finished.entry(pid).or_insert(0) += tasks;
-        let seen = self.seen.entry(pid).or_insert((None, now, None));
-        let start = if seen.0 == Some(chunk) {
-            seen.1
-        } else {
-            seen.2.unwrap_or(seen.1).min(now)
-        };
-        seen.2 = Some(now);
+        if !record {
+            return;
+        }
         if self.stream.len() == STREAM_CAP {
             self.stream.pop_front();
         }
@@ -288,8 +293,8 @@ impl Watch {
             call: job,
             first,
             tasks,
-            start: (start - self.origin).as_secs_f64(),
-            end: (now - self.origin).as_secs_f64(),
+            start: started as f64 * 1e-6,
+            end: ended.max(started) as f64 * 1e-6,
             ok,
         });
     }
@@ -483,6 +488,38 @@ fn rate(r: f64) -> String {
     }
 }
 
+/// A tick step for an axis `span` seconds long (1, 2 or 5 times a power of ten, 4 to 10 ticks), and
+/// the unit its labels use: milliseconds under 2 s, seconds above.
+fn ticks(span: f64) -> (f64, &'static str, f64) {
+    let raw = span / 6.0;
+    let power = 10f64.powf(raw.log10().floor());
+    let step = [1.0, 2.0, 5.0, 10.0]
+        .into_iter()
+        .map(|m| m * power)
+        .find(|s| span / s <= 10.0)
+        .unwrap_or(10.0 * power);
+    if span < 2.0 {
+        (step, "milliseconds", 1e3)
+    } else {
+        (step, "seconds", 1.0)
+    }
+}
+
+/// A tick label without float noise: `300`, `0.5`.
+fn trim(v: f64) -> String {
+    let s = format!("{v:.3}");
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
+/// A duration for the chart: `301 ms`, `2.41 s`.
+fn secs_fine(s: f64) -> String {
+    if s < 1.0 {
+        format!("{:.0} ms", s * 1e3)
+    } else {
+        format!("{s:.2} s")
+    }
+}
+
 impl super::Pool {
     /// Shows progress for this pool's calls: [`Progress::Auto`] (the default: in a notebook only),
     /// [`Progress::Always`] or [`Progress::Never`].
@@ -499,7 +536,26 @@ impl super::Pool {
         }
     }
 
-    /// Progress for one call only: `pool.with_progress(Progress::Never).map(f, items)`.
+    /// Records (the default) or not each chunk this pool's calls run, for [`Pool::task_stream`](super::Pool::task_stream)
+    /// (per call: [`Chunked::record_tasks`](super::Chunked::record_tasks)).
+    ///
+    /// ```
+    /// use multiprocessing::Pool;
+    /// fn double(x: u32) -> u32 { 2 * x }
+    /// let pool = Pool::new(2)?;
+    /// pool.set_record_tasks(false);
+    /// pool.map(double, 0..10)?;
+    /// assert!(pool.task_stream().records().is_empty());
+    /// # Ok::<(), multiprocessing::Error>(())
+    /// ```
+    pub fn set_record_tasks(&self, record: bool) {
+        if let Ok(mut inner) = self.inner.try_borrow_mut() {
+            inner.watch.set_record(record);
+        }
+    }
+
+    /// Progress for one call only: `pool.with_progress(Progress::Never).map(f, items)`; the same
+    /// as `pool.chunked(n).progress(..)` with the default chunk size.
     ///
     /// ```
     /// use multiprocessing::{Pool, Progress};
@@ -508,8 +564,8 @@ impl super::Pool {
     /// assert_eq!(pool.with_progress(Progress::Always).map(double, [1, 2])?, [2, 4]);
     /// # Ok::<(), multiprocessing::Error>(())
     /// ```
-    pub fn with_progress(&self, mode: Progress) -> WithProgress<'_> {
-        WithProgress { pool: self, mode }
+    pub fn with_progress(&self, mode: Progress) -> super::Chunked<'_> {
+        self.options().progress(mode)
     }
 
     /// The pool's recent chunks (up to 10 000): which worker ran which tasks, when. In a notebook,
@@ -567,96 +623,39 @@ impl super::Pool {
     }
 }
 
-/// A pool whose next call shows progress as chosen: [`Pool::with_progress`].
-#[derive(Debug, Clone, Copy)]
-pub struct WithProgress<'a> {
-    pool: &'a super::Pool,
-    mode: Progress,
-}
-
-impl WithProgress<'_> {
-    fn call<R>(&self, f: impl FnOnce(&super::Pool) -> R) -> R {
-        if let Ok(mut inner) = self.pool.inner.try_borrow_mut() {
-            inner.watch.next_call = Some(self.mode);
-        }
-        let out = f(self.pool);
-        if let Ok(mut inner) = self.pool.inner.try_borrow_mut() {
-            inner.watch.next_call = None;
-        }
-        out
-    }
-
-    /// [`Pool::map`] with this progress setting.
-    pub fn map<T, R>(
-        &self,
-        f: fn(T) -> R,
-        items: impl IntoIterator<Item = T>,
-    ) -> crate::Result<Vec<R>>
-    where
-        T: serde::Serialize + serde::de::DeserializeOwned + 'static,
-        R: serde::Serialize + serde::de::DeserializeOwned + 'static,
-    {
-        self.call(|pool| pool.map(f, items))
-    }
-
-    /// [`Pool::starmap`] with this progress setting.
-    pub fn starmap<A, B, R>(
-        &self,
-        f: fn(A, B) -> R,
-        items: impl IntoIterator<Item = (A, B)>,
-    ) -> crate::Result<Vec<R>>
-    where
-        A: serde::Serialize + serde::de::DeserializeOwned + 'static,
-        B: serde::Serialize + serde::de::DeserializeOwned + 'static,
-        R: serde::Serialize + serde::de::DeserializeOwned + 'static,
-    {
-        self.call(|pool| pool.starmap(f, items))
-    }
-
-    /// [`Pool::map_async`] with this progress setting (shown while `get` waits).
-    pub fn map_async<T, R>(
-        &self,
-        f: fn(T) -> R,
-        items: impl IntoIterator<Item = T>,
-    ) -> crate::Result<super::AsyncResult<Vec<R>>>
-    where
-        T: serde::Serialize + serde::de::DeserializeOwned + 'static,
-        R: serde::Serialize + serde::de::DeserializeOwned + 'static,
-    {
-        self.call(|pool| pool.map_async(f, items))
-    }
-
-    /// [`Pool::imap`] with this progress setting (shown while it is iterated).
-    pub fn imap<T, R, I>(&self, f: fn(T) -> R, items: I) -> crate::Result<super::IMap<R>>
-    where
-        T: serde::Serialize + serde::de::DeserializeOwned + 'static,
-        R: serde::Serialize + serde::de::DeserializeOwned + 'static,
-        I: IntoIterator<Item = T>,
-        I::IntoIter: 'static,
-    {
-        self.call(|pool| pool.imap(f, items))
-    }
-
-    /// [`Pool::imap_unordered`] with this progress setting.
-    pub fn imap_unordered<T, R, I>(&self, f: fn(T) -> R, items: I) -> crate::Result<super::IMap<R>>
-    where
-        T: serde::Serialize + serde::de::DeserializeOwned + 'static,
-        R: serde::Serialize + serde::de::DeserializeOwned + 'static,
-        I: IntoIterator<Item = T>,
-        I::IntoIter: 'static,
-    {
-        self.call(|pool| pool.imap_unordered(f, items))
-    }
-}
-
 impl TaskStream {
     /// The recorded chunks, oldest first.
     pub fn records(&self) -> &[TaskRecord] {
         &self.records
     }
 
-    /// The timeline as an SVG image: one row per worker, one bar per chunk (a colour per call, red if
-    /// it failed), time on the x axis; hovering a bar names its tasks.
+    /// Only the chunks of the most recent call (the pool's history otherwise spans every call, and
+    /// the time between cells with it).
+    ///
+    /// ```
+    /// use multiprocessing::Pool;
+    /// fn double(x: u32) -> u32 { 2 * x }
+    /// let pool = Pool::new(2)?;
+    /// pool.chunked(1).map(double, 0..3)?;
+    /// pool.chunked(2).map(double, 0..4)?;
+    /// assert_eq!(pool.task_stream().last_call().records().len(), 2);
+    /// # Ok::<(), multiprocessing::Error>(())
+    /// ```
+    pub fn last_call(&self) -> TaskStream {
+        let last = self.records.iter().map(|r| r.call).max();
+        TaskStream {
+            records: self
+                .records
+                .iter()
+                .filter(|r| Some(r.call) == last)
+                .cloned()
+                .collect(),
+        }
+    }
+
+    /// The timeline as an SVG image: one row per worker, one bar per chunk labelled with its tasks
+    /// (a colour per call, red if a task in it failed), time since the first chunk started on the x
+    /// axis; hovering a bar gives its worker, tasks and duration.
     pub fn svg(&self) -> String {
         let mut rows: Vec<&str> = Vec::new();
         for r in &self.records {
@@ -664,6 +663,7 @@ impl TaskStream {
                 rows.push(&r.worker);
             }
         }
+        // ForkPoolWorker-2 before ForkPoolWorker-10.
         rows.sort_by_key(|name| {
             name.rsplit('-')
                 .next()
@@ -674,73 +674,139 @@ impl TaskStream {
             .records
             .iter()
             .map(|r| r.start)
-            .fold(f64::MAX, f64::min);
-        let t1 = self.records.iter().map(|r| r.end).fold(f64::MIN, f64::max);
-        let (t0, t1) = if self.records.is_empty() {
+            .fold(f64::INFINITY, f64::min);
+        let t1 = self
+            .records
+            .iter()
+            .map(|r| r.end)
+            .fold(f64::NEG_INFINITY, f64::max);
+        let (t0, span) = if self.records.is_empty() {
             (0.0, 1.0)
         } else {
-            (t0, t1.max(t0 + 1e-3))
+            (t0, (t1 - t0).max(1e-3))
         };
-        let (left, width, row_h, top) = (150.0, 600.0, 24.0, 30.0);
-        let height = top + row_h * rows.len().max(1) as f64 + 40.0;
-        let x = |t: f64| left + (t - t0) / (t1 - t0) * width;
+        let (step, unit, scale) = ticks(span);
+        // The axis ends on a tick, past the last chunk.
+        let axis_end = (span / step).ceil().max(1.0) * step;
+        let (left, width, row_h, top) = (150.0, 580.0, 30.0, 40.0);
+        let plot_h = row_h * rows.len().max(1) as f64;
+        let height = top + plot_h + 50.0;
+        let x = |t: f64| left + (t - t0) / axis_end * width;
+        let tasks: usize = self.records.iter().map(|r| r.tasks).sum();
+        let calls = {
+            let mut c: Vec<u64> = self.records.iter().map(|r| r.call).collect();
+            c.sort_unstable();
+            c.dedup();
+            c
+        };
         let mut svg = format!(
             "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"12\">\
              <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\
-             <text x=\"{left}\" y=\"18\" font-size=\"14\">Task stream: {} chunks, {} tasks</text>",
-            left + width + 20.0,
-            self.records.len(),
-            self.records.iter().map(|r| r.tasks).sum::<usize>()
+             <text x=\"{left}\" y=\"20\" font-size=\"15\">{}</text>",
+            left + width + 30.0,
+            escape(&format!(
+                "Task stream: {tasks} tasks in {} chunks on {} workers, {} from first start to last end",
+                self.records.len(),
+                rows.len(),
+                secs_fine(span)
+            ))
         );
+        // Row bands and worker names.
         for (i, name) in rows.iter().enumerate() {
             let y = top + row_h * i as f64;
+            if i % 2 == 0 {
+                let _ = write!(
+                    svg,
+                    "<rect x=\"{left}\" y=\"{y}\" width=\"{width}\" height=\"{row_h}\" fill=\"#f4f4f4\"/>"
+                );
+            }
             let _ = write!(
                 svg,
                 "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>",
                 left - 8.0,
-                y + row_h * 0.65,
+                y + row_h * 0.6,
                 escape(name)
             );
         }
+        // Time grid and axis.
+        let axis_y = top + plot_h;
+        let mut k = 0.0;
+        while k * step <= axis_end + step * 1e-6 {
+            let t = t0 + k * step;
+            let _ = write!(
+                svg,
+                "<line x1=\"{0:.1}\" y1=\"{top}\" x2=\"{0:.1}\" y2=\"{1}\" stroke=\"#d0d0d0\"/>\
+                 <text x=\"{0:.1}\" y=\"{2}\" text-anchor=\"middle\">{3}</text>",
+                x(t),
+                axis_y + 4.0,
+                axis_y + 18.0,
+                trim(k * step * scale)
+            );
+            k += 1.0;
+        }
+        let _ = write!(
+            svg,
+            "<line x1=\"{left}\" y1=\"{axis_y}\" x2=\"{}\" y2=\"{axis_y}\" stroke=\"black\"/>\
+             <text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{unit} since the first chunk started</text>",
+            left + width,
+            left + width / 2.0,
+            axis_y + 36.0
+        );
+        // One bar per chunk.
         let palette = [
             "#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#17becf",
         ];
         for r in &self.records {
             let i = rows.iter().position(|n| *n == r.worker).unwrap_or(0);
-            let y = top + row_h * i as f64 + 3.0;
+            let y = top + row_h * i as f64 + 4.0;
             let (x0, x1) = (x(r.start), x(r.end));
+            let w = (x1 - x0).max(1.0);
             let fill = if r.ok {
-                palette[r.call as usize % palette.len()]
+                let call = calls.iter().position(|c| *c == r.call).unwrap_or(0);
+                palette[call % palette.len()]
             } else {
                 "#e53935"
             };
+            let label = if r.tasks == 1 {
+                r.first.to_string()
+            } else {
+                format!("{}-{}", r.first, r.first + r.tasks.saturating_sub(1))
+            };
             let _ = write!(
                 svg,
-                "<rect x=\"{x0:.1}\" y=\"{y:.1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"{fill}\" stroke=\"white\" stroke-width=\"0.5\">\
-                 <title>{}: tasks {}..{} ({:.3} s)</title></rect>",
-                (x1 - x0).max(1.0),
-                row_h - 6.0,
+                "<g><title>{}: {} {} ({})</title>\
+                 <rect x=\"{x0:.1}\" y=\"{y:.1}\" width=\"{w:.1}\" height=\"{:.1}\" fill=\"{fill}\" stroke=\"white\" stroke-width=\"1\"/>",
                 escape(&r.worker),
-                r.first,
-                r.first + r.tasks,
-                r.end - r.start
+                if r.tasks == 1 { "task" } else { "tasks" },
+                label,
+                secs_fine(r.end - r.start),
+                row_h - 8.0
             );
+            // The tasks' numbers in the bar, when they fit (about 7 px a character at this size).
+            if w >= 7.0 * label.len() as f64 + 6.0 {
+                let _ = write!(
+                    svg,
+                    "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\" fill=\"white\">{label}</text>",
+                    x0 + w / 2.0,
+                    y + (row_h - 8.0) * 0.5 + 4.0
+                );
+            }
+            svg.push_str("</g>");
         }
-        let axis_y = top + row_h * rows.len().max(1) as f64 + 4.0;
-        let _ = write!(
-            svg,
-            "<line x1=\"{left}\" y1=\"{axis_y}\" x2=\"{}\" y2=\"{axis_y}\" stroke=\"black\"/>",
-            left + width
-        );
-        for k in 0..=5 {
-            let t = t0 + (t1 - t0) * k as f64 / 5.0;
-            let _ = write!(
-                svg,
-                "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">{:.2} s</text>",
-                x(t),
-                axis_y + 16.0,
-                t - t0
-            );
+        // Which colour is which call, when there are several.
+        if calls.len() > 1 {
+            let mut lx = left;
+            let ly = height - 8.0;
+            for (i, c) in calls.iter().enumerate().take(palette.len()) {
+                let _ = write!(
+                    svg,
+                    "<rect x=\"{lx}\" y=\"{}\" width=\"10\" height=\"10\" fill=\"{}\"/><text x=\"{}\" y=\"{ly}\">call {c}</text>",
+                    ly - 9.0,
+                    palette[i],
+                    lx + 14.0
+                );
+                lx += 70.0;
+            }
         }
         svg.push_str("</svg>");
         svg
@@ -783,9 +849,9 @@ mod tests {
     #[test]
     fn chunk_tasks_count_from_the_plan() {
         let mut w = Watch::new(Progress::Never);
-        w.plan(7, "map", Some(10), 4);
-        w.chunk_done("W-1", 1, 7, 0, 8, true);
-        w.chunk_done("W-1", 1, 7, 1, 0, true);
+        w.plan(7, "map", Some(10), 4, CallWatch::default());
+        w.chunk_done("W-1", 1, 7, 8, (10, 20), true);
+        w.chunk_done("W-1", 1, 7, 0, (0, 10), true);
         assert_eq!(w.tracks[&7].done, 6);
         let s = w.stream();
         assert_eq!(s.records()[0].tasks, 2);

@@ -5,6 +5,7 @@ use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd, RawFd};
 use std::panic::{self, AssertUnwindSafe};
 use std::rc::Rc;
+use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
@@ -38,6 +39,10 @@ pub(crate) enum FromWorker {
         chunk: u64,
         status: Status,
         shared: bool,
+        /// When the chunk started and ended, in microseconds since the pool's origin (the task
+        /// stream's times: the worker's own clock, not when the parent happened to look).
+        started: u64,
+        ended: u64,
     },
     /// The initializer panicked; the worker exits.
     InitFailed { message: String },
@@ -69,6 +74,9 @@ pub(crate) struct WorkerSetup {
     pub close: Vec<RawFd>,
     pub initializer: Option<Rc<dyn Fn()>>,
     pub maxtasks: Option<usize>,
+    /// The pool's time origin (`CLOCK_MONOTONIC` is one clock for all processes, so an `Instant`
+    /// copied by fork means the same moment in the worker).
+    pub origin: Instant,
 }
 
 /// Runs in the child right after fork; returns the exit code.
@@ -127,6 +135,8 @@ pub(crate) fn run(setup: WorkerSetup, progress: &ProgressSlot) -> i32 {
         };
         let payload: &[u8] = mapped.as_ref().map_or(payload, |m| m.bytes());
         out.clear();
+        let micros = || setup.origin.elapsed().as_micros() as u64;
+        let started = micros();
         let status = match (resolver.resolve(&tramp), resolver.resolve(&func)) {
             (Ok(tramp), Ok(func)) => {
                 progress.set_chunk(Some(chunk));
@@ -147,6 +157,7 @@ pub(crate) fn run(setup: WorkerSetup, progress: &ProgressSlot) -> i32 {
             (Err(message), _) | (_, Err(message)) => Status::Unavailable { message },
         };
         flush_std();
+        let ended = micros();
         let payload: &[u8] = if matches!(status, Status::Ok) {
             &out
         } else {
@@ -161,6 +172,8 @@ pub(crate) fn run(setup: WorkerSetup, progress: &ProgressSlot) -> i32 {
             chunk,
             status,
             shared,
+            started,
+            ended,
         };
         if wire::encode_frame_head(&mut frame, &header, payload.len()).is_err()
             || wire::write_all2(results.as_fd(), &frame, payload).is_err()

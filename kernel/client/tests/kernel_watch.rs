@@ -1,7 +1,8 @@
 //! Watching the pool work in the notebook (issue 12), through the installed kernel: a long `map`
 //! shows a progress display that is updated in place while it runs and ends as a one-line summary
 //! (or the error); a short one shows nothing; progress turned off shows nothing; a `Pool`, an
-//! `Error`, a `Process` and a `TaskStream` ending a cell show their rich displays.
+//! `Error`, a `Process` and a `TaskStream` ending a cell show their rich displays; the task stream
+//! can be turned off.
 
 mod common;
 
@@ -118,6 +119,11 @@ let pool = Pool::new(2)?;"#,
             &mut kernel,
             "pool.with_progress(Progress::Never).map(slow, 0..100u64)?.len()",
         );
+        assert!(displays(&outcome).is_empty(), "{:#?}", outcome.timeline);
+        let outcome = run_ok(
+            &mut kernel,
+            "pool.chunked(2).progress(Progress::Never).map(slow, 0..100u64)?.len()",
+        );
         assert!(
             outcome.elapsed >= Duration::from_millis(1300),
             "{:?}",
@@ -178,16 +184,39 @@ let pool = Pool::new(2)?;"#,
         );
     });
 
-    checks.check("the task stream is a timeline chart", || {
-        let outcome = run_ok(&mut kernel, "pool.task_stream()");
-        let svg = outcome
-            .results
-            .get("image/svg+xml")
-            .and_then(|v| v.as_str())
-            .unwrap_or_default()
-            .to_string();
-        assert!(svg.starts_with("<svg"), "{:?}", outcome.results);
-        assert!(svg.contains("ForkPoolWorker-"), "{svg}");
+    checks.check(
+        "the task stream is a timeline chart: a row per worker, labelled bars, a time axis",
+        || {
+            let outcome = run_ok(&mut kernel, "pool.task_stream()");
+            let svg = outcome
+                .results
+                .get("image/svg+xml")
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_string();
+            assert!(svg.starts_with("<svg"), "{:?}", outcome.results);
+            for worker in ["ForkPoolWorker-1", "ForkPoolWorker-2"] {
+                assert!(svg.contains(worker), "no row for {worker}: {svg}");
+            }
+            assert!(svg.contains("<title>ForkPoolWorker-"), "no bars: {svg}");
+            assert!(
+                svg.contains("since the first chunk started"),
+                "no axis: {svg}"
+            );
+            assert!(svg.contains("Task stream: "), "no title: {svg}");
+        },
+    );
+
+    checks.check("the task stream can be off per call and per pool", || {
+        let outcome = run_ok(
+            &mut kernel,
+            "let before = pool.task_stream().records().len();
+pool.chunked(1).record_tasks(false).map(slow, 0..4u64)?;
+let unrecorded = Pool::builder().processes(1).record_tasks(false).build()?;
+unrecorded.map(slow, 0..4u64)?;
+println!(\"{} {}\", pool.task_stream().records().len() - before, unrecorded.task_stream().records().len());",
+        );
+        assert_eq!(outcome.stdout.trim(), "0 0", "{}", outcome.stdout);
     });
 
     checks.finish();
