@@ -346,13 +346,14 @@ impl Comparable {
 }
 
 /// Whether a rich output is the crate's pool progress display (`src/pool/watch.rs`): its plain
-/// text is the bar (`[#####...............]  25% map: 2/8 tasks, ...`) or, once the call ended, the
+/// text is the bar (`[#####...............]  25% map: 2/8 tasks, ...`; without a bar when the
+/// number of tasks is not known yet) or, once the call ended, the
 /// summary (`map: 8 tasks in 2.1 s (3.8/s)`, `map: failed after 1.0 s at 2/8 tasks: ...`).
 pub fn is_progress_display(data: &BTreeMap<String, Value>) -> bool {
     static PATTERN: std::sync::OnceLock<Regex> = std::sync::OnceLock::new();
     let pattern = PATTERN.get_or_init(|| {
         Regex::new(
-            r"^(\[[#.]{20}\] +\d+% \w+: \d+/\d+ tasks|\w+: \d+ tasks in .+/s\)$|\w+: failed after .+ at \d+/\d+ tasks: )",
+            r"^((\[[#.]{20}\] +\d+% )?\w+: \d+(/\d+)? tasks, .+ elapsed|\w+: \d+ tasks in .+/s\)$|\w+: failed after .+ at \d+/\d+ tasks: )",
         )
         .expect("a valid pattern")
     });
@@ -1083,6 +1084,7 @@ mod tests {
         for progress in [
             "[#################...]  84% map: 27/32 tasks, 26.9 tasks/s, 1.0 s elapsed, ~0.2 s left",
             "[....................]   0% imap: 0/8 tasks, 0 tasks/s, 1.0 s elapsed",
+            "imap_unordered: 12 tasks, 11.9/s, 1.0 s elapsed",
             "map: 32 tasks in 1.2 s (26.7/s)",
             "starmap: failed after 1.0 s at 2/8 tasks: task 3 panicked in ForkPoolWorker-1: boom",
         ] {
