@@ -73,10 +73,13 @@ pub(crate) struct Registry {
     entries: Vec<Entry>,
 }
 
+/// Where this copy of the crate last found the table (see [`sys::GlobalCache`]).
+static CACHE: sys::GlobalCache = sys::GlobalCache::new();
+
 /// Locks this process's child table.
 pub(crate) fn lock() -> MutexGuard<'static, Registry> {
     let shared: &'static Mutex<Registry> =
-        sys::process_global(REGISTRY_VAR, REGISTRY_LAYOUT, || {
+        sys::process_global(REGISTRY_VAR, REGISTRY_LAYOUT, &CACHE, || {
             Mutex::new(Registry::default())
         });
     shared.lock().unwrap_or_else(PoisonError::into_inner)

@@ -78,8 +78,18 @@ pub(crate) fn pidfd_open(pid: Pid) -> Option<OwnedFd> {
     Some(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
-/// Number of threads in this process, read from `/proc/self/status`; 1 when it cannot be read.
+/// Number of threads in this process; 1 when it cannot be read.
+///
+/// Asked before every fork, so the cheap way first: procfs gives `/proc/self/task` a link count of
+/// 2 + the number of threads (one `statx`, where `/proc/self/status` costs an open, a dozen reads
+/// and a close). `/proc/self/status` remains the fallback if that count ever looks wrong.
 pub(crate) fn thread_count() -> usize {
+    use std::os::unix::fs::MetadataExt;
+    if let Ok(task) = std::fs::metadata("/proc/self/task") {
+        if task.nlink() >= 3 {
+            return (task.nlink() - 2) as usize;
+        }
+    }
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|status| {
@@ -103,9 +113,55 @@ pub(crate) fn thread_count() -> usize {
 pub(crate) fn process_global<T: Sync + 'static>(
     var: &str,
     version: u32,
+    cache: &'static GlobalCache,
     make: impl FnOnce() -> T,
 ) -> &'static T {
+    use std::sync::atomic::Ordering;
     let me = std::process::id();
+    // The environment costs a lock, a scan and a formatted string per call; every wait locks the
+    // child table, so this copy of the crate remembers the address with the pid it was found in.
+    if cache.pid.load(Ordering::Acquire) == me {
+        let addr = cache.addr.load(Ordering::Acquire);
+        if addr != 0 {
+            // SAFETY: `addr` was stored below by this copy of the crate, in this very process (the
+            // pid matches: a forked child sees another pid and takes the slow path), after it was
+            // found or made as a leaked `T` for this `cache` (each cache belongs to one `T`, see
+            // `GlobalCache`); leaked values are never freed or moved.
+            return unsafe { &*(addr as *const T) };
+        }
+    }
+    let found = process_global_slow(var, version, me, make);
+    cache.addr.store(0, Ordering::Release);
+    cache.pid.store(me, Ordering::Release);
+    cache
+        .addr
+        .store(found as *const T as usize, Ordering::Release);
+    found
+}
+
+/// One copy of the crate's memory of where a [`process_global`] lives: a `static` per value kind
+/// (never shared between two types `T`), valid only in the process whose pid it holds.
+#[derive(Debug)]
+pub(crate) struct GlobalCache {
+    pid: std::sync::atomic::AtomicU32,
+    addr: std::sync::atomic::AtomicUsize,
+}
+
+impl GlobalCache {
+    pub(crate) const fn new() -> Self {
+        GlobalCache {
+            pid: std::sync::atomic::AtomicU32::new(0),
+            addr: std::sync::atomic::AtomicUsize::new(0),
+        }
+    }
+}
+
+fn process_global_slow<T: Sync + 'static>(
+    var: &str,
+    version: u32,
+    me: u32,
+    make: impl FnOnce() -> T,
+) -> &'static T {
     let stamp = |addr: usize| {
         format!(
             "{me}:{addr:x}:{}:{}:{version}",
@@ -134,6 +190,20 @@ pub(crate) fn process_global<T: Sync + 'static>(
     let leaked: &'static T = Box::leak(Box::new(make()));
     std::env::set_var(var, stamp(leaked as *const T as usize));
     leaked
+}
+
+/// Tells glibc's allocator to keep freed memory in this process (no trimming of the heap, no
+/// separate mapping per block under 32 MiB, glibc's most), so that buffers of megabytes allocated and freed
+/// over and over reuse the same pages instead of faulting in fresh zeroed ones each time. Only for
+/// processes this crate owns (pool workers): it changes the allocator for the whole process.
+pub(crate) fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes glibc's allocator parameters; this runs in a just-forked
+    // worker with one thread, before it allocates anything big.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 512 << 20);
+    }
 }
 
 /// `poll(2)` on raw descriptors; `timeout_ms` < 0 waits without limit. Returns how many entries have
@@ -318,6 +388,13 @@ impl SharedFile {
     pub(crate) fn new(len: usize) -> nix::Result<SharedFile> {
         use nix::sys::memfd::{memfd_create, MFdFlags};
         let fd = memfd_create("multiprocessing-payload", MFdFlags::MFD_CLOEXEC)?;
+        SharedFile::reuse(fd, len)
+    }
+
+    /// A memfd made by [`SharedFile::new`] and passed on before, whose reader is done with it, sized
+    /// to `len` and mapped again: the pages it already has are written over, not allocated and
+    /// zeroed anew (most of the cost of moving a big payload through a fresh memfd).
+    pub(crate) fn reuse(fd: OwnedFd, len: usize) -> nix::Result<SharedFile> {
         nix::unistd::ftruncate(&fd, len as libc::off_t)?;
         // SAFETY: a new shared mapping of our own new memfd, `len` bytes (its size, set above), at
         // an address the kernel picks; it touches no existing memory.

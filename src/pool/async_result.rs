@@ -341,7 +341,7 @@ pub(crate) fn decode_all<R: DeserializeOwned + 'static>(
     arrived.sort_by_key(|a| a.first);
     let mut out = Vec::new();
     for a in arrived {
-        out.extend(super::decode_chunk::<R>(a.result?.bytes())?);
+        super::decode_chunk_into::<R>(a.result?.bytes(), &mut out)?;
     }
     Ok(out)
 }
