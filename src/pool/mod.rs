@@ -76,7 +76,6 @@ mod worker;
 
 use std::cell::{RefCell, RefMut};
 use std::rc::Rc;
-use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -292,17 +291,6 @@ impl Drop for PoolRef<'_> {
             }
         }
     }
-}
-
-/// Rejects a zero timeout (it would mean "never wait"; Python's `get(0)` is a busy check).
-pub(crate) fn check_timeout(timeout: Duration) -> Result<()> {
-    if timeout.is_zero() {
-        return Err(Error::InvalidTimeout {
-            timeout,
-            reason: "a zero timeout never waits; use ready() to check without waiting, or a positive timeout",
-        });
-    }
-    Ok(())
 }
 
 /// Decodes one chunk's results.
