@@ -7,7 +7,8 @@
 //!
 //! So, whatever a notebook cell waits for: children's output appears as it is printed, no child
 //! blocks on a full output pipe, ended children are reaped, and an interrupt from the kernel ends the
-//! wait with [`Error::Interrupted`] at once.
+//! wait with [`Error::Interrupted`] at once. Before it sleeps in `poll`, a wait looks with
+//! zero-timeout polls for a few microseconds (see [`SPIN`]), backing off when that does not pay.
 //!
 //! # Plugging in a new blocking primitive
 //!
