@@ -18,7 +18,8 @@
 //! an off-against-off control.
 //!
 //! Beside them, the machine's own limits, measured in the same run: memcpy bandwidth, the bandwidth
-//! of a raw pipe between two forked processes, and a raw pipe round trip (8 bytes each way).
+//! of a raw pipe between two forked processes, and a raw pipe round trip (8 bytes each way), with
+//! blocking reads and with reads that spin before they block.
 
 use std::collections::HashMap;
 use std::process::Command;
@@ -85,7 +86,7 @@ fn memcpy_bandwidth() -> f64 {
 /// Raw pipe bandwidth in bytes/s between this process and a forked child writing 256 MiB in 1 MiB
 /// writes (the pipe enlarged to 1 MiB, as the crate's data pipes are); and the raw round trip in
 /// seconds: 8 bytes each way over two pipes, 20 000 times. No library, only read/write.
-fn raw_pipe_limits() -> (f64, f64) {
+fn raw_pipe_limits() -> (f64, f64, f64) {
     use nix::fcntl::{fcntl, FcntlArg};
     use nix::unistd::{pipe, read, write};
     let (r, w) = pipe().unwrap();
@@ -131,7 +132,50 @@ fn raw_pipe_limits() -> (f64, f64) {
     }
     let round_trip = t.elapsed().as_secs_f64() / n as f64;
     echo.join().unwrap();
-    (bandwidth, round_trip)
+
+    // The same with reads that spin before they block (nonblocking reads for up to 50 us, then
+    // poll): what a round trip costs when neither side pays the scheduler's wake-up, the limit
+    // for a crate whose waits spin first.
+    fn spin_read(fd: std::os::fd::BorrowedFd<'_>, b: &mut [u8; 8]) {
+        let start = Instant::now();
+        loop {
+            match read(fd, b) {
+                Ok(_) => return,
+                Err(nix::errno::Errno::EAGAIN) if start.elapsed() < Duration::from_micros(50) => {
+                    std::hint::spin_loop()
+                }
+                Err(nix::errno::Errno::EAGAIN) => {
+                    let mut p = [libc::pollfd {
+                        fd: std::os::fd::AsRawFd::as_raw_fd(&fd),
+                        events: libc::POLLIN,
+                        revents: 0,
+                    }];
+                    // SAFETY: one valid pollfd, owned here, for the whole call.
+                    unsafe { libc::poll(p.as_mut_ptr(), 1, -1) };
+                }
+                Err(_) => return,
+            }
+        }
+    }
+    let nonblocking = nix::fcntl::OFlag::O_NONBLOCK | nix::fcntl::OFlag::O_CLOEXEC;
+    let (to_child_r, to_child_w) = nix::unistd::pipe2(nonblocking).unwrap();
+    let (to_parent_r, to_parent_w) = nix::unistd::pipe2(nonblocking).unwrap();
+    let mut echo = Process::new(move || {
+        let mut b = [0u8; 8];
+        for _ in 0..n {
+            spin_read(to_child_r.as_fd(), &mut b);
+            let _ = write(&to_parent_w, &b);
+        }
+    });
+    echo.start().unwrap();
+    let t = Instant::now();
+    for _ in 0..n {
+        write(&to_child_w, &b).unwrap();
+        spin_read(to_parent_r.as_fd(), &mut b);
+    }
+    let spin_round_trip = t.elapsed().as_secs_f64() / n as f64;
+    echo.join().unwrap();
+    (bandwidth, round_trip, spin_round_trip)
 }
 
 /// User + system CPU time of this process so far, in seconds.
@@ -467,7 +511,7 @@ fn main() -> multiprocessing::Result<()> {
     })?;
 
     let memcpy_bw = memcpy_bandwidth();
-    let (pipe_bw, raw_rt) = raw_pipe_limits();
+    let (pipe_bw, raw_rt, spin_rt) = raw_pipe_limits();
 
     let py = if with_python { python_twin() } else { None };
     let get = |k: &str| py.as_ref().and_then(|p| p.get(k).copied());
@@ -528,10 +572,11 @@ fn main() -> multiprocessing::Result<()> {
     progress.print();
     println!();
     println!(
-        "machine limits: memcpy {:.0} MiB/s, raw pipe {:.0} MiB/s, raw pipe round trip {:.2} us",
+        "machine limits: memcpy {:.0} MiB/s, raw pipe {:.0} MiB/s, raw pipe round trip {:.2} us (blocking reads), {:.2} us (reads spinning up to 50 us first)",
         memcpy_bw / (1 << 20) as f64,
         pipe_bw / (1 << 20) as f64,
-        raw_rt * 1e6
+        raw_rt * 1e6,
+        spin_rt * 1e6
     );
     println!(
         "workload                                   Rust          Python        ratio   vs limit"
@@ -593,12 +638,13 @@ fn main() -> multiprocessing::Result<()> {
     );
     let py_pipe = get("pipe_roundtrip_us");
     println!(
-        "{:<42} {:>10.1} us {:>10} us {:>8} {:>8.1}x",
+        "{:<42} {:>10.1} us {:>10} us {:>8} {:>8.1}x (vs the spinning raw round trip: {:.1}x)",
         "Pipe ping-pong round trip (small int)",
         pipe_us,
         py_pipe.map_or("-".into(), |p| format!("{p:.1}")),
         py_pipe.map_or("-".into(), |p| format!("{:.1}x", p / pipe_us)),
         pipe_us / (raw_rt * 1e6),
+        pipe_us / (spin_rt * 1e6),
     );
     println!(
         "  (map(len) moves {} MiB/s; the inputs are made outside the timing on both sides)",

@@ -112,7 +112,8 @@ pub enum Error {
         source: nix::Error,
     },
 
-    /// A timeout that cannot be honoured (zero, where zero would mean "never wait").
+    /// A timeout that cannot be honoured. No call of this crate returns it any more (zero timeouts
+    /// check without waiting, as Python's do); kept so that code matching on it still compiles.
     #[error("invalid timeout {timeout:?}: {reason}")]
     InvalidTimeout {
         /// The rejected timeout.

@@ -7,7 +7,8 @@
 //!
 //! So, whatever a notebook cell waits for: children's output appears as it is printed, no child
 //! blocks on a full output pipe, ended children are reaped, and an interrupt from the kernel ends the
-//! wait with [`Error::Interrupted`] at once.
+//! wait with [`Error::Interrupted`] at once. Before it sleeps in `poll`, a wait looks with
+//! zero-timeout polls for a few microseconds (see [`SPIN`]), backing off when that does not pay.
 //!
 //! # Plugging in a new blocking primitive
 //!
@@ -181,7 +182,9 @@ pub(crate) fn until<W: Waiter>(
             // Round up, so that a short wait is not a busy loop of zero-millisecond polls.
             wait.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32
         };
-        sys::poll(&mut fds.list, timeout_ms).map_err(|e| Error::os("poll", e))?;
+        // A waiter that blocks in `check` (slice zero) has nothing here worth spinning on.
+        let spin = waiter.slice() != Some(Duration::ZERO);
+        poll_spinning(&mut fds.list, timeout_ms, spin).map_err(|e| Error::os("poll", e))?;
         polled = true;
         let mut children = Vec::new();
         for owner in fds.fired() {
@@ -198,6 +201,77 @@ pub(crate) fn until<W: Waiter>(
         }
         if !children.is_empty() || !all_pidfds {
             registry::lock().service(&children);
+        }
+    }
+}
+
+/// How long a wait polls without sleeping before it blocks in `poll(2)`.
+///
+/// Why: most waits are answered by another process running on another core within microseconds
+/// (a `Pipe` echo, a pool worker's result for a tiny task). A process that sleeps in `poll` pays
+/// the scheduler's wake-up (tens of microseconds on a busy machine) on top of the other side's
+/// work; one that keeps looking with zero-timeout polls sees the answer as soon as it is written.
+/// Past this budget the wait sleeps as before, so a long wait costs at most this much CPU more.
+const SPIN: Duration = Duration::from_micros(20);
+
+/// `poll(2)` on `list` for up to `timeout_ms` (-1: no limit); with `spin`, first zero-timeout
+/// polls for up to [`SPIN`], on machines with more than one core (on one core the other side
+/// cannot run while this one spins).
+///
+/// Spinning pays only when answers come fast (ping-pong, tiny tasks); when they do not (a long
+/// task, a big transfer arriving in pieces) every spin is wasted CPU, taken from the processes
+/// that do the work. So each spin that ends empty-handed makes the next waits skip theirs, twice
+/// as many after each further miss (up to 63), and one that sees its answer resets that.
+fn poll_spinning(list: &mut [libc::pollfd], timeout_ms: i32, spin: bool) -> nix::Result<usize> {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    // Per copy of the crate (per notebook cell): a heuristic, nothing depends on it being shared.
+    static MISSES: AtomicU32 = AtomicU32::new(0);
+    static SKIP: AtomicU32 = AtomicU32::new(0);
+    if timeout_ms == 0 || !spin || !several_cores() {
+        return sys::poll(list, timeout_ms);
+    }
+    if SKIP.load(Ordering::Relaxed) > 0 {
+        SKIP.fetch_sub(1, Ordering::Relaxed);
+        return sys::poll(list, timeout_ms);
+    }
+    let start = Instant::now();
+    loop {
+        let n = sys::poll(list, 0)?;
+        if n > 0 {
+            MISSES.store(0, Ordering::Relaxed);
+            return Ok(n);
+        }
+        let spent = start.elapsed();
+        if spent >= SPIN {
+            let misses = (MISSES.load(Ordering::Relaxed) + 1).min(6);
+            MISSES.store(misses, Ordering::Relaxed);
+            SKIP.store((1 << misses) - 1, Ordering::Relaxed);
+            let spent_ms = spent.as_millis().min(i32::MAX as u128) as i32;
+            let rest = if timeout_ms < 0 {
+                -1
+            } else {
+                (timeout_ms - spent_ms).max(0)
+            };
+            return sys::poll(list, rest);
+        }
+        // No sched_yield here: on a busy machine it hands this core to an unrelated process for a
+        // whole time slice (milliseconds), while a process asleep in poll is woken at once.
+        std::hint::spin_loop();
+    }
+}
+
+/// Whether this machine has more than one core available to this process (asked once per copy of
+/// the crate: an answer that changes later only makes waits spin when they need not, or not).
+fn several_cores() -> bool {
+    use std::sync::atomic::{AtomicU8, Ordering};
+    static SEVERAL: AtomicU8 = AtomicU8::new(0);
+    match SEVERAL.load(Ordering::Relaxed) {
+        1 => false,
+        2 => true,
+        _ => {
+            let several = std::thread::available_parallelism().is_ok_and(|n| n.get() > 1);
+            SEVERAL.store(if several { 2 } else { 1 }, Ordering::Relaxed);
+            several
         }
     }
 }

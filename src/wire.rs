@@ -49,20 +49,34 @@ pub(crate) fn pipe(
     write_nonblocking: bool,
     buffer: Buffer,
 ) -> Result<(OwnedFd, OwnedFd)> {
-    let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::os("pipe2", e))?;
+    // Both ends nonblocking: one flag at creation. One end: a fresh pipe end has no status flag
+    // but its access mode, which F_SETFL ignores, so one F_SETFL sets it (no F_GETFL first).
+    let both = read_nonblocking && write_nonblocking;
+    let flags = if both {
+        OFlag::O_CLOEXEC | OFlag::O_NONBLOCK
+    } else {
+        OFlag::O_CLOEXEC
+    };
+    let (read, write) = nix::unistd::pipe2(flags).map_err(|e| Error::os("pipe2", e))?;
     if buffer == Buffer::Large {
         // A bigger pipe is an optimisation only: ignore a refusal.
         let _ = fcntl(&write, FcntlArg::F_SETPIPE_SZ(PIPE_SIZE));
     }
-    if read_nonblocking {
-        set_nonblocking(&read)?;
+    let fresh_nonblocking = |fd: &OwnedFd| {
+        fcntl(fd, FcntlArg::F_SETFL(OFlag::O_NONBLOCK))
+            .map(drop)
+            .map_err(|e| Error::os("fcntl", e))
+    };
+    if read_nonblocking && !both {
+        fresh_nonblocking(&read)?;
     }
-    if write_nonblocking {
-        set_nonblocking(&write)?;
+    if write_nonblocking && !both {
+        fresh_nonblocking(&write)?;
     }
     Ok((read, write))
 }
 
+#[allow(dead_code)]
 pub(crate) fn set_nonblocking(fd: &OwnedFd) -> Result<()> {
     let flags = fcntl(fd, FcntlArg::F_GETFL).map_err(|e| Error::os("fcntl", e))?;
     fcntl(
@@ -130,14 +144,57 @@ impl Encoded {
     }
 }
 
+/// A pool's spare memfds: ones whose reader is done with them (a chunk's inputs once its result came
+/// back, a big result once decoded), kept to carry later payloads: rewriting pages a memfd already
+/// has costs a third of allocating and zeroing fresh ones. Shared by the pool, its job sources
+/// (which encode chunks) and the results it holds; dropped with the last of them.
+pub(crate) type Spares = std::rc::Rc<SpareFds>;
+
+/// See [`Spares`]. At most `max` are kept; more are closed.
+#[derive(Debug, Default)]
+pub(crate) struct SpareFds {
+    fds: std::cell::RefCell<Vec<OwnedFd>>,
+    max: std::cell::Cell<usize>,
+}
+
+impl SpareFds {
+    pub(crate) fn new(max: usize) -> Spares {
+        let spares = SpareFds::default();
+        spares.max.set(max);
+        std::rc::Rc::new(spares)
+    }
+
+    fn take(&self) -> Option<OwnedFd> {
+        self.fds.borrow_mut().pop()
+    }
+
+    /// Keeps `fd` (a memfd nobody reads or writes any more) for a later payload.
+    pub(crate) fn give(&self, fd: OwnedFd) {
+        let mut fds = self.fds.borrow_mut();
+        if fds.len() < self.max.get() {
+            fds.push(fd);
+        }
+    }
+
+    /// The descriptors kept (a new worker closes its inherited copies).
+    pub(crate) fn raw_fds(&self) -> Vec<std::os::fd::RawFd> {
+        use std::os::fd::AsRawFd;
+        self.fds.borrow().iter().map(|fd| fd.as_raw_fd()).collect()
+    }
+}
+
 /// Like [`encode_seq`], but a chunk of the bulk kinds (`Vec<u8>`, `String`, `Vec<f64>`,
 /// `Vec<f32>`) of [`SHARED_MIN`] bytes or more is written straight into a memfd (one copy, from the
-/// caller's values into the memory the worker will map).
-pub(crate) fn encode_chunk<T: Serialize + 'static>(items: &[T]) -> Result<Encoded> {
+/// caller's values into the memory the worker will map), a spare one when there is one.
+pub(crate) fn encode_chunk<T: Serialize + 'static>(
+    items: &[T],
+    spares: &Spares,
+) -> Result<Encoded> {
     fn shared<T: 'static, E: 'static>(
         items: &[T],
         bytes_of: fn(&E) -> &[u8],
         elem: usize,
+        spares: &Spares,
     ) -> Option<Result<Encoded>> {
         use std::any::Any;
         let mut len = varint_len(items.len() as u64);
@@ -148,7 +205,12 @@ pub(crate) fn encode_chunk<T: Serialize + 'static>(items: &[T]) -> Result<Encode
         if len < SHARED_MIN {
             return None;
         }
-        let mut file = match sys::SharedFile::new(len) {
+        let spare = spares.take();
+        let made = match spare {
+            Some(fd) => sys::SharedFile::reuse(fd, len),
+            None => sys::SharedFile::new(len),
+        };
+        let mut file = match made {
             Ok(file) => file,
             Err(e) => return Some(Err(Error::os("memfd", e))),
         };
@@ -167,13 +229,13 @@ pub(crate) fn encode_chunk<T: Serialize + 'static>(items: &[T]) -> Result<Encode
     }
     let id = std::any::TypeId::of::<T>();
     let direct = if id == std::any::TypeId::of::<Vec<u8>>() {
-        shared::<T, Vec<u8>>(items, |v| v.as_slice(), 1)
+        shared::<T, Vec<u8>>(items, |v| v.as_slice(), 1, spares)
     } else if id == std::any::TypeId::of::<String>() {
-        shared::<T, String>(items, |s| s.as_bytes(), 1)
+        shared::<T, String>(items, |s| s.as_bytes(), 1, spares)
     } else if cfg!(target_endian = "little") && id == std::any::TypeId::of::<Vec<f64>>() {
-        shared::<T, Vec<f64>>(items, |v| f64_bytes(v), 8)
+        shared::<T, Vec<f64>>(items, |v| f64_bytes(v), 8, spares)
     } else if cfg!(target_endian = "little") && id == std::any::TypeId::of::<Vec<f32>>() {
-        shared::<T, Vec<f32>>(items, |v| f32_bytes(v), 4)
+        shared::<T, Vec<f32>>(items, |v| f32_bytes(v), 4, spares)
     } else {
         None
     };
@@ -189,16 +251,41 @@ pub(crate) fn encode_chunk<T: Serialize + 'static>(items: &[T]) -> Result<Encode
     }
 }
 
-fn varint_len(mut n: u64) -> usize {
-    let mut len = 1;
-    while n >= 0x80 {
-        n >>= 7;
-        len += 1;
-    }
-    len
+fn varint_len(n: u64) -> usize {
+    let bits = 64 - (n | 1).leading_zeros() as usize;
+    bits.div_ceil(7)
 }
 
-fn put_varint(out: &mut [u8], mut at: usize, mut n: u64) -> usize {
+/// Writes `n` as a varint at `out[at..]`; returns where it ends.
+///
+/// With 8 bytes of room (the usual case: callers size buffers for 10 bytes a varint), the first
+/// eight 7-bit groups are spread over one 64-bit word and stored at once: a million tiny results
+/// are mostly 9-byte varints, and a store per byte was most of a worker's time.
+fn put_varint(out: &mut [u8], at: usize, n: u64) -> usize {
+    if let Some(word) = out.get_mut(at..at + 8) {
+        let len = varint_len(n);
+        let mut w = 0u64;
+        for group in 0..8 {
+            w |= ((n >> (7 * group)) & 0x7f) << (8 * group);
+        }
+        // The continuation bit on every byte but the last (all eight when the varint is longer).
+        let continued = len.min(9) - 1;
+        let mask = if continued == 0 {
+            0
+        } else {
+            u64::MAX >> (64 - 8 * continued)
+        };
+        w |= 0x8080_8080_8080_8080 & mask;
+        word.copy_from_slice(&w.to_le_bytes());
+        if len <= 8 {
+            return at + len;
+        }
+        return put_varint_bytes(out, at + 8, n >> 56);
+    }
+    put_varint_bytes(out, at, n)
+}
+
+fn put_varint_bytes(out: &mut [u8], mut at: usize, mut n: u64) -> usize {
     while n >= 0x80 {
         out[at] = (n as u8) | 0x80;
         n >>= 7;
@@ -237,11 +324,15 @@ pub(crate) fn encode_seq<T: Serialize + 'static>(items: &[T]) -> postcard::Resul
     /// Integers: postcard's varints (zigzag for signed ones), in one tight loop.
     fn ints<T: 'static, E: Copy + 'static>(items: &[T], word: fn(E) -> u64) -> Option<Vec<u8>> {
         use std::any::Any;
-        let mut out = Vec::with_capacity(items.len() * (std::mem::size_of::<E>() + 2) + 10);
-        push_varint(&mut out, items.len() as u64);
+        // Written into a zeroed buffer of the worst-case size (10 bytes a varint), then cut: a
+        // store per byte, where pushing checks the capacity at every byte (a map of a million
+        // tiny tasks spends most of its time here).
+        let mut out = vec![0u8; (items.len() + 1) * 10];
+        let mut at = put_varint(&mut out, 0, items.len() as u64);
         for item in items {
-            push_varint(&mut out, word(*(item as &dyn Any).downcast_ref::<E>()?));
+            at = put_varint(&mut out, at, word(*(item as &dyn Any).downcast_ref::<E>()?));
         }
+        out.truncate(at);
         Some(out)
     }
     let id = std::any::TypeId::of::<T>();
@@ -279,79 +370,105 @@ pub(crate) fn encode_seq<T: Serialize + 'static>(items: &[T]) -> postcard::Resul
 
 /// Decodes what [`encode_seq`] (or postcard, for `Vec<T>`) wrote, with the same fast paths.
 pub(crate) fn decode_seq<T: DeserializeOwned + 'static>(bytes: &[u8]) -> postcard::Result<Vec<T>> {
+    let mut out = Vec::new();
+    decode_seq_into(bytes, &mut out)?;
+    Ok(out)
+}
+
+/// Like [`decode_seq`], appending the items to `out` (on error `out` is left as it was). A pool's
+/// `map` decodes every chunk's results straight into the one result vector: no vector per chunk,
+/// no copy of them all at the end.
+pub(crate) fn decode_seq_into<T: DeserializeOwned + 'static>(
+    bytes: &[u8],
+    out: &mut Vec<T>,
+) -> postcard::Result<()> {
     use std::any::{Any, TypeId};
-    fn items<E>(
+    // `out` is the caller's `Vec<T>`, which is a `Vec<E>` when the fast path is taken.
+    fn items<E: 'static>(
         mut bytes: &[u8],
+        out: &mut dyn Any,
         elem: usize,
         make: impl Fn(&[u8]) -> Option<E>,
-    ) -> Option<Vec<E>> {
+    ) -> Option<()> {
+        let out = out.downcast_mut::<Vec<E>>()?;
         let n = take_varint(&mut bytes)? as usize;
-        let mut out = Vec::with_capacity(n.min(bytes.len()));
+        out.reserve(n.min(bytes.len()));
         for _ in 0..n {
             let len = (take_varint(&mut bytes)? as usize).checked_mul(elem)?;
             let (item, rest) = (bytes.get(..len)?, bytes.get(len..)?);
             out.push(make(item)?);
             bytes = rest;
         }
-        bytes.is_empty().then_some(out)
+        bytes.is_empty().then_some(())
     }
-    fn cast<T: 'static, E: 'static>(v: Option<Vec<E>>) -> Option<Vec<T>> {
-        let boxed: Box<dyn Any> = Box::new(v?);
-        boxed.downcast::<Vec<T>>().ok().map(|b| *b)
-    }
-    fn ints<E>(mut bytes: &[u8], make: impl Fn(u64) -> Option<E>) -> Option<Vec<E>> {
+    fn ints<E: 'static>(
+        mut bytes: &[u8],
+        out: &mut dyn Any,
+        make: impl Fn(u64) -> Option<E>,
+    ) -> Option<()> {
+        let out = out.downcast_mut::<Vec<E>>()?;
         let n = take_varint(&mut bytes)? as usize;
-        let mut out = Vec::with_capacity(n.min(bytes.len()));
+        out.reserve(n.min(bytes.len()));
         for _ in 0..n {
             out.push(make(take_varint(&mut bytes)?)?);
         }
-        bytes.is_empty().then_some(out)
+        bytes.is_empty().then_some(())
     }
+    let before = out.len();
     let id = TypeId::of::<T>();
     let fast = if id == TypeId::of::<u64>() {
-        Some(cast::<T, u64>(ints(bytes, Some)))
+        Some(ints(bytes, out, Some::<u64>))
     } else if id == TypeId::of::<u32>() {
-        Some(cast::<T, u32>(ints(bytes, |w| u32::try_from(w).ok())))
+        Some(ints(bytes, out, |w| u32::try_from(w).ok()))
     } else if id == TypeId::of::<usize>() {
-        Some(cast::<T, usize>(ints(bytes, |w| usize::try_from(w).ok())))
+        Some(ints(bytes, out, |w| usize::try_from(w).ok()))
     } else if id == TypeId::of::<i64>() {
-        Some(cast::<T, i64>(ints(bytes, |w| {
+        Some(ints(bytes, out, |w| {
             Some(((w >> 1) as i64) ^ -((w & 1) as i64))
-        })))
+        }))
     } else if id == TypeId::of::<i32>() {
-        Some(cast::<T, i32>(ints(bytes, |w| {
+        Some(ints(bytes, out, |w| {
             let w = u32::try_from(w).ok()?;
             Some(((w >> 1) as i32) ^ -((w & 1) as i32))
-        })))
+        }))
     } else if id == TypeId::of::<Vec<u8>>() {
-        Some(cast::<T, Vec<u8>>(items(bytes, 1, |b| Some(b.to_vec()))))
+        Some(items(bytes, out, 1, |b| Some(b.to_vec())))
     } else if id == TypeId::of::<String>() {
-        Some(cast::<T, String>(items(bytes, 1, |b| {
+        Some(items(bytes, out, 1, |b| {
             std::str::from_utf8(b).ok().map(str::to_owned)
-        })))
+        }))
     } else if id == TypeId::of::<Vec<f64>>() {
-        Some(cast::<T, Vec<f64>>(items(bytes, 8, |b| {
+        Some(items(bytes, out, 8, |b| {
             Some(
                 b.chunks_exact(8)
                     .map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
-                    .collect(),
+                    .collect::<Vec<f64>>(),
             )
-        })))
+        }))
     } else if id == TypeId::of::<Vec<f32>>() {
-        Some(cast::<T, Vec<f32>>(items(bytes, 4, |b| {
+        Some(items(bytes, out, 4, |b| {
             Some(
                 b.chunks_exact(4)
                     .map(|c| f32::from_le_bytes(c.try_into().unwrap_or([0; 4])))
-                    .collect(),
+                    .collect::<Vec<f32>>(),
             )
-        })))
+        }))
     } else {
         None
     };
     match fast {
-        Some(Some(out)) => Ok(out),
+        Some(Some(())) => Ok(()),
         // Malformed for the fast path: let postcard say what is wrong.
-        Some(None) | None => postcard::from_bytes(bytes),
+        Some(None) | None => {
+            out.truncate(before);
+            let mut decoded: Vec<T> = postcard::from_bytes(bytes)?;
+            if out.is_empty() {
+                *out = decoded;
+            } else {
+                out.append(&mut decoded);
+            }
+            Ok(())
+        }
     }
 }
 
@@ -372,12 +489,41 @@ fn push_varint(out: &mut Vec<u8>, mut n: u64) {
 }
 
 fn take_varint(bytes: &mut &[u8]) -> Option<u64> {
+    let all = *bytes;
+    // With 8 bytes to look at (the usual case), one load: the first byte without a continuation
+    // bit ends the varint, and its 7-bit groups are gathered from the word.
+    if let Some(head) = all.get(..8) {
+        let w = u64::from_le_bytes(head.try_into().ok()?);
+        let stops = !w & 0x8080_8080_8080_8080;
+        let len = if stops == 0 {
+            8
+        } else {
+            stops.trailing_zeros() as usize / 8 + 1
+        };
+        let v = (w & 0x7f7f_7f7f_7f7f_7f7f) & (u64::MAX >> (64 - 8 * len));
+        let mut n = 0u64;
+        for group in 0..8 {
+            n |= ((v >> (8 * group)) & 0x7f) << (7 * group);
+        }
+        if stops != 0 {
+            *bytes = &all[len..];
+            return Some(n);
+        }
+        // A 9- or 10-byte varint: 56 bits here, the rest in the next bytes.
+        for (i, &b) in all[8..].iter().take(2).enumerate() {
+            n |= u64::from(b & 0x7f) << (56 + 7 * i);
+            if b & 0x80 == 0 {
+                *bytes = &all[9 + i..];
+                return Some(n);
+            }
+        }
+        return None;
+    }
     let mut n = 0u64;
-    for shift in (0..70).step_by(7) {
-        let (&b, rest) = bytes.split_first()?;
-        *bytes = rest;
-        n |= u64::from(b & 0x7f).checked_shl(shift)?;
+    for (i, &b) in all.iter().take(10).enumerate() {
+        n |= u64::from(b & 0x7f) << (7 * i);
         if b & 0x80 == 0 {
+            *bytes = &all[i + 1..];
             return Some(n);
         }
     }
@@ -472,7 +618,7 @@ pub(crate) fn read_frame(fd: BorrowedFd<'_>, body: &mut Vec<u8>, peer: &str) -> 
     Ok(true)
 }
 
-fn cut_short(peer: &str) -> Error {
+pub(crate) fn cut_short(peer: &str) -> Error {
     Error::Disconnected {
         peer: peer.into(),
         message: "its process ended in the middle of a message; make senders finish their send before they end"
@@ -549,14 +695,22 @@ pub(crate) fn side_channel() -> Result<(OwnedFd, OwnedFd)> {
     .map_err(|e| Error::os("socketpair", e))
 }
 
-/// Puts `bytes` in a new memfd and sends it over `socket` (SCM_RIGHTS); the receiver reads it with
-/// [`recv_shared`]. The memory is freed once both sides have closed the descriptor.
-pub(crate) fn send_shared(socket: BorrowedFd<'_>, bytes: &[u8]) -> Result<()> {
-    use nix::sys::memfd::{memfd_create, MFdFlags};
-    let memfd = memfd_create("multiprocessing-payload", MFdFlags::MFD_CLOEXEC)
-        .map_err(|e| Error::os("memfd_create", e))?;
-    write_all(memfd.as_fd(), bytes)?;
-    send_fd(socket, memfd.as_fd())
+/// Puts `bytes` in a memfd and sends it over `socket` (SCM_RIGHTS); the receiver reads it with
+/// [`recv_shared`]. The memfd is `reuse` (one the caller has read and no one else uses: a worker
+/// writes a chunk's results into the memfd its inputs came in) or a new one. The memory is freed
+/// once every side has closed the descriptor.
+pub(crate) fn send_shared(
+    socket: BorrowedFd<'_>,
+    bytes: &[u8],
+    reuse: Option<OwnedFd>,
+) -> Result<()> {
+    let made = match reuse {
+        Some(fd) => sys::SharedFile::reuse(fd, bytes.len()),
+        None => sys::SharedFile::new(bytes.len()),
+    };
+    let mut file = made.map_err(|e| Error::os("memfd", e))?;
+    file.bytes_mut().copy_from_slice(bytes);
+    send_fd(socket, file.into_fd().as_fd())
 }
 
 /// Sends a memfd already filled (see [`encode_chunk`]) over `socket` (SCM_RIGHTS).
@@ -580,8 +734,9 @@ pub(crate) fn send_fd(socket: BorrowedFd<'_>, memfd: BorrowedFd<'_>) -> Result<(
     }
 }
 
-/// Receives a memfd sent by [`send_shared`] and maps it: its bytes, without a copy.
-pub(crate) fn recv_shared(socket: BorrowedFd<'_>) -> Result<sys::Mapping> {
+/// Receives a memfd sent by [`send_shared`] and maps it: its bytes, without a copy, and the memfd
+/// (to be reused once read, see [`Spares`]).
+pub(crate) fn recv_shared(socket: BorrowedFd<'_>) -> Result<(sys::Mapping, OwnedFd)> {
     let memfd = loop {
         match sys::recv_fd(socket) {
             Ok(Some(fd)) => break std::fs::File::from(fd),
@@ -604,7 +759,8 @@ pub(crate) fn recv_shared(socket: BorrowedFd<'_>) -> Result<sys::Mapping> {
             )
         })?
         .len() as usize;
-    sys::Mapping::of(memfd.as_fd(), len).map_err(|e| Error::os("mmap", e))
+    let mapping = sys::Mapping::of(memfd.as_fd(), len).map_err(|e| Error::os("mmap", e))?;
+    Ok((mapping, OwnedFd::from(memfd)))
 }
 
 /// The parent's nonblocking, buffered writing end: frames are queued, then written as far as the pipe
@@ -845,6 +1001,35 @@ mod tests {
         );
         assert!(decode_seq::<Vec<u8>>(&[5]).is_err(), "cut short");
         assert!(decode_seq::<String>(&[1, 1, 0xff]).is_err(), "not UTF-8");
+    }
+
+    #[test]
+    fn word_at_a_time_varints_match_postcard() {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for i in 0..100_000u64 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            // Every length from 1 to 10 bytes, and the edges of each.
+            let n = match i % 3 {
+                0 => x >> (x % 64),
+                1 => (1u64 << (i % 64)).wrapping_sub(1),
+                _ => 1u64 << (i % 64),
+            };
+            let reference = postcard::to_allocvec(&n).unwrap();
+            // Room for a whole word, and exactly the varint's room (the byte-by-byte path).
+            for room in [reference.len() + 8, reference.len()] {
+                let mut buf = vec![0u8; room];
+                let end = put_varint(&mut buf, 0, n);
+                assert_eq!(&buf[..end], &reference[..], "{n}");
+                let mut rest = &buf[..];
+                assert_eq!(take_varint(&mut rest), Some(n), "{n}");
+                assert_eq!(rest.len(), room - end);
+            }
+        }
+        // An 11th byte is never read: a varint whose 10th byte continues is malformed.
+        let mut too_long = &[0xffu8; 12][..];
+        assert_eq!(take_varint(&mut too_long), None);
     }
 
     #[test]

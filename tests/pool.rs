@@ -431,14 +431,27 @@ fn bad_input_gives_typed_errors() {
             ..
         })
     ));
-    let mut r = pool.apply_async(cubes, 2).unwrap();
-    let err = r.get_timeout(Duration::ZERO).unwrap_err();
-    assert!(matches!(err, Error::InvalidTimeout { .. }));
-    assert!(err.to_string().contains("ready()"));
+    // Zero timeouts check now, as Python's do (issue 10: they used to be refused with
+    // InvalidTimeout, which this test pinned).
+    let mut slow = pool.apply_async(sleep_ms, 300).unwrap();
     assert!(matches!(
-        r.wait_timeout(Duration::ZERO),
-        Err(Error::InvalidTimeout { .. })
+        slow.get_timeout(Duration::ZERO),
+        Err(Error::Timeout { .. })
     ));
+    assert!(!slow.wait_timeout(Duration::ZERO).unwrap());
+    assert_eq!(slow.get().unwrap(), 300);
+    assert!(slow.successful().unwrap());
+    let mut it = pool.imap(sleep_ms, vec![300]).unwrap();
+    assert!(matches!(
+        it.next_timeout(Duration::ZERO),
+        Some(Err(Error::Timeout { .. }))
+    ));
+    assert_eq!(it.next().unwrap().unwrap(), 300);
+    let mut done = pool.apply_async(cubes, 3).unwrap();
+    done.wait().unwrap();
+    assert!(done.wait_timeout(Duration::ZERO).unwrap());
+    assert_eq!(done.get_timeout(Duration::ZERO).unwrap(), 27);
+    let mut r = pool.apply_async(cubes, 2).unwrap();
     assert!(
         r.wait_timeout(Duration::MAX).unwrap(),
         "a huge timeout is no panic"

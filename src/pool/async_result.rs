@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 
+use super::borrow;
 use super::inner::{Arrived, Inner};
-use super::{borrow, check_timeout};
 use crate::error::{Error, Result};
 
 /// The result of [`Pool::apply_async`](crate::Pool::apply_async) or
@@ -176,8 +176,8 @@ impl<R> AsyncResult<R> {
     }
 
     /// Like [`get`](Self::get), waiting at most `timeout` (Python: `get(timeout)`); then
-    /// [`Error::Timeout`], and the result can still be collected later. A zero timeout is
-    /// [`Error::InvalidTimeout`]: use [`ready`](Self::ready) to look without waiting.
+    /// [`Error::Timeout`], and the result can still be collected later. A zero timeout checks
+    /// without waiting, as Python's `get(0)` does.
     ///
     /// ```
     /// use std::time::Duration;
@@ -192,7 +192,6 @@ impl<R> AsyncResult<R> {
     /// # Ok::<(), multiprocessing::Error>(())
     /// ```
     pub fn get_timeout(&mut self, timeout: Duration) -> Result<R> {
-        check_timeout(timeout)?;
         self.collect(Some(timeout))
     }
 
@@ -241,7 +240,7 @@ impl<R> AsyncResult<R> {
     }
 
     /// Waits at most `timeout` (Python: `wait(timeout)`); `Ok(true)` if the result is ready.
-    /// A zero timeout is [`Error::InvalidTimeout`].
+    /// A zero timeout checks without waiting.
     ///
     /// ```
     /// use std::time::Duration;
@@ -255,7 +254,6 @@ impl<R> AsyncResult<R> {
     /// # Ok::<(), multiprocessing::Error>(())
     /// ```
     pub fn wait_timeout(&self, timeout: Duration) -> Result<bool> {
-        check_timeout(timeout)?;
         let job = self.job;
         borrow(&self.pool)?.drive(Instant::now().checked_add(timeout), |i| i.job_finished(job))
     }
@@ -341,7 +339,7 @@ pub(crate) fn decode_all<R: DeserializeOwned + 'static>(
     arrived.sort_by_key(|a| a.first);
     let mut out = Vec::new();
     for a in arrived {
-        out.extend(super::decode_chunk::<R>(a.result?.bytes())?);
+        super::decode_chunk_into::<R>(a.result?.bytes(), &mut out)?;
     }
     Ok(out)
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 
 use super::inner::{Inner, Payload};
-use super::{borrow, check_timeout, decode_chunk};
+use super::{borrow, decode_chunk};
 use crate::error::{Error, Result};
 
 /// Results of [`Pool::imap`](crate::Pool::imap) (in input order) or
@@ -68,7 +68,7 @@ impl<R: DeserializeOwned + 'static> IMap<R> {
     }
 
     /// The next result, waiting at most `timeout` (Python: `next(timeout)`): `Some(Err(Error::Timeout))`
-    /// when it runs out (call again to keep waiting). A zero timeout is [`Error::InvalidTimeout`].
+    /// when it runs out (call again to keep waiting). A zero timeout checks without waiting.
     ///
     /// ```
     /// use std::time::Duration;
@@ -83,9 +83,6 @@ impl<R: DeserializeOwned + 'static> IMap<R> {
     /// # Ok::<(), multiprocessing::Error>(())
     /// ```
     pub fn next_timeout(&mut self, timeout: Duration) -> Option<Result<R>> {
-        if let Err(e) = check_timeout(timeout) {
-            return Some(Err(e));
-        }
         // A timeout too large to represent waits without limit.
         self.next_until(Instant::now().checked_add(timeout), timeout)
     }

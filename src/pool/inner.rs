@@ -6,7 +6,7 @@
 //! pipes, and the chunks each one holds.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::rc::Rc;
 use std::time::Instant;
 
@@ -61,7 +61,24 @@ pub(crate) struct Arrived {
 #[derive(Debug)]
 pub(crate) enum Payload {
     InFrame { body: Vec<u8>, start: usize },
-    Shared(crate::sys::Mapping),
+    Shared(SharedPayload),
+}
+
+/// A big result in a mapped memfd; the memfd goes to the pool's spares once the result is dropped
+/// (decoded: the worker that wrote it never touches it again).
+#[derive(Debug)]
+pub(crate) struct SharedPayload {
+    mapping: crate::sys::Mapping,
+    memfd: Option<OwnedFd>,
+    spares: wire::Spares,
+}
+
+impl Drop for SharedPayload {
+    fn drop(&mut self) {
+        if let Some(fd) = self.memfd.take() {
+            self.spares.give(fd);
+        }
+    }
 }
 
 impl Clone for Payload {
@@ -85,7 +102,7 @@ impl Payload {
     pub(crate) fn bytes(&self) -> &[u8] {
         match self {
             Payload::InFrame { body, start } => &body[*start..],
-            Payload::Shared(mapping) => mapping.bytes(),
+            Payload::Shared(shared) => shared.mapping.bytes(),
         }
     }
 }
@@ -182,6 +199,8 @@ pub(crate) struct Inner {
     ready_callbacks: Vec<Box<dyn FnOnce()>>,
     /// Jobs whose handle was dropped while callbacks wait for them: forgotten once they ran.
     detached: Vec<u64>,
+    /// Memfds of big chunks whose results came back, for the next big chunks (`wire::Spares`).
+    pub spares: wire::Spares,
 }
 
 /// Turns a finished job's results (or failure) into the callback to run.
@@ -236,6 +255,8 @@ impl Inner {
             callbacks: Vec::new(),
             ready_callbacks: Vec::new(),
             detached: Vec::new(),
+            // A few per worker keep every chunk in flight on reused pages.
+            spares: wire::SpareFds::new(2 * processes + 2),
         };
         for _ in 0..processes {
             let worker = inner.spawn_worker()?;
@@ -252,6 +273,7 @@ impl Inner {
         let (relay, ends) = output::pipes_for_child()?;
         let progress = ProgressSlot::new()?;
         let mut close: Vec<RawFd> = self.workers.iter().flat_map(Worker::parent_fds).collect();
+        close.extend(self.spares.raw_fds());
         close.extend([
             task_write.as_raw_fd(),
             result_read.as_raw_fd(),
@@ -651,7 +673,11 @@ impl Inner {
             } => {
                 let payload = if shared {
                     match wire::recv_shared(self.workers[i].side.as_fd()) {
-                        Ok(mapping) => Payload::Shared(mapping),
+                        Ok((mapping, memfd)) => Payload::Shared(SharedPayload {
+                            mapping,
+                            memfd: Some(memfd),
+                            spares: self.spares.clone(),
+                        }),
                         // The worker is gone mid-message; its exit settles its chunks.
                         Err(_) => return,
                     }
@@ -706,6 +732,13 @@ impl Inner {
     }
 
     fn chunk_done(&mut self, c: Chunk, result: Result<Payload>) {
+        // Its worker has read it (results come after the inputs are decoded) or never will: the
+        // memfd may carry another chunk. Not after a big result, though: the worker wrote that into
+        // this very memfd, which the result (`SharedPayload`) hands on once decoded.
+        let result_shared = matches!(result, Ok(Payload::Shared(_)));
+        if let (Encoded::Shared { fd, .. }, false) = (c.payload, result_shared) {
+            self.spares.give(fd);
+        }
         if let Some(job) = self.jobs.get_mut(&c.job) {
             job.outstanding = job.outstanding.saturating_sub(1);
             job.deliver(c.seq, c.first, result);
@@ -838,7 +871,7 @@ impl Inner {
                 let (sent, payload): (Result<()>, &[u8]) = match &chunk.payload {
                     Encoded::Shared { fd, .. } => (wire::send_fd(w.side.as_fd(), fd.as_fd()), &[]),
                     Encoded::Inline(bytes) if shared => {
-                        (wire::send_shared(w.side.as_fd(), bytes), &[])
+                        (wire::send_shared(w.side.as_fd(), bytes, None), &[])
                     }
                     Encoded::Inline(bytes) => (Ok(()), bytes),
                 };

@@ -76,7 +76,6 @@ mod worker;
 
 use std::cell::{RefCell, RefMut};
 use std::rc::Rc;
-use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -315,28 +314,39 @@ impl Drop for PoolRef<'_> {
     }
 }
 
-/// Rejects a zero timeout (it would mean "never wait"; Python's `get(0)` is a busy check).
-pub(crate) fn check_timeout(timeout: Duration) -> Result<()> {
-    if timeout.is_zero() {
-        return Err(Error::InvalidTimeout {
-            timeout,
-            reason: "a zero timeout never waits; use ready() to check without waiting, or a positive timeout",
-        });
-    }
-    Ok(())
-}
-
 /// Decodes one chunk's results.
 pub(crate) fn decode_chunk<R: DeserializeOwned + 'static>(bytes: &[u8]) -> Result<Vec<R>> {
-    crate::wire::decode_seq(bytes).map_err(|e| Error::Codec {
+    let mut out = Vec::new();
+    decode_chunk_into(bytes, &mut out)?;
+    Ok(out)
+}
+
+/// Decodes one chunk's results onto the end of `out`.
+pub(crate) fn decode_chunk_into<R: DeserializeOwned + 'static>(
+    bytes: &[u8],
+    out: &mut Vec<R>,
+) -> Result<()> {
+    crate::wire::decode_seq_into(bytes, out).map_err(|e| Error::Codec {
         direction: "deserialize",
         what: "task results",
         message: e.to_string(),
     })
 }
 
-fn encode_items<T: Serialize + 'static>(items: &[T]) -> Result<crate::wire::Encoded> {
-    crate::wire::encode_chunk(items)
+fn encode_items<T: Serialize + 'static>(
+    items: &[T],
+    spares: &crate::wire::Spares,
+) -> Result<crate::wire::Encoded> {
+    crate::wire::encode_chunk(items, spares)
+}
+
+/// The pool's spare memfds for a new job's source (none if the pool is borrowed right now: the
+/// call then fails with `PoolBusy` anyway, and spares are only an optimisation).
+fn spares(inner: &Rc<RefCell<Inner>>) -> crate::wire::Spares {
+    inner
+        .try_borrow()
+        .map(|inner| inner.spares.clone())
+        .unwrap_or_default()
 }
 
 /// Chunks of an owned list of inputs.
@@ -344,6 +354,7 @@ struct VecChunks<T> {
     items: Vec<T>,
     chunksize: usize,
     next: usize,
+    spares: crate::wire::Spares,
 }
 
 impl<T: Serialize + 'static> Iterator for VecChunks<T> {
@@ -356,7 +367,7 @@ impl<T: Serialize + 'static> Iterator for VecChunks<T> {
         let first = self.next;
         let end = (first + self.chunksize).min(self.items.len());
         self.next = end;
-        Some(encode_items(&self.items[first..end]).map(|bytes| (first, bytes)))
+        Some(encode_items(&self.items[first..end], &self.spares).map(|bytes| (first, bytes)))
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -370,6 +381,7 @@ struct IterChunks<I> {
     iter: I,
     chunksize: usize,
     next: usize,
+    spares: crate::wire::Spares,
 }
 
 impl<T: Serialize + 'static, I: Iterator<Item = T>> Iterator for IterChunks<I> {
@@ -382,7 +394,7 @@ impl<T: Serialize + 'static, I: Iterator<Item = T>> Iterator for IterChunks<I> {
         }
         let first = self.next;
         self.next += items.len();
-        Some(encode_items(&items).map(|bytes| (first, bytes)))
+        Some(encode_items(&items, &self.spares).map(|bytes| (first, bytes)))
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -549,10 +561,14 @@ impl Pool {
             items,
             chunksize,
             next: 0,
+            spares: inner.spares.clone(),
         });
         let job = inner.submit(trampoline_addr::<S>(), func, source, true)?;
         inner.watch.plan(job, "map", Some(total), chunksize, call);
-        let mut parts = std::collections::BTreeMap::new();
+        // Results are decoded straight into `out` in input order as soon as the chunks before them
+        // are in (one vector, no copy at the end); a chunk that arrives early waits, encoded.
+        let mut out: Vec<S::Out> = Vec::with_capacity(total);
+        let mut early = std::collections::BTreeMap::new();
         let outcome = (|| loop {
             inner.drive(None, |i| i.job_has_news(job))?;
             let (arrived, failure) = inner.take(job);
@@ -560,9 +576,20 @@ impl Pool {
                 return Err(e);
             }
             for a in arrived {
-                parts.insert(a.first, decode_chunk::<S::Out>(a.result?.bytes())?);
+                early.insert(a.first, a.result?);
+            }
+            while let Some(entry) = early.first_entry() {
+                if *entry.key() != out.len() {
+                    break;
+                }
+                decode_chunk_into(entry.remove().bytes(), &mut out)?;
             }
             if inner.job_finished(job) {
+                // Normally nothing is left; a chunk with fewer results than tasks would leave the
+                // ones after it here: keep them, in order, as before.
+                for (_, rest) in std::mem::take(&mut early) {
+                    decode_chunk_into(rest.bytes(), &mut out)?;
+                }
                 return Ok(());
             }
         })();
@@ -570,10 +597,6 @@ impl Pool {
             inner.watch.ended(job, watch::Outcome::Failed(&e));
             inner.abandon(job);
             return Err(e);
-        }
-        let mut out = Vec::with_capacity(parts.values().map(Vec::len).sum());
-        for part in parts.into_values() {
-            out.extend(part);
         }
         Ok(out)
     }
@@ -673,6 +696,7 @@ impl Pool {
             items: vec![arg],
             chunksize: 1,
             next: 0,
+            spares: spares(&self.inner),
         });
         let job = self.submit::<Unary<T, R>>(f as usize, source, true)?;
         Ok(AsyncResult::new(
@@ -991,6 +1015,7 @@ impl<'a> Chunked<'a> {
             items,
             chunksize,
             next: 0,
+            spares: spares(&self.pool.inner),
         });
         let job = self.pool.submit::<Unary<T, R>>(f as usize, source, true)?;
         borrow(&self.pool.inner)?
@@ -1035,6 +1060,7 @@ impl<'a> Chunked<'a> {
             items,
             chunksize,
             next: 0,
+            spares: spares(&self.pool.inner),
         });
         let job = self
             .pool
@@ -1115,6 +1141,7 @@ impl<'a> Chunked<'a> {
             iter,
             chunksize,
             next: 0,
+            spares: spares(&self.pool.inner),
         });
         let job = self.pool.submit::<Unary<T, R>>(f as usize, source, false)?;
         let what = if ordered { "imap" } else { "imap_unordered" };

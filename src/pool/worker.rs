@@ -87,6 +87,10 @@ pub(crate) fn run(setup: WorkerSetup, progress: &ProgressSlot) -> i32 {
         let _ = nix::unistd::close(fd);
     }
     setup.ends.install();
+    // Chunks come and go in buffers of megabytes; glibc would hand each back to the system and
+    // fault fresh pages in for the next one (a quarter of a tiny-task map's time). A worker is
+    // this crate's own process, so it may keep its freed memory for the next chunk.
+    crate::sys::keep_freed_memory();
     session::become_child(&setup.name, setup.identity, setup.parent_pid, true);
     // A task's panic travels to the parent as `Error::TaskPanicked`; stderr gets only a short report.
     crate::error::report_panics_briefly(setup.name.clone());
@@ -125,13 +129,13 @@ pub(crate) fn run(setup: WorkerSetup, progress: &ProgressSlot) -> i32 {
                 shared,
             } => (chunk, first, tramp, func, shared),
         };
-        let mapped = if shared {
+        let (mapped, memfd) = if shared {
             match wire::recv_shared(setup.side.as_fd()) {
-                Ok(mapping) => Some(mapping),
+                Ok((mapping, memfd)) => (Some(mapping), Some(memfd)),
                 Err(_) => return 2,
             }
         } else {
-            None
+            (None, None)
         };
         let payload: &[u8] = mapped.as_ref().map_or(payload, |m| m.bytes());
         out.clear();
@@ -142,7 +146,12 @@ pub(crate) fn run(setup: WorkerSetup, progress: &ProgressSlot) -> i32 {
                 progress.set_chunk(Some(chunk));
                 let code =
                     function::call_trampoline(tramp, func, payload, progress, first, &mut out);
-                progress.set_chunk(None);
+                // With inputs in a memfd, the chunk counts as running until its result is out:
+                // a big result overwrites that memfd, so a death while writing it must not make
+                // the parent send the chunk again (from the memfd) elsewhere: `WorkerDied` instead.
+                if memfd.is_none() {
+                    progress.set_chunk(None);
+                }
                 match code {
                     function::STATUS_OK => Status::Ok,
                     function::STATUS_PANICKED => Status::Panicked {
@@ -156,6 +165,8 @@ pub(crate) fn run(setup: WorkerSetup, progress: &ProgressSlot) -> i32 {
             }
             (Err(message), _) | (_, Err(message)) => Status::Unavailable { message },
         };
+        // Done with the inputs (decoded into the task's own values) before the result goes out.
+        drop(mapped);
         flush_std();
         let ended = micros();
         let payload: &[u8] = if matches!(status, Status::Ok) {
@@ -164,7 +175,9 @@ pub(crate) fn run(setup: WorkerSetup, progress: &ProgressSlot) -> i32 {
             &[]
         };
         let shared = payload.len() >= wire::SHARED_MIN;
-        if shared && wire::send_shared(setup.side.as_fd(), payload).is_err() {
+        // A big result goes back in the memfd the inputs came in, when there was one: its pages
+        // are there already (the parent knows: it keeps the inputs' memfd only for small results).
+        if shared && wire::send_shared(setup.side.as_fd(), payload, memfd).is_err() {
             return 2;
         }
         let payload = if shared { &[][..] } else { payload };
@@ -180,6 +193,7 @@ pub(crate) fn run(setup: WorkerSetup, progress: &ProgressSlot) -> i32 {
         {
             return 2;
         }
+        progress.set_chunk(None);
         done += 1;
         if setup.maxtasks.is_some_and(|max| done >= max) {
             return 0;
