@@ -109,6 +109,10 @@ pub struct ExecuteOutcome {
     /// The `input_request`s of the cell and their answers (only with
     /// [`KernelClient::execute_with_input`]; other cells do not allow stdin).
     pub inputs: Vec<InputExchange>,
+    /// `display_id` of each `display_data` that had one -> its index in `outputs`, so that an
+    /// `update_display_data` replaces that output's data, as a front end redraws it in place
+    /// (the live progress display of a pool: a notebook saves its last state, not its first).
+    pub displays: BTreeMap<String, usize>,
 }
 
 /// An `input_request` the kernel sent on stdin while a cell ran, and the answer given.
@@ -571,6 +575,7 @@ impl KernelClient {
             elapsed: Duration::ZERO,
             timeline: Vec::new(),
             inputs: Vec::new(),
+            displays: BTreeMap::new(),
         };
         let mut replied = false;
         let mut idle = false;
@@ -970,10 +975,22 @@ fn collect_output(outcome: &mut ExecuteOutcome, message: &Message, after_idle: b
         kind @ ("execute_result" | "display_data") => {
             let bundle: MimeBundle = message.content_as()?;
             outcome.results.extend(bundle.data.clone());
+            if let Some(id) = display_id(message) {
+                outcome.displays.insert(id, outcome.outputs.len());
+            }
             outcome.outputs.push(Output::Data {
                 kind: kind.to_string(),
                 data: bundle.data,
             });
+        }
+        "update_display_data" => {
+            let bundle: MimeBundle = message.content_as()?;
+            let shown = display_id(message).and_then(|id| outcome.displays.get(&id).copied());
+            if let Some(Output::Data { data, .. }) = shown.and_then(|i| outcome.outputs.get_mut(i))
+            {
+                outcome.results.extend(bundle.data.clone());
+                *data = bundle.data;
+            }
         }
         "error" => {
             let error: ErrorContent = message.content_as()?;
@@ -984,6 +1001,14 @@ fn collect_output(outcome: &mut ExecuteOutcome, message: &Message, after_idle: b
         _ => {}
     }
     Ok(())
+}
+
+/// The `transient.display_id` of a `display_data` / `update_display_data` message.
+fn display_id(message: &Message) -> Option<String> {
+    let content: Value = message.content_as().ok()?;
+    content["transient"]["display_id"]
+        .as_str()
+        .map(str::to_string)
 }
 
 /// The last `max` characters of `text`.
@@ -1084,6 +1109,7 @@ mod tests {
             elapsed: Duration::ZERO,
             timeline: Vec::new(),
             inputs: Vec::new(),
+            displays: BTreeMap::new(),
         };
         let messages = [
             iopub("stream", serde_json::json!({"name":"stdout","text":"a\n"})),
@@ -1115,5 +1141,52 @@ mod tests {
         assert!(outcome.is_error());
         assert_eq!(outcome.outputs.len(), 4);
         assert!(outcome.error_text().contains("bad"));
+    }
+
+    #[test]
+    fn an_update_replaces_the_display_it_names() {
+        let mut outcome = ExecuteOutcome {
+            msg_id: "m".into(),
+            status: ReplyStatus::Ok,
+            reply: serde_json::from_str(r#"{"status":"ok"}"#).unwrap(),
+            stdout: String::new(),
+            stderr: String::new(),
+            late_stderr: String::new(),
+            results: BTreeMap::new(),
+            errors: Vec::new(),
+            outputs: Vec::new(),
+            elapsed: Duration::ZERO,
+            timeline: Vec::new(),
+            inputs: Vec::new(),
+            displays: BTreeMap::new(),
+        };
+        let shown = |text: &str| serde_json::json!({"data":{"text/plain":text},"metadata":{},"transient":{"display_id":"p1"}});
+        let messages = [
+            iopub("display_data", shown("0/10 tasks")),
+            iopub("stream", serde_json::json!({"name":"stdout","text":"a\n"})),
+            iopub("update_display_data", shown("5/10 tasks")),
+            iopub(
+                "update_display_data",
+                serde_json::json!({"data":{"text/plain":"other"},"metadata":{},"transient":{"display_id":"p2"}}),
+            ),
+            iopub("update_display_data", shown("map: 10 tasks in 1 s")),
+        ];
+        for message in &messages {
+            collect_output(&mut outcome, message, false).unwrap();
+        }
+        // The display keeps its place (before the stream) and shows its last state; an update
+        // of a display this cell did not show changes nothing.
+        assert_eq!(outcome.outputs.len(), 2);
+        match &outcome.outputs[0] {
+            Output::Data { kind, data } => {
+                assert_eq!(kind, "display_data");
+                assert_eq!(data["text/plain"], "map: 10 tasks in 1 s");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            outcome.result_text("text/plain").as_deref(),
+            Some("map: 10 tasks in 1 s")
+        );
     }
 }

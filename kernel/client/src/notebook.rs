@@ -17,8 +17,9 @@
 //!
 //! Compared: all stdout text, all stderr text (evcxr's late stderr included, see
 //! [`crate::KernelOptions::stderr_grace`]), `execute_result`/`display_data` data per
-//! MIME type except binary images, and errors as `ename: evalue` (tracebacks are not
-//! compared, as in nbval). Every text goes through the [`Sanitizer`] first. A saved
+//! MIME type except binary images (a display updated in place, such as a pool's progress,
+//! in its last state, as a front end shows it), and errors as `ename: evalue` (tracebacks
+//! are not compared, as in nbval). Every text goes through the [`Sanitizer`] first. A saved
 //! cell with no `execution_count` and no outputs has never been run: it is run but
 //! not compared.
 //!
