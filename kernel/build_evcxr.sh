@@ -73,6 +73,7 @@ fi
 
 out=$cache/bin-$key/evcxr_jupyter
 if [[ -x $out && -z $src_out ]]; then
+    touch -c "${out%/*}" # last used now: see the eviction at the end
     echo "$out"
     exit 0
 fi
@@ -130,6 +131,7 @@ if [[ -n $src_out ]]; then
     log "patched sources in $src_out"
 fi
 if [[ -x $out ]]; then
+    touch -c "${out%/*}"
     echo "$out"
     exit 0
 fi
@@ -142,7 +144,9 @@ mkdir -p "$cache/bin-$key"
 cp "$cache/target/release/evcxr_jupyter" "$out.tmp"
 mv "$out.tmp" "$out"
 rm -rf "$tree"
-# Keep the newest few builds: a machine switching between branches keeps its binaries.
+# Keep the few builds used last (a cache hit here and every kernel start, kernel/launch.sh, mark
+# theirs): a machine switching between branches keeps its binaries, and a build for another
+# checkout never evicts the one a kernel runs.
 find "$cache" -maxdepth 1 -name 'bin-*' -printf '%T@ %p\n' | sort -rn | tail -n +6 | cut -d' ' -f2- | xargs -r rm -rf
 log "built $out"
 echo "$out"

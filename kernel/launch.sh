@@ -51,6 +51,10 @@ export RUST_MP_REPO=$REPO
 
 python=${RUST_MP_PYTHON:-$REPO/.venv/bin/python}
 evcxr=${RUST_MP_EVCXR:-$(command -v evcxr_jupyter || true)}
+# Our own build is kept in a cache that evicts the builds used least recently: mark it used.
+case $evcxr in
+*/bin-*/evcxr_jupyter) touch -c "${evcxr%/*}" 2>/dev/null || true ;;
+esac
 
 STATE=$(rust_mp_state_dir)
 mkdir -p "$STATE"
