@@ -8,6 +8,8 @@
 //! cargo run --release --example one_workload -- map 5     # Pool(2).map over 1M tiny tasks
 //! cargo run --release --example one_workload -- bulk 3    # map(len) and map(echo), 64 x 4 MiB
 //! cargo run --release --example one_workload -- pipe 3    # Pipe ping-pong, 10 000 round trips
+//! cargo run --release --example one_workload -- imapu 3   # imap_unordered, 20 000 tiny tasks
+//! cargo run --release --example one_workload -- async 3   # 5000 apply_async, then every get
 //! ```
 
 use multiprocessing::{Pipe, Pool, Process};
@@ -131,7 +133,34 @@ fn main() -> multiprocessing::Result<()> {
                 println!("q3 new {:.3} map {:.3} drop {:.3} ms", a[5], b[5], c[5]);
             }
         }
-        _ => eprintln!("one_workload q6|q3|q3parts|map|bulk|pipe [reps]"),
+        "imapu" => {
+            let pool = Pool::new(2)?;
+            pool.map(cubes, 0..100)?;
+            for _ in 0..reps {
+                let t = Instant::now();
+                let n = pool
+                    .imap_unordered(cubes, 0..20_000u64)?
+                    .collect::<Result<Vec<_>, _>>()?
+                    .len();
+                assert_eq!(n, 20_000);
+                println!("imapu {:.2} ms", t.elapsed().as_secs_f64() * 1e3);
+            }
+        }
+        "async" => {
+            let pool = Pool::new(2)?;
+            pool.map(cubes, 0..100)?;
+            for _ in 0..reps {
+                let t = Instant::now();
+                let results: Vec<_> = (0..5000u64)
+                    .map(|i| pool.apply_async(cubes, i))
+                    .collect::<Result<_, _>>()?;
+                for mut r in results {
+                    r.get()?;
+                }
+                println!("async {:.2} ms", t.elapsed().as_secs_f64() * 1e3);
+            }
+        }
+        _ => eprintln!("one_workload q6|q3|q3parts|map|bulk|pipe|imapu|async [reps]"),
     }
     Ok(())
 }
