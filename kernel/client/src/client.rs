@@ -138,6 +138,31 @@ pub struct TimedMessage {
 }
 
 impl ExecuteOutcome {
+    /// The outcome of request `msg_id` before anything arrived.
+    fn awaiting(msg_id: &str) -> ExecuteOutcome {
+        ExecuteOutcome {
+            msg_id: msg_id.to_string(),
+            status: ReplyStatus::Other,
+            reply: ExecuteReply {
+                status: ReplyStatus::Other,
+                execution_count: None,
+                ename: None,
+                evalue: None,
+                traceback: None,
+            },
+            stdout: String::new(),
+            stderr: String::new(),
+            late_stderr: String::new(),
+            results: BTreeMap::new(),
+            errors: Vec::new(),
+            outputs: Vec::new(),
+            elapsed: Duration::ZERO,
+            timeline: Vec::new(),
+            inputs: Vec::new(),
+            displays: BTreeMap::new(),
+        }
+    }
+
     /// True if the reply status is not ok or an `error` message arrived.
     pub fn is_error(&self) -> bool {
         self.status != ReplyStatus::Ok || !self.errors.is_empty()
@@ -556,27 +581,7 @@ impl KernelClient {
     ) -> Result<ExecuteOutcome> {
         let started = Instant::now();
         let deadline = started + timeout;
-        let mut outcome = ExecuteOutcome {
-            msg_id: msg_id.to_string(),
-            status: ReplyStatus::Other,
-            reply: ExecuteReply {
-                status: ReplyStatus::Other,
-                execution_count: None,
-                ename: None,
-                evalue: None,
-                traceback: None,
-            },
-            stdout: String::new(),
-            stderr: String::new(),
-            late_stderr: String::new(),
-            results: BTreeMap::new(),
-            errors: Vec::new(),
-            outputs: Vec::new(),
-            elapsed: Duration::ZERO,
-            timeline: Vec::new(),
-            inputs: Vec::new(),
-            displays: BTreeMap::new(),
-        };
+        let mut outcome = ExecuteOutcome::awaiting(msg_id);
         let mut replied = false;
         let mut idle = false;
         let awaited = format!("execute_reply and iopub status idle for execute_request {msg_id}");
@@ -1096,21 +1101,7 @@ mod tests {
 
     #[test]
     fn collects_outputs_in_order() {
-        let mut outcome = ExecuteOutcome {
-            msg_id: "m".into(),
-            status: ReplyStatus::Ok,
-            reply: serde_json::from_str(r#"{"status":"ok"}"#).unwrap(),
-            stdout: String::new(),
-            stderr: String::new(),
-            late_stderr: String::new(),
-            results: BTreeMap::new(),
-            errors: Vec::new(),
-            outputs: Vec::new(),
-            elapsed: Duration::ZERO,
-            timeline: Vec::new(),
-            inputs: Vec::new(),
-            displays: BTreeMap::new(),
-        };
+        let mut outcome = ExecuteOutcome::awaiting("m");
         let messages = [
             iopub("stream", serde_json::json!({"name":"stdout","text":"a\n"})),
             iopub(
@@ -1145,21 +1136,7 @@ mod tests {
 
     #[test]
     fn an_update_replaces_the_display_it_names() {
-        let mut outcome = ExecuteOutcome {
-            msg_id: "m".into(),
-            status: ReplyStatus::Ok,
-            reply: serde_json::from_str(r#"{"status":"ok"}"#).unwrap(),
-            stdout: String::new(),
-            stderr: String::new(),
-            late_stderr: String::new(),
-            results: BTreeMap::new(),
-            errors: Vec::new(),
-            outputs: Vec::new(),
-            elapsed: Duration::ZERO,
-            timeline: Vec::new(),
-            inputs: Vec::new(),
-            displays: BTreeMap::new(),
-        };
+        let mut outcome = ExecuteOutcome::awaiting("m");
         let shown = |text: &str| serde_json::json!({"data":{"text/plain":text},"metadata":{},"transient":{"display_id":"p1"}});
         let messages = [
             iopub("display_data", shown("0/10 tasks")),
