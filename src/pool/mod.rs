@@ -1006,26 +1006,7 @@ impl<'a> Chunked<'a> {
         R: Serialize + DeserializeOwned + 'static,
     {
         let items: Vec<T> = items.into_iter().collect();
-        let chunksize = match self.chunksize {
-            Some(c) => check_chunksize(c)?,
-            None => self.pool.default_chunksize(items.len()).max(1),
-        };
-        let total = items.len();
-        let source = Box::new(VecChunks {
-            items,
-            chunksize,
-            next: 0,
-            spares: spares(&self.pool.inner),
-        });
-        let job = self.pool.submit::<Unary<T, R>>(f as usize, source, true)?;
-        borrow(&self.pool.inner)?
-            .watch
-            .plan(job, "map_async", Some(total), chunksize, self.watch);
-        Ok(AsyncResult::new(
-            self.pool.inner.clone(),
-            job,
-            async_result::decode_all::<R>,
-        ))
+        self.submit_async::<Unary<T, R>>(f as usize, items, "map_async")
     }
 
     /// [`Pool::starmap_async`] with this chunk size.
@@ -1051,6 +1032,17 @@ impl<'a> Chunked<'a> {
         R: Serialize + DeserializeOwned + 'static,
     {
         let items: Vec<(A, B)> = items.into_iter().collect();
+        self.submit_async::<Binary<A, B, R>>(f as usize, items, "starmap_async")
+    }
+
+    /// The one path of `map_async` and `starmap_async`: submits `items` in chunks of this size
+    /// (or the default) and tells the progress display about the call, named `what`.
+    fn submit_async<S: Shape>(
+        &self,
+        func: usize,
+        items: Vec<S::In>,
+        what: &'static str,
+    ) -> Result<AsyncResult<Vec<S::Out>>> {
         let chunksize = match self.chunksize {
             Some(c) => check_chunksize(c)?,
             None => self.pool.default_chunksize(items.len()).max(1),
@@ -1062,20 +1054,14 @@ impl<'a> Chunked<'a> {
             next: 0,
             spares: spares(&self.pool.inner),
         });
-        let job = self
-            .pool
-            .submit::<Binary<A, B, R>>(f as usize, source, true)?;
-        borrow(&self.pool.inner)?.watch.plan(
-            job,
-            "starmap_async",
-            Some(total),
-            chunksize,
-            self.watch,
-        );
+        let job = self.pool.submit::<S>(func, source, true)?;
+        borrow(&self.pool.inner)?
+            .watch
+            .plan(job, what, Some(total), chunksize, self.watch);
         Ok(AsyncResult::new(
             self.pool.inner.clone(),
             job,
-            async_result::decode_all::<R>,
+            async_result::decode_all::<S::Out>,
         ))
     }
 
