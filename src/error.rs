@@ -58,8 +58,10 @@ pub enum Error {
     },
 
     /// A call on a `Process` made from a process other than the one that created it (a forked child
-    /// holding a copy of the value). Python: "can only start a process object created by current process".
-    #[error("process {name} was created by process {creator}, and only that process can {call}() it; create the Process in the process that starts it")]
+    /// holding a copy of the value): `start`, `join`, `is_alive`, `terminate`, `kill`, `sentinel`,
+    /// `close`. Python asserts the same: "can only start a process object created by current
+    /// process", "can only join a child process", "can only test a child process".
+    #[error("only process {creator}, which created process {name}, can call {call}() on it (this is a copy of the value in another process); call {call}() in process {creator} and send what you need through a Pipe or Queue, or create the Process in the process that uses it")]
     NotOwner {
         /// The process's name.
         name: String,

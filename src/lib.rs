@@ -18,7 +18,7 @@
 //! | `p.start()` | `p.start()?;` |
 //! | `p.join()` | `p.join()?;` (returns the exit code) |
 //! | `p.join(timeout=0.5)` | `p.join_timeout(Duration::from_millis(500))?` (`None` if still running) |
-//! | `p.is_alive()` | `p.is_alive()` |
+//! | `p.is_alive()` | `p.is_alive()?` (`Error::NotOwner` from another process than the parent, as Python asserts) |
 //! | `p.pid`, `p.name`, `p.daemon` | `p.pid()` (`Option<i32>`), `p.name()`, `p.daemon()` |
 //! | `p.name = "x"`, `p.daemon = True` | `p.set_name("x")?`, `p.set_daemon(true)?` |
 //! | `p.exitcode` | `p.exitcode()` (`None` / `0` / `1` / `N` / `-signal`) |

@@ -92,13 +92,14 @@ fn process_test_close() {
     let mut p = Process::new(move || rx.get().unwrap());
     p.set_daemon(true).unwrap();
     p.start().unwrap();
-    assert!(p.is_alive());
+    assert!(p.is_alive().unwrap());
     assert!(matches!(p.close(), Err(Error::StillRunning { .. })));
     q.put(&()).unwrap();
     p.join().unwrap();
-    assert!(!p.is_alive());
+    assert!(!p.is_alive().unwrap());
     assert_eq!(p.exitcode(), Some(0));
     p.close().unwrap();
+    assert!(matches!(p.is_alive(), Err(Error::ProcessClosed { .. })));
     assert!(matches!(p.join(), Err(Error::ProcessClosed { .. })));
     assert!(matches!(p.terminate(), Err(Error::ProcessClosed { .. })));
     assert!(matches!(p.close(), Err(Error::ProcessClosed { .. })));
