@@ -28,8 +28,11 @@ pub(crate) const EXIT_PANIC: i32 = 1;
 /// what the parent had buffered; and holds the lock of the child table across the fork, so the child
 /// gets a consistent copy of it, which it empties at once (closing the inherited descriptors of its
 /// siblings' pipes: they are the parent's business). In the child, before the body: die with the
-/// parent (`PR_SET_PDEATHSIG`), crash signals back to their default action, and the kernel's
-/// interrupt pipe closed (see [`crate::wait`]).
+/// parent (`PR_SET_PDEATHSIG`), crash signals back to their default action, the descriptors it
+/// cannot use released (its siblings' output pipes and pidfds, the parent's pool pipes and payload
+/// memfds: [`sys::release_in_child`]), and the kernel's interrupt pipe closed (see
+/// [`crate::wait`]). What the body may use stays open: the `Pipe`s, `Queue`s and files its
+/// closure holds, stdio. The caller closes its own ends of the new child's pipes in the body.
 ///
 /// Do not call it while holding [`registry::lock`] (it takes that lock).
 pub(crate) fn fork_child(child_body: impl FnOnce() -> i32) -> Result<Pid> {
@@ -51,6 +54,7 @@ pub(crate) fn fork_child(child_body: impl FnOnce() -> i32) -> Result<Pid> {
         sys::restore_default_fault_signals();
         session::adopt_in_child(state, parent_pid.as_raw());
         registry::forget_in_child(table);
+        sys::release_in_child(sys::payload_memfds());
         wait::forget_interrupt_in_child(interrupt);
         panic::catch_unwind(AssertUnwindSafe(child_body)).unwrap_or(EXIT_PANIC)
     });

@@ -124,6 +124,8 @@ impl Link {
                 .map_err(|e| Error::os("socket address", errno_of(&e)))?;
             let stream = UnixStream::connect_addr(&addr)
                 .map_err(|_| self.died("refuses connections (it has ended)"))?;
+            // This process's connection: a child forked later releases its copy (it opens its own).
+            crate::registry::lock().note_parent_ends(self.manager_pid, &[stream.as_fd()]);
             *conn = Some((me, stream));
         }
         let (_, stream) = conn.as_ref().expect("connected above");

@@ -60,6 +60,7 @@
 
 use std::cell::Cell;
 use std::fmt;
+use std::os::fd::{AsRawFd, RawFd};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -411,11 +412,18 @@ impl Process {
         // Reap and relay what earlier children left, as Python's `_cleanup()` does here.
         registry::lock().pump();
         let (relay, ends) = output::pipes_for_child()?;
+        // The child closes its copies of the parent's ends (the `relay` in its copy of this frame
+        // is never dropped: the child ends with `_exit`).
+        let parent_ends: Vec<RawFd> = relay.fds().map(|fd| fd.as_raw_fd()).collect();
         let parent_pid = std::process::id() as i32;
         let (name, identity, daemon) = (self.name.clone(), self.identity.clone(), self.daemon);
         let target = &mut self.target;
-        let pid =
-            fork::fork_child(move || child_main(name, identity, daemon, parent_pid, ends, target))?;
+        let pid = fork::fork_child(move || {
+            for fd in parent_ends {
+                let _ = nix::unistd::close(fd);
+            }
+            child_main(name, identity, daemon, parent_pid, ends, target)
+        })?;
         self.target = None;
         self.pid = Some(pid.as_raw());
         registry::lock().add(

@@ -387,6 +387,102 @@ impl Drop for Mapping {
 // SAFETY: the mapping is read-only memory not tied to a thread.
 unsafe impl Send for Mapping {}
 
+/// The name of every memfd [`SharedFile::new`] makes (`/proc/<pid>/fd` shows `/memfd:<name>`), by
+/// which a forked child finds the payload memfds it inherited ([`release_payload_memfds`]).
+const PAYLOAD_MEMFD: &str = "multiprocessing-payload";
+
+/// A descriptor as it was when noted: its number and the file it referred to (device and inode).
+/// A closed number is reused by the next `open`, so before acting on a noted number in a later
+/// process, [`release_in_child`] checks that it still refers to the same file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FdId {
+    fd: RawFd,
+    dev: u64,
+    ino: u64,
+}
+
+impl FdId {
+    /// Notes `fd` as it is now (`None` if `fstat` fails, which an open descriptor does not).
+    pub(crate) fn of(fd: BorrowedFd<'_>) -> Option<FdId> {
+        let stat = nix::sys::stat::fstat(fd).ok()?;
+        Some(FdId {
+            fd: fd.as_raw_fd(),
+            dev: stat.st_dev,
+            ino: stat.st_ino,
+        })
+    }
+
+    /// The number still refers to the file it was noted with.
+    fn still_same(&self) -> bool {
+        // SAFETY: fstat only reads the descriptor table entry (EBADF if the number is closed) and
+        // writes into `stat`, a local of the right type.
+        let mut stat: libc::stat = unsafe { std::mem::zeroed() };
+        let ok = unsafe { libc::fstat(self.fd, &mut stat) } == 0;
+        ok && stat.st_dev == self.dev && stat.st_ino == self.ino
+    }
+}
+
+/// In a just-forked child: releases descriptors it inherited but has no use for (its parent's
+/// ends of pipes and sockets to other children, payload memfds of the parent's pools), so the files
+/// behind them are not held open by this process. Each number that still refers to the file it
+/// was noted with is pointed at `/dev/null` rather than closed: a copy of the parent's value that
+/// owns it (a `Pool` captured by the child's closure) may still close it, and a closed number could
+/// meanwhile belong to a descriptor this child opened.
+pub(crate) fn release_in_child(fds: impl IntoIterator<Item = FdId>) {
+    let mut null = None;
+    for id in fds {
+        if !id.still_same() {
+            continue;
+        }
+        // SAFETY: plain descriptor calls. `null` is our own descriptor (closed below); dup2 onto
+        // `id.fd`, an open descriptor (checked above) that nothing in this process reads or writes
+        // (the caller's contract), keeps its number open, so its owner's later close is sound.
+        unsafe {
+            let null = *null.get_or_insert_with(|| {
+                libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC)
+            });
+            if null >= 0 {
+                libc::dup3(null, id.fd, libc::O_CLOEXEC);
+            }
+        }
+    }
+    if let Some(null) = null.filter(|fd| *fd >= 0) {
+        // SAFETY: opened above, owned by nothing else.
+        unsafe { libc::close(null) };
+    }
+}
+
+/// In a just-forked child: the payload memfds ([`SharedFile`]) it inherited, to
+/// [`release_in_child`]. They belong to the parent's pools (spares kept for reuse, chunks in
+/// flight): a pool is of no use in another process (`PoolOfAnotherProcess`), and a new pool makes
+/// its own after the fork.
+pub(crate) fn payload_memfds() -> Vec<FdId> {
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        return Vec::new();
+    };
+    let wanted = format!("/memfd:{PAYLOAD_MEMFD} (deleted)");
+    let mut found = Vec::new();
+    for entry in dir.flatten() {
+        let Some(fd) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<RawFd>().ok())
+        else {
+            continue;
+        };
+        if std::fs::read_link(entry.path())
+            .is_ok_and(|target| target.as_os_str() == wanted.as_str())
+        {
+            // SAFETY: the number was listed open just now, and the borrow ends within this
+            // statement (the directory's own descriptor is not a memfd and is skipped above).
+            if let Some(id) = FdId::of(unsafe { BorrowedFd::borrow_raw(fd) }) {
+                found.push(id);
+            }
+        }
+    }
+    found
+}
+
 /// A new memfd of `len` bytes, mapped shared and writable: fill it through [`SharedFile::bytes_mut`],
 /// then pass [`SharedFile::into_fd`] to another process, which maps it with [`Mapping::of`].
 #[derive(Debug)]
@@ -399,7 +495,7 @@ pub(crate) struct SharedFile {
 impl SharedFile {
     pub(crate) fn new(len: usize) -> nix::Result<SharedFile> {
         use nix::sys::memfd::{memfd_create, MFdFlags};
-        let fd = memfd_create("multiprocessing-payload", MFdFlags::MFD_CLOEXEC)?;
+        let fd = memfd_create(PAYLOAD_MEMFD, MFdFlags::MFD_CLOEXEC)?;
         SharedFile::reuse(fd, len)
     }
 
