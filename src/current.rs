@@ -375,7 +375,7 @@ pub fn cpu_count() -> usize {
 /// ```
 pub fn exit(code: i32) -> ! {
     if session::load().parent.is_some() {
-        registry::finish_children();
+        crate::fork::finish_children();
         sys::exit_now(code)
     }
     if std::env::var_os("EVCXR_IS_RUNTIME").is_some() {

@@ -96,3 +96,20 @@ pub(crate) fn spawn_detached(
         }
     }
 }
+
+/// Waits for every child to end, relaying their output (the end of a child process, as Python's
+/// `_exit_function`: daemonic children are first sent `SIGTERM`, then all are joined). Pool workers
+/// left running (a pool leaked with `mem::forget`) are daemonic: they get `SIGTERM` too.
+pub(crate) fn finish_children() {
+    let live = registry::lock().live();
+    for child in live.iter().filter(|c| c.daemon) {
+        let _ = registry::lock().signal(child.pid, Signal::SIGTERM);
+    }
+    for child in &live {
+        // This process's own interrupt pipe was closed at fork: nothing interrupts this wait.
+        let _ = wait::child_exit(child.pid, None, || Error::Interrupted {
+            waiting_for: format!("child {} to end", child.name),
+            state: "it may still be running".into(),
+        });
+    }
+}

@@ -147,7 +147,7 @@ pub use current::{
     active_children, cpu_count, current_process, exit, parent_process, ActiveChild, CurrentProcess,
     ParentProcess,
 };
-pub use error::{Error, PoolState, Result};
+pub use error::{Error, PipeEnd, PoolState, Result};
 pub use event::Event;
 pub use joinable_queue::JoinableQueue;
 pub use managers::Manager;

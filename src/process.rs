@@ -237,7 +237,8 @@ impl Process {
     /// Creates a process that will run `target` once [started](Process::start) (Python:
     /// `Process(target=f, args=(i,))` is `Process::new(move || f(i))`). `target` may capture any
     /// values: the child gets a copy of this process's memory. The name is `Process-N`, numbered
-    /// across the session. A panic in `target` gives exit code 1.
+    /// across the session. A panic in `target` gives exit code 1. Threads that `target` starts are
+    /// cut off when it returns (Python would wait for them): join them inside `target`.
     ///
     /// ```
     /// use multiprocessing::Process;
@@ -766,6 +767,6 @@ fn child_main(
         }),
         None => 0,
     };
-    registry::finish_children();
+    fork::finish_children();
     code
 }

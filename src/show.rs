@@ -15,29 +15,10 @@
 //! # Ok::<(), multiprocessing::Error>(())
 //! ```
 
+use crate::display::{escape, evcxr_content};
 use crate::error::Error;
 use crate::pool::AsyncResult;
 use crate::process::Process;
-
-/// Escapes text for HTML.
-pub(crate) fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '&' => out.push_str("&amp;"),
-            '"' => out.push_str("&quot;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// Prints `content` as the cell's rich result, as evcxr expects from `evcxr_display`.
-pub(crate) fn evcxr_content(mime: &str, content: &str) {
-    println!("EVCXR_BEGIN_CONTENT {mime}\n{content}\nEVCXR_END_CONTENT");
-}
 
 impl Process {
     /// evcxr calls this to show a `Process` as a cell's result: name, pid, state and exit code.

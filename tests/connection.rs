@@ -6,7 +6,7 @@ mod process_support;
 
 use std::time::{Duration, Instant};
 
-use multiprocessing::{connection, Error, Event, Pipe, Process, Queue, Semaphore};
+use multiprocessing::{connection, Error, Event, Pipe, PipeEnd, Process, Queue, Semaphore};
 use process_support::{isolated, start};
 
 // CPython: _TestConnection.test_duplex_false.
@@ -19,13 +19,13 @@ fn connection_test_duplex_false() {
     assert!(matches!(
         reader.send(&2),
         Err(Error::WrongDirection {
-            allowed: "read-only"
+            allowed: PipeEnd::ReadOnly
         })
     ));
     assert!(matches!(
         writer.recv::<i32>(),
         Err(Error::WrongDirection {
-            allowed: "write-only"
+            allowed: PipeEnd::WriteOnly
         })
     ));
     assert!(matches!(
