@@ -41,6 +41,9 @@ pub(crate) fn fork_child(child_body: impl FnOnce() -> i32) -> Result<Pid> {
     let _ = std::io::stdout().flush();
     let _ = std::io::stderr().flush();
     let interrupt = wait::interrupt_fd();
+    // Found here, where procfs already knows this process's descriptors (~10 µs + 0.3 µs each);
+    // in the new child, procfs builds an entry per descriptor first (~3 µs each).
+    let memfds = sys::payload_memfds();
     let table = registry::lock_for_fork();
     let state = session::lock_for_fork();
     // In the parent the closure is dropped unrun, which releases the table's lock after the fork.
@@ -54,7 +57,8 @@ pub(crate) fn fork_child(child_body: impl FnOnce() -> i32) -> Result<Pid> {
         sys::restore_default_fault_signals();
         session::adopt_in_child(state, parent_pid.as_raw());
         registry::forget_in_child(table);
-        sys::release_in_child(sys::payload_memfds());
+        sys::release_in_child(memfds);
+        sys::forget_payload_memfds_in_child();
         wait::forget_interrupt_in_child(interrupt);
         panic::catch_unwind(AssertUnwindSafe(child_body)).unwrap_or(EXIT_PANIC)
     });
