@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every test of the project (the README's test command; CI runs it through .ci/run):
-# install.sh, then cargo fmt --check, clippy -D warnings, the helper crate's tests, the kernel
+# install.sh, then cargo fmt --check, clippy -D warnings, rustdoc -D warnings (broken links), the helper crate's tests, the kernel
 # client's tests (they start the installed kernel; the notebooks are re-run and compared there), the
 # pytest suites (kernel conformance) found under tests/ and kernel/, and JupyterLab in headless
 # Chromium running notebooks through the kernel (scripts/lab_smoke.sh). Exits non-zero if any step fails; ends with a
@@ -49,6 +49,7 @@ skip() {
 
 step "cargo fmt" cargo fmt --all --check
 step "cargo clippy" cargo clippy --workspace --all-targets -- -D warnings
+step "cargo doc" env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
 step "cargo test (helper crate)" cargo test -p multiprocessing
 step "cargo test (MPI: mpi/)" cargo test -p multiprocessing-mpi
 
