@@ -2,7 +2,8 @@
 # One idempotent setup for a Debian machine that has Rust (cargo) and Python 3.10+:
 #   - apt packages: mold (fast linker), g++ + libzmq3-dev + pkg-config (the Rust zmq client builds libzmq), python3-venv,
 #     openmpi-bin + libopenmpi-dev + libclang-dev (Open MPI for mpi/, whose `mpi` crate runs bindgen on mpi.h)
-#   - evcxr_jupyter 0.22.0 (cargo install --locked), only when absent or another version
+#   - the project's own build of evcxr_jupyter 0.22.0 (kernel/build_evcxr.sh: the pinned sources, the patches in
+#     kernel/patches/, a committed lock file; cached by a key of all of them, never over a user's evcxr)
 #   - .venv with the pinned Python tools (JupyterLab, jupyter-client, nbclient, nbval, pytest, ...)
 #   - our kernel spec "rust-multiprocessing" in .venv (kernel/kernel.json.in with absolute paths)
 #   - warm builds: the kernel once headless in build slot 0 (copied to the other slots) and
