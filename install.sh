@@ -2,7 +2,9 @@
 # One idempotent setup for a Debian machine that has Rust (cargo) and Python 3.10+:
 #   - apt packages: mold (fast linker), g++ + libzmq3-dev + pkg-config (the Rust zmq client builds libzmq), python3-venv,
 #     openmpi-bin + libopenmpi-dev + libclang-dev (Open MPI for mpi/, whose `mpi` crate runs bindgen on mpi.h)
-#   - evcxr_jupyter 0.22.0 (cargo install --locked), only when absent or another version
+#   - rustup components rust-src (evcxr's type inference), rustfmt and clippy (test.sh), when missing
+#   - the project's own build of evcxr_jupyter 0.22.0 (kernel/build_evcxr.sh: the pinned sources, the patches in
+#     kernel/patches/, a committed lock file; cached by a key of all of them, never over a user's evcxr)
 #   - .venv with the pinned Python tools (JupyterLab, jupyter-client, nbclient, nbval, pytest, ...)
 #   - our kernel spec "rust-multiprocessing" in .venv (kernel/kernel.json.in with absolute paths)
 #   - warm builds: the kernel once headless in build slot 0 (copied to the other slots) and
@@ -121,9 +123,23 @@ if ! "$CARGO" metadata --offline --format-version 1 \
     need_crates=1
 fi
 
-if ((${#apt_missing[@]} || need_venv || need_crates)); then
+# Toolchain components: rust-src (evcxr's rust-analyzer reads std's sources to infer the types of a
+# cell's variables), rustfmt and clippy (test.sh runs both). Added with rustup when it manages the
+# toolchain; otherwise a missing one is reported and left to the user.
+components_missing=()
+sysroot=$(rustc --print sysroot)
+[[ -d $sysroot/lib/rustlib/src/rust/library ]] || components_missing+=(rust-src)
+"$CARGO" fmt --version >/dev/null 2>&1 || components_missing+=(rustfmt)
+"$CARGO" clippy --version >/dev/null 2>&1 || components_missing+=(clippy)
+if ((${#components_missing[@]})) && ! command -v rustup >/dev/null 2>&1; then
+    warn "the Rust toolchain lacks ${components_missing[*]} and rustup is not there to add them: install them with your toolchain (the kernel infers variable types worse without rust-src; test.sh needs rustfmt and clippy)"
+    components_missing=()
+fi
+
+if ((${#apt_missing[@]} || ${#components_missing[@]} || need_venv || need_crates)); then
     what=()
     ((${#apt_missing[@]})) && what+=("apt packages: ${apt_missing[*]}")
+    ((${#components_missing[@]})) && what+=("rustup components: ${components_missing[*]}")
     ((need_venv)) && what+=("Python packages for .venv")
     ((need_crates)) && what+=("crate dependencies")
     say "needs downloading: $(IFS=';'; echo "${what[*]}")"
@@ -149,6 +165,11 @@ if ((${#apt_missing[@]})); then
         "${sudo[@]}" apt-get update -q
         apt_install || die "apt-get install ${apt_missing[*]} failed"
     fi
+fi
+
+if ((${#components_missing[@]})); then
+    say "rustup component add ${components_missing[*]}"
+    rustup component add "${components_missing[@]}" || die "rustup component add ${components_missing[*]} failed"
 fi
 
 # ---------------------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every test of the project (the README's test command; CI runs it through .ci/run):
-# install.sh, then cargo fmt --check, clippy -D warnings, the helper crate's tests, the kernel
+# install.sh, then cargo fmt --check, clippy -D warnings, rustdoc -D warnings (broken links), the helper crate's tests, the kernel
 # client's tests (they start the installed kernel; the notebooks are re-run and compared there), the
 # pytest suites (kernel conformance) found under tests/ and kernel/, and JupyterLab in headless
 # Chromium running notebooks through the kernel (scripts/lab_smoke.sh). Exits non-zero if any step fails; ends with a
@@ -49,6 +49,7 @@ skip() {
 
 step "cargo fmt" cargo fmt --all --check
 step "cargo clippy" cargo clippy --workspace --all-targets -- -D warnings
+step "cargo doc" env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
 step "cargo test (helper crate)" cargo test -p multiprocessing
 step "cargo test (MPI: mpi/)" cargo test -p multiprocessing-mpi
 
@@ -75,18 +76,20 @@ fi
 
 # The notebooks as a user sees them: JupyterLab in headless Chromium runs every notebook through the kernel.
 # Its prerequisites serve only this test, so they are installed here rather than by install.sh:
-# Debian's chromium, and playwright-core pinned in scripts/package.json (npm ci, once).
+# Debian's chromium, node and npm, and playwright-core pinned in scripts/package.json (npm ci, once).
 browser_prerequisites() {
-    if [[ ! -x ${CHROMIUM:-/usr/bin/chromium} ]]; then
-        local sudo=()
+    local missing=() sudo=()
+    [[ -x ${CHROMIUM:-/usr/bin/chromium} ]] || missing+=(chromium)
+    command -v node >/dev/null 2>&1 || missing+=(nodejs)
+    command -v npm >/dev/null 2>&1 || missing+=(npm)
+    if ((${#missing[@]})); then
         ((EUID == 0)) || sudo=(sudo)
-        "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium ||
+        echo "[test] installing ${missing[*]} (Debian packages) for the browser test"
+        "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" ||
             { "${sudo[@]}" apt-get update -q &&
-                "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; } ||
-            { echo "[test] could not install chromium (apt-get install chromium)" >&2; return 1; }
+                "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"; } ||
+            { echo "[test] could not install ${missing[*]} (apt-get install ${missing[*]})" >&2; return 1; }
     fi
-    command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 ||
-        { echo "[test] node and npm are needed for the browser test (apt-get install nodejs npm)" >&2; return 1; }
     [[ -d scripts/node_modules/playwright-core ]] || npm ci --prefix scripts --no-audit --no-fund
 }
 export -f browser_prerequisites # `step` runs commands under timeout(1), which needs a program

@@ -97,14 +97,14 @@ fn main() -> multiprocessing::Result<()> {
             let mut c = Process::new(move || {
                 for _ in 0..n * reps as u64 {
                     let Ok(x) = b.recv::<u64>() else { return };
-                    b.send(&x).unwrap();
+                    b.send(x).unwrap();
                 }
             });
             c.start()?;
             for _ in 0..reps {
                 let t = Instant::now();
                 for i in 0..n {
-                    a.send(&i)?;
+                    a.send(i)?;
                     a.recv::<u64>()?;
                 }
                 println!("pipe {:.2} us", t.elapsed().as_secs_f64() / n as f64 * 1e6);
@@ -154,7 +154,7 @@ fn main() -> multiprocessing::Result<()> {
                 let results: Vec<_> = (0..5000u64)
                     .map(|i| pool.apply_async(cubes, i))
                     .collect::<Result<_, _>>()?;
-                for mut r in results {
+                for r in results {
                     r.get()?;
                 }
                 println!("async {:.2} ms", t.elapsed().as_secs_f64() * 1e3);

@@ -458,7 +458,7 @@ fn main() -> multiprocessing::Result<()> {
         let results: Vec<_> = (0..5000u64)
             .map(|i| pool.apply_async(cubes, i))
             .collect::<Result<_, _>>()?;
-        for mut r in results {
+        for r in results {
             r.get()?;
         }
         Ok(())
@@ -479,13 +479,13 @@ fn main() -> multiprocessing::Result<()> {
     let mut echo_child = Process::new(move || {
         for _ in 0..30_000 {
             let Ok(x) = b.recv::<u64>() else { return };
-            b.send(&x).unwrap();
+            b.send(x).unwrap();
         }
     });
     echo_child.start()?;
     let pipe_s = best(3, || {
         for i in 0..10_000u64 {
-            a.send(&i)?;
+            a.send(i)?;
             a.recv::<u64>()?;
         }
         Ok(())

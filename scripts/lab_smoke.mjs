@@ -667,6 +667,7 @@ const KEY_OUTPUTS = {
     '03_': [/child, after writing half: .*Private_Dirty/, /parent: numbers = \[1, 2, 3\] after the child/, /parent: numbers = \[1, 2, 3, 4\] after the thread/],
     '04_': [/100 processes: /, /compute, 8 processes: /, /wait, pool of 2 workers: /],
     '05_': ['svg', /chunksize\s+1000:/],
+    '06_': [/gathered on rank 0: \[1229, 2262/, /the same: true/, /task 12 panicked on rank 3/, /mpirun: exit status: 137/, /start-up: MPI takes \d+ times as long as the pool/],
     '07_': [/lost \d+ of 400000 increments/, /with the lock around each increment: 400000 of 400000/, /round trips to a process through a Pipe/, /still running after/, /got None, the agreed end/],
     '08_': [/the three went through within [\d.]+ ms of each other/, /released at [\d.]+ ms, [\d.]+ ms after set\(\)/, /Semaphore\(2\): at most 2 queries at once/, /taken at [\d.]+ ms/, /in all: 9592 primes below 100000/, /the child ended with exit code -6/, /acquired again: locked\(\) = true/],
     '09_': [/nap\(100\) finished, seen at/, /future 3: this future was cancelled before it ran/, /and the executor goes on: a new submit gives 10/],

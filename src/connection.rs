@@ -27,7 +27,7 @@ use crate::wait;
 /// # fn main() -> multiprocessing::Result<()> {
 /// let (a, a_child) = Pipe::new()?;
 /// let (b, _b_child) = Pipe::new()?;
-/// let mut p = Process::new(move || a_child.send(&"hello").unwrap());
+/// let mut p = Process::new(move || a_child.send("hello").unwrap());
 /// p.start()?;
 /// // Python: wait([a, b]) -> [a]
 /// assert_eq!(connection::wait(&[&a, &b], None)?, [0]);

@@ -13,6 +13,7 @@
 //! | `fut.add_done_callback(fn)` | `fut.add_done_callback(\|f\| ...)` |
 //! | `for f in as_completed(fs): ...` | `for f in as_completed(&fs, None) { let f = f?; ... }` |
 //! | `done, not_done = wait(fs, return_when=FIRST_COMPLETED)` | `let w = wait(&fs, None, ReturnWhen::FirstCompleted)?;` (`w.done`, `w.not_done`) |
+//! | `FIRST_EXCEPTION`, `ALL_COMPLETED` | `ReturnWhen::FirstException`, `ReturnWhen::AllCompleted` |
 //! | `ex.map(f, xs)` | `ex.map(f, xs)?` (an iterator of `Result<R>`, in input order) |
 //! | `ex.shutdown(wait=True, cancel_futures=False)` | `ex.shutdown(true, false)?` |
 //! | `CancelledError`, `TimeoutError` | `Err(Error::Cancelled)`, `Err(Error::Timeout { .. })` |
@@ -26,6 +27,10 @@
 //!   notebook process, inside whichever of those calls saw the future finish.
 //! - Up to `max_workers + 1` futures are handed to the pool at a time (as Python's call queue); the
 //!   others wait in the executor and can be cancelled.
+//! - Dropping the executor terminates its pool at once (Python's executor lives on while futures
+//!   refer to it): a future not done by then answers `result()` with
+//!   [`Error::PoolNotRunning`] (`PoolState::Terminated`). Shut down with `wait` first, or use
+//!   [`ProcessPoolExecutor::with`], to let the calls finish.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;

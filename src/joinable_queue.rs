@@ -12,7 +12,7 @@
 //! Differs from Python on purpose: a consumer that dies after `get` and before `task_done` would
 //! make Python's `join` wait forever. Here the items each process got and has not marked done are
 //! counted per process (up to 64 consumers at once); `join` notices a dead one, forgets its tasks
-//! and returns [`Error::HolderDied`](crate::Error::HolderDied) (call `join` again to wait for the
+//! and returns [`Error::HolderDied`] (call `join` again to wait for the
 //! rest).
 
 use std::fmt;

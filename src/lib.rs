@@ -35,7 +35,7 @@
 //! | `pool.map(f, xs)`, `pool.starmap(g, pairs)` | `pool.map(f, xs)?`, `pool.starmap(g, pairs)?` (`f`: a `fn` or non-capturing closure) |
 //! | `pool.map(f, xs, chunksize=100)` | `pool.chunked(100).map(f, xs)?` |
 //! | `pool.apply(f, (x,))` | `pool.apply(f, x)?` |
-//! | `r = pool.apply_async(f, (x,))`, `pool.map_async(f, xs)` | `let mut r = pool.apply_async(f, x)?;`, `pool.map_async(f, xs)?` |
+//! | `r = pool.apply_async(f, (x,))`, `pool.map_async(f, xs)` | `let r = pool.apply_async(f, x)?;`, `pool.map_async(f, xs)?` |
 //! | `r.get()`, `r.get(timeout=1)` | `r.get()?`, `r.get_timeout(Duration::from_secs(1))?` |
 //! | `r.wait()`, `r.ready()`, `r.successful()` | `r.wait()?`, `r.ready()`, `r.successful()?` |
 //! | `for y in pool.imap(f, xs)`, `imap_unordered` | `for y in pool.imap(f, xs)? { let y = y?; }`, `pool.imap_unordered(f, xs)?` |
@@ -47,7 +47,7 @@
 //! | `AssertionError: can only join a started process` | `Err(Error::NotStarted { .. })` |
 //! | `AssertionError: daemonic processes are not allowed to have children` | `Err(Error::DaemonChildren { .. })` |
 //! | `a, b = Pipe()` | `let (a, b) = Pipe::new()?;` |
-//! | `a.send(obj)`, `b.recv()` | `a.send(&obj)?`, `b.recv::<T>()?` |
+//! | `a.send(obj)`, `b.recv()` | `a.send(obj)?`, `b.recv::<T>()?` |
 //! | `b.poll(1)`, `if b.poll(1): b.recv()` | `b.poll(Duration::from_secs(1))?`, `b.recv_timeout::<T>(Duration::from_secs(1))?` |
 //! | `EOFError` from `recv()` (the other end closed) | `Err(Error::Disconnected { .. })` |
 //! | `q = Queue()`, `q.put(x)`, `q.get()` | `let q = Queue::new()?;` (or `Queue::<T>::new()?`), `q.put(&x)?`, `q.get()?` |

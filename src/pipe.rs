@@ -4,7 +4,7 @@
 //! | Python | Rust |
 //! |---|---|
 //! | `a, b = Pipe()` | `let (a, b) = Pipe::new()?;` (both ends send and receive) |
-//! | `a.send(obj)` | `a.send(&obj)?` (any `Serialize`) |
+//! | `a.send(obj)` | `a.send(obj)?` (any `Serialize`, or a reference to one) |
 //! | `b.recv()` | `b.recv::<T>()?` (any `Deserialize`; the type must match what was sent) |
 //! | `b.poll(timeout)` | `b.poll(Duration::from_secs(1))?` (`true`: a message, or the end, is there) |
 //! | `if b.poll(1): b.recv()` | `b.recv_timeout::<T>(Duration::from_secs(1))?` ([`Error::Empty`] when nothing came) |
@@ -48,10 +48,10 @@ use crate::{wait, wire};
 /// let (parent_end, child_end) = Pipe::new()?;
 /// let mut p = Process::new(move || {
 ///     let n: u32 = child_end.recv().unwrap();
-///     child_end.send(&(n * 2)).unwrap();
+///     child_end.send(n * 2).unwrap();
 /// });
 /// p.start()?;
-/// parent_end.send(&21u32)?;
+/// parent_end.send(21u32)?;
 /// assert_eq!(parent_end.recv::<u32>()?, 42);
 /// p.join()?;
 /// # Ok(())
@@ -68,7 +68,7 @@ impl Pipe {
     /// # fn main() -> multiprocessing::Result<()> {
     /// let (a, b) = multiprocessing::Pipe::new()?;
     /// a.send("hello")?;
-    /// b.send(&vec![1, 2, 3])?;
+    /// b.send(vec![1, 2, 3])?;
     /// assert_eq!(b.recv::<String>()?, "hello");
     /// assert_eq!(a.recv::<Vec<i32>>()?, [1, 2, 3]);
     /// # Ok(())
@@ -104,9 +104,9 @@ impl Pipe {
     ///
     /// # fn main() -> multiprocessing::Result<()> {
     /// let (reader, writer) = Pipe::one_way()?;
-    /// writer.send(&"one way")?;
+    /// writer.send("one way")?;
     /// assert_eq!(reader.recv::<String>()?, "one way");
-    /// assert!(matches!(reader.send(&1), Err(Error::WrongDirection { allowed: PipeEnd::ReadOnly })));
+    /// assert!(matches!(reader.send(1), Err(Error::WrongDirection { allowed: PipeEnd::ReadOnly })));
     /// assert!(matches!(writer.recv::<i32>(), Err(Error::WrongDirection { allowed: PipeEnd::WriteOnly })));
     /// # Ok(())
     /// # }
@@ -138,7 +138,7 @@ enum Direction {
 ///
 /// # fn main() -> multiprocessing::Result<()> {
 /// let (a, b) = Pipe::new()?;
-/// a.send(&(1, "one"))?;
+/// a.send((1, "one"))?;
 /// a.close();
 /// assert_eq!(b.recv::<(i32, String)>()?, (1, "one".to_owned()));
 /// assert!(matches!(b.recv::<i32>(), Err(Error::Disconnected { .. })));
@@ -154,20 +154,25 @@ pub struct Connection {
 const PEER: &str = "the other end of the Pipe";
 
 impl Connection {
-    /// Sends `value` to the other end (Python's `send(obj)`). Waits while the connection's buffer is
-    /// full, until the other side receives. [`Error::Disconnected`] when the other end is closed.
+    /// Sends `value` to the other end (Python's `send(obj)`): a value (`a.send(42)`) or a reference to
+    /// one (`a.send(&data)`, which keeps `data` and copies nothing first; both arrive the same). Waits
+    /// while the connection's buffer is full, until the other side receives.
+    /// [`Error::Disconnected`] when the other end is closed.
     ///
     /// ```
     /// # fn main() -> multiprocessing::Result<()> {
     /// let (a, b) = multiprocessing::Pipe::new()?;
-    /// a.send(&vec![0u8; 100_000])?; // any size; the other side gets it whole
-    /// assert_eq!(b.recv::<Vec<u8>>()?.len(), 100_000);
+    /// a.send(42)?;
+    /// let data = vec![0u8; 100_000];
+    /// a.send(&data)?; // any size; the other side gets it whole
+    /// assert_eq!(b.recv::<i32>()?, 42);
+    /// assert_eq!(b.recv::<Vec<u8>>()?.len(), data.len());
     /// # Ok(())
     /// # }
     /// ```
-    pub fn send<T: Serialize + ?Sized>(&self, value: &T) -> Result<()> {
+    pub fn send<T: Serialize>(&self, value: T) -> Result<()> {
         self.check(Direction::Send)?;
-        self.send_frame(&wire::encode_message(value)?)
+        self.send_frame(&wire::encode_message(&value)?)
     }
 
     /// Sends `bytes` as one message, as they are (Python's `send_bytes(buf)`); the other end gets
@@ -263,7 +268,7 @@ impl Connection {
     /// ```
     /// # fn main() -> multiprocessing::Result<()> {
     /// let (a, b) = multiprocessing::Pipe::new()?;
-    /// a.send(&3.5f64)?;
+    /// a.send(3.5f64)?;
     /// let x: f64 = b.recv()?;
     /// assert_eq!(x, 3.5);
     /// # Ok(())
@@ -366,7 +371,7 @@ impl Connection {
     /// # fn main() -> multiprocessing::Result<()> {
     /// let (a, b) = multiprocessing::Pipe::new()?;
     /// assert!(!b.poll(Duration::ZERO)?);
-    /// a.send(&1u8)?;
+    /// a.send(1u8)?;
     /// assert!(b.poll(Duration::from_secs(1))?);
     /// # Ok(())
     /// # }

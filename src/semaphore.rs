@@ -13,7 +13,7 @@
 //! Differs from Python on purpose: a process that dies holding units (acquired, not released) would
 //! keep them forever in Python, and waiters would hang. Here a process that finds no free unit
 //! looks for dead holders; their units are given back and that `acquire` returns
-//! [`Error::HolderDied`](crate::Error::HolderDied): acquire again to go on. Units are counted per
+//! [`Error::HolderDied`]: acquire again to go on. Units are counted per
 //! process (up to 64 processes holding at once; beyond that, units are not tracked); a release by a
 //! process that holds none (a semaphore used as a signal) just adds a unit.
 

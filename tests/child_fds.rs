@@ -77,9 +77,9 @@ fn a_process_child_keeps_only_what_it_can_use() {
         // released to /dev/null, not closed, so dropping it closes none of the new Pipe's.
         let (a, b) = Pipe::new().unwrap();
         drop(captured);
-        a.send(&5u32).unwrap();
+        a.send(5u32).unwrap();
         let through: u32 = b.recv().unwrap();
-        there.send(&(fds, through)).unwrap();
+        there.send((fds, through)).unwrap();
         child_queue.put(&1).unwrap();
     });
     child.start().unwrap();

@@ -14,10 +14,10 @@ use process_support::{isolated, start};
 fn connection_test_duplex_false() {
     isolated!(connection_test_duplex_false);
     let (reader, writer) = Pipe::one_way().unwrap();
-    writer.send(&1).unwrap();
+    writer.send(1).unwrap();
     assert_eq!(reader.recv::<i32>().unwrap(), 1);
     assert!(matches!(
-        reader.send(&2),
+        reader.send(2),
         Err(Error::WrongDirection {
             allowed: PipeEnd::ReadOnly
         })
@@ -120,7 +120,7 @@ fn wait_test_wait() {
                     if slow {
                         std::thread::sleep(Duration::from_millis((i as u64 * 37) % 100));
                     }
-                    w.send(&(i, std::process::id())).unwrap();
+                    w.send((i, std::process::id())).unwrap();
                 }
             }));
             readers.push(r);
@@ -170,7 +170,7 @@ fn wait_test_wait_timeout() {
             .is_empty()
     );
     assert!(t.elapsed() >= Duration::from_millis(490));
-    b.send(&()).unwrap();
+    b.send(()).unwrap();
     assert_eq!(
         connection::wait(&[&a, &b], Some(Duration::from_secs(20))).unwrap(),
         [0]
@@ -195,14 +195,14 @@ fn wait_test_wait_integer() {
     let res = connection::wait(&[&a, &sentinel, &b], Some(Duration::from_secs(21))).unwrap();
     assert_eq!(res, [1]);
     assert!(t.elapsed() > Duration::from_millis(500) && t.elapsed() < Duration::from_secs(3));
-    a.send(&()).unwrap();
+    a.send(()).unwrap();
     let t = Instant::now();
     assert_eq!(
         connection::wait(&[&a, &sentinel, &b], Some(Duration::from_secs(20))).unwrap(),
         [1, 2]
     );
     assert!(t.elapsed() < Duration::from_millis(400));
-    b.send(&()).unwrap();
+    b.send(()).unwrap();
     assert_eq!(
         connection::wait(&[&a, &sentinel, &b], Some(Duration::from_secs(20))).unwrap(),
         [0, 1, 2]

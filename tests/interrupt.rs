@@ -107,8 +107,8 @@ fn pool_waits_are_interrupted_and_the_pool_stays_usable() {
     interrupted(&pipe, "apply", || pool.apply(sleep_ms, 20_000));
     assert_eq!(pool.apply(cubes, 3).unwrap(), 27);
 
-    let mut other = pool.apply_async(sleep_ms, 20_000).unwrap();
-    let mut r = pool.apply_async(sleep_ms, 20_000).unwrap();
+    let other = pool.apply_async(sleep_ms, 20_000).unwrap();
+    let r = pool.apply_async(sleep_ms, 20_000).unwrap();
     interrupted(&pipe, "AsyncResult::get", || r.get());
     assert!(
         matches!(other.get(), Err(Error::Interrupted { .. })),
@@ -145,7 +145,7 @@ fn ipc_waits_are_interrupted() {
 
     let (a, b) = Pipe::new().unwrap();
     interrupted(&pipe, "Connection::recv", || b.recv::<u64>());
-    a.send(&7u64).unwrap();
+    a.send(7u64).unwrap();
     assert_eq!(b.recv::<u64>().unwrap(), 7, "the connection still works");
     interrupted(&pipe, "Connection::recv_timeout", || {
         b.recv_timeout::<u64>(Duration::from_secs(20))
@@ -180,7 +180,7 @@ fn ipc_waits_are_interrupted() {
         unsafe { libc::signal(libc::SIGINT, libc::SIG_IGN) };
         let _g = l2.acquire().unwrap();
         let _v = v2.lock();
-        held_tx.send(&()).unwrap();
+        held_tx.send(()).unwrap();
         std::thread::sleep(Duration::from_secs(30));
     });
     holder.start().unwrap();

@@ -24,18 +24,18 @@ fn pipe_ping_pong_then_disconnected_when_child_ends() {
             if n == 100 {
                 break;
             }
-            child.send(&(n + 1)).unwrap();
+            child.send(n + 1).unwrap();
         }
         child.send("bye").unwrap();
     });
     let mut n = 0u64;
     while n < 100 {
-        parent.send(&n).unwrap();
+        parent.send(n).unwrap();
         let back: u64 = parent.recv().unwrap();
         assert_eq!(back, n + 1);
         n = back + 1;
     }
-    parent.send(&100u64).unwrap();
+    parent.send(100u64).unwrap();
     assert_eq!(parent.recv::<String>().unwrap(), "bye");
     assert_eq!(p.join().unwrap(), 0);
     // The child's end was closed with it (and the parent's copy when the child started).
@@ -49,7 +49,7 @@ fn pipe_ping_pong_then_disconnected_when_child_ends() {
         }
         other => panic!("expected Disconnected, got {other:?}"),
     }
-    assert!(matches!(parent.send(&1u8), Err(Error::Disconnected { .. })));
+    assert!(matches!(parent.send(1u8), Err(Error::Disconnected { .. })));
 }
 
 /// A megabyte each way through one Pipe. The child cannot wait for the parent to close its end:
@@ -71,7 +71,7 @@ fn pipe_large_messages_both_ways() {
     });
     for round in 0..2u32 {
         let data: Vec<u32> = (round..300_000).collect();
-        parent.send(&Some(&data)).unwrap();
+        parent.send(Some(&data)).unwrap();
         let back: Vec<u32> = parent.recv().unwrap();
         assert_eq!(back.len(), data.len());
         assert!(back.iter().rev().eq(data.iter()));
@@ -103,7 +103,7 @@ fn pipe_timeouts() {
     );
     let p = start(move || {
         std::thread::sleep(Duration::from_millis(100));
-        a.send(&5u8).unwrap();
+        a.send(5u8).unwrap();
     });
     assert!(b.recv_timeout::<u8>(Duration::ZERO).is_err());
     assert_eq!(b.recv_timeout::<u8>(Duration::from_secs(30)).unwrap(), 5);
@@ -284,7 +284,7 @@ fn value_get_then_set_loses_an_update_when_interleaved() {
         let v = v.clone();
         start(move || {
             let seen = v.get(); // reads 0
-            a_there.send(&()).unwrap(); // let B run
+            a_there.send(()).unwrap(); // let B run
             a_there.recv::<()>().unwrap(); // B has written 1
             v.set(seen + 1); // writes 1 over B's 1
         })
@@ -295,13 +295,13 @@ fn value_get_then_set_loses_an_update_when_interleaved() {
             b_there.recv::<()>().unwrap();
             let seen = v.get(); // reads 0 too
             v.set(seen + 1);
-            b_there.send(&()).unwrap();
+            b_there.send(()).unwrap();
         })
     };
     a_here.recv::<()>().unwrap();
-    b_here.send(&()).unwrap();
+    b_here.send(()).unwrap();
     b_here.recv::<()>().unwrap();
-    a_here.send(&()).unwrap();
+    a_here.send(()).unwrap();
     a.join().unwrap();
     b.join().unwrap();
     assert_eq!(v.get(), 1, "two increments, one lost");
@@ -357,7 +357,7 @@ fn lock_owner_death_deadlock_and_timeouts() {
         let lock = lock.clone();
         start(move || {
             let _guard = lock.acquire().unwrap();
-            there.send(&()).unwrap();
+            there.send(()).unwrap();
             std::thread::sleep(Duration::from_secs(600));
         })
     };
@@ -401,7 +401,7 @@ fn two_hundred_cycles_leak_no_fd_and_no_mapping() {
     // Warm up allocator and lazily-initialised state first.
     {
         let (a, b) = Pipe::new().unwrap();
-        a.send(&1u8).unwrap();
+        a.send(1u8).unwrap();
         b.recv::<u8>().unwrap();
         let q = Queue::new().unwrap();
         q.put(&1u8).unwrap();
@@ -411,7 +411,7 @@ fn two_hundred_cycles_leak_no_fd_and_no_mapping() {
     let maps_before = maps();
     for i in 0..200u32 {
         let (a, b) = Pipe::new().unwrap();
-        a.send(&i).unwrap();
+        a.send(i).unwrap();
         assert_eq!(b.recv::<u32>().unwrap(), i);
         let q = Queue::new().unwrap();
         q.put(&i).unwrap();
@@ -457,7 +457,7 @@ fn waits_relay_children_output() {
     let (here, there) = Pipe::new().unwrap();
     let p = start(move || {
         chatter("pipe");
-        there.send(&2u8).unwrap();
+        there.send(2u8).unwrap();
     });
     assert_eq!(here.recv::<u8>().unwrap(), 2);
     p.join().unwrap();
@@ -468,7 +468,7 @@ fn waits_relay_children_output() {
         let lock = lock.clone();
         start(move || {
             let _guard = lock.acquire().unwrap();
-            there.send(&()).unwrap();
+            there.send(()).unwrap();
             chatter("lock");
         })
     };

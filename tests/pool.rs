@@ -123,13 +123,13 @@ fn starmap_apply_and_async_results() {
     );
     assert_eq!(pool.apply(cubes, 3).unwrap(), 27);
 
-    let mut many: Vec<_> = (0..50u64)
+    let many: Vec<_> = (0..50u64)
         .map(|i| pool.apply_async(cubes, i).unwrap())
         .collect();
-    let got: Vec<u64> = many.iter_mut().map(|r| r.get().unwrap()).collect();
+    let got: Vec<u64> = many.iter().map(|r| r.get().unwrap()).collect();
     assert_eq!(got, (0..50u64).map(cubes).collect::<Vec<_>>());
 
-    let mut slow = pool.apply_async(sleep_ms, 300).unwrap();
+    let slow = pool.apply_async(sleep_ms, 300).unwrap();
     assert!(!slow.ready());
     assert!(matches!(slow.successful(), Err(Error::ResultNotReady)));
     assert!(matches!(
@@ -143,9 +143,9 @@ fn starmap_apply_and_async_results() {
     assert_eq!(slow.get_timeout(Duration::from_secs(10)).unwrap(), 300);
     assert!(matches!(slow.get(), Err(Error::ResultTaken)));
 
-    let mut m = pool.map_async(cubes, 1..=5).unwrap();
+    let m = pool.map_async(cubes, 1..=5).unwrap();
     assert_eq!(m.get().unwrap(), [1, 8, 27, 64, 125]);
-    let mut failing = pool.map_async(panics_on_three, 0..6).unwrap();
+    let failing = pool.map_async(panics_on_three, 0..6).unwrap();
     failing.wait().unwrap();
     assert!(!failing.successful().unwrap());
     assert!(matches!(
@@ -290,7 +290,7 @@ fn dying_worker_is_reported_and_replaced() {
     let pool = Pool::new(2).unwrap();
 
     // SIGKILL from outside while a task runs.
-    let mut r = pool.apply_async(sleep_ms, 60_000).unwrap();
+    let r = pool.apply_async(sleep_ms, 60_000).unwrap();
     std::thread::sleep(Duration::from_millis(200));
     let before = pool.workers();
     // The task went to the first worker with room.
@@ -433,7 +433,7 @@ fn bad_input_gives_typed_errors() {
     ));
     // Zero timeouts check now, as Python's do (issue 10: they used to be refused with
     // InvalidTimeout, which this test pinned).
-    let mut slow = pool.apply_async(sleep_ms, 300).unwrap();
+    let slow = pool.apply_async(sleep_ms, 300).unwrap();
     assert!(matches!(
         slow.get_timeout(Duration::ZERO),
         Err(Error::Timeout { .. })
@@ -447,11 +447,11 @@ fn bad_input_gives_typed_errors() {
         Some(Err(Error::Timeout { .. }))
     ));
     assert_eq!(it.next().unwrap().unwrap(), 300);
-    let mut done = pool.apply_async(cubes, 3).unwrap();
+    let done = pool.apply_async(cubes, 3).unwrap();
     done.wait().unwrap();
     assert!(done.wait_timeout(Duration::ZERO).unwrap());
     assert_eq!(done.get_timeout(Duration::ZERO).unwrap(), 27);
-    let mut r = pool.apply_async(cubes, 2).unwrap();
+    let r = pool.apply_async(cubes, 2).unwrap();
     assert!(
         r.wait_timeout(Duration::MAX).unwrap(),
         "a huge timeout is no panic"
@@ -482,7 +482,7 @@ fn bad_input_gives_typed_errors() {
     pool.join().unwrap();
 
     let pool = Pool::new(1).unwrap();
-    let mut pending = pool.apply_async(sleep_ms, 10_000).unwrap();
+    let pending = pool.apply_async(sleep_ms, 10_000).unwrap();
     let t = Instant::now();
     pool.terminate();
     assert!(t.elapsed() < Duration::from_secs(1));
@@ -510,8 +510,8 @@ fn close_and_join_finish_outstanding_work() {
         return;
     }
     let pool = Pool::new(2).unwrap();
-    let mut a = pool.map_async(sleep_ms, [100, 100, 100]).unwrap();
-    let mut b = pool.apply_async(cubes, 5).unwrap();
+    let a = pool.map_async(sleep_ms, [100, 100, 100]).unwrap();
+    let b = pool.apply_async(cubes, 5).unwrap();
     pool.close();
     pool.join().unwrap();
     assert!(a.ready() && b.ready());
@@ -537,7 +537,7 @@ fn scoped_pool_and_drop_terminate() {
     assert!(child_pids().is_empty());
 
     let pool = Pool::new(2).unwrap();
-    let mut kept = pool.apply_async(sleep_ms, 60_000).unwrap();
+    let kept = pool.apply_async(sleep_ms, 60_000).unwrap();
     let t = Instant::now();
     drop(pool);
     assert!(t.elapsed() < Duration::from_secs(1));

@@ -83,7 +83,7 @@ fn pool_test_async_error_callback() {
     let p = Pool::new(2).unwrap();
     let scratchpad: Rc<RefCell<Option<Error>>> = Rc::default();
     let pad = scratchpad.clone();
-    let mut res = p
+    let res = p
         .apply_async(raising, ())
         .unwrap()
         .error_callback(move |e| *pad.borrow_mut() = Some(e.clone()));

@@ -38,7 +38,7 @@ fn twenty_pools_leave_no_fd_and_no_child() {
         assert_eq!(pool.map(cubes, 0..50).unwrap().len(), 50);
         match cycle % 4 {
             0 => {
-                let mut r = pool.apply_async(sleep_ms, 10_000).unwrap();
+                let r = pool.apply_async(sleep_ms, 10_000).unwrap();
                 std::thread::sleep(Duration::from_millis(20));
                 let pid = pool.workers()[0].1;
                 nix::sys::signal::kill(

@@ -22,11 +22,11 @@ fn successful_answers_after_get() {
         return;
     }
     let pool = Pool::new(1).unwrap();
-    let mut ok = pool.apply_async(cubes, 2).unwrap();
+    let ok = pool.apply_async(cubes, 2).unwrap();
     assert_eq!(ok.get().unwrap(), 8);
     assert!(ok.successful().unwrap());
     assert!(ok.ready());
-    let mut bad = pool.apply_async(fails, 0).unwrap();
+    let bad = pool.apply_async(fails, 0).unwrap();
     assert!(matches!(bad.get(), Err(Error::TaskPanicked { .. })));
     assert!(!bad.successful().unwrap());
     assert!(matches!(bad.get(), Err(Error::ResultTaken)));

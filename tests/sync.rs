@@ -687,7 +687,7 @@ fn barrier_test_thousand() {
             for i in 0..PASSES {
                 b.wait().unwrap();
                 let _g = l.acquire().unwrap();
-                c.send(&i).unwrap();
+                c.send(i).unwrap();
             }
         }));
     }

@@ -1,6 +1,6 @@
 //! [`AsyncResult`]: the handle `apply_async` and `map_async` return, as Python's `AsyncResult`.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -23,8 +23,8 @@ use crate::error::{Error, Result};
 /// fn square(x: u64) -> u64 { x * x }
 ///
 /// let pool = Pool::new(2)?;
-/// let mut results: Vec<_> = (0..5).map(|i| pool.apply_async(square, i)).collect::<Result<_, _>>()?;
-/// let squares: Vec<u64> = results.iter_mut().map(|r| r.get()).collect::<Result<_, _>>()?;
+/// let results: Vec<_> = (0..5).map(|i| pool.apply_async(square, i)).collect::<Result<_, _>>()?;
+/// let squares: Vec<u64> = results.iter().map(|r| r.get()).collect::<Result<_, _>>()?;
 /// assert_eq!(squares, [0, 1, 4, 9, 16]);
 /// # Ok::<(), multiprocessing::Error>(())
 /// ```
@@ -32,18 +32,19 @@ pub struct AsyncResult<R> {
     pool: Rc<RefCell<Inner>>,
     job: u64,
     decode: fn(Vec<Arrived>) -> Result<R>,
-    taken: bool,
     /// A `callback` or `error_callback` waits for this job: dropping the handle must keep it.
     has_callbacks: bool,
-    /// Once taken: whether the call succeeded, for `successful()` and `ready()` afterwards.
-    outcome: Option<bool>,
+    /// `None` until the result is handed over by `get`; then whether the call succeeded, for
+    /// `successful()` and `ready()` afterwards. A `Cell`, so that `get` takes `&self` as Python's
+    /// `r.get()` reads (no `let mut r`).
+    taken: Cell<Option<bool>>,
 }
 
 impl<R> std::fmt::Debug for AsyncResult<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AsyncResult")
             .field("job", &self.job)
-            .field("taken", &self.taken)
+            .field("taken", &self.taken.get().is_some())
             .finish()
     }
 }
@@ -58,9 +59,8 @@ impl<R> AsyncResult<R> {
             pool,
             job,
             decode,
-            taken: false,
             has_callbacks: false,
-            outcome: None,
+            taken: Cell::new(None),
         }
     }
 
@@ -121,7 +121,7 @@ impl<R> AsyncResult<R> {
     /// let pool = Pool::new(1)?;
     /// let seen = Rc::new(RefCell::new(String::new()));
     /// let sink = seen.clone();
-    /// let mut r = pool.apply_async(fails, 0)?.error_callback(move |e| *sink.borrow_mut() = e.to_string());
+    /// let r = pool.apply_async(fails, 0)?.error_callback(move |e| *sink.borrow_mut() = e.to_string());
     /// assert!(r.get().is_err());
     /// assert!(seen.borrow().contains("panicked"));
     /// # Ok::<(), multiprocessing::Error>(())
@@ -148,7 +148,7 @@ impl<R> AsyncResult<R> {
 
     fn register(mut self, prepare: super::inner::Prepare) -> Self {
         if let Ok(mut inner) = borrow(&self.pool) {
-            if !self.taken {
+            if self.taken.get().is_none() {
                 inner.add_callback(self.job, prepare);
                 self.has_callbacks = true;
             }
@@ -166,12 +166,12 @@ impl<R> AsyncResult<R> {
     /// fn fails(_: u8) -> u8 { panic!("no") }
     ///
     /// let pool = Pool::new(1)?;
-    /// let mut r = pool.apply_async(fails, 0)?;
+    /// let r = pool.apply_async(fails, 0)?;
     /// assert!(matches!(r.get(), Err(Error::TaskPanicked { index: 0, .. })));
     /// assert!(matches!(r.get(), Err(Error::ResultTaken)));
     /// # Ok::<(), multiprocessing::Error>(())
     /// ```
-    pub fn get(&mut self) -> Result<R> {
+    pub fn get(&self) -> Result<R> {
         self.collect(None)
     }
 
@@ -186,17 +186,17 @@ impl<R> AsyncResult<R> {
     /// fn slow(ms: u64) -> u64 { std::thread::sleep(Duration::from_millis(ms)); ms }
     ///
     /// let pool = Pool::new(1)?;
-    /// let mut r = pool.apply_async(slow, 300)?;
+    /// let r = pool.apply_async(slow, 300)?;
     /// assert!(matches!(r.get_timeout(Duration::from_millis(10)), Err(Error::Timeout { .. })));
     /// assert_eq!(r.get_timeout(Duration::from_secs(10))?, 300);
     /// # Ok::<(), multiprocessing::Error>(())
     /// ```
-    pub fn get_timeout(&mut self, timeout: Duration) -> Result<R> {
+    pub fn get_timeout(&self, timeout: Duration) -> Result<R> {
         self.collect(Some(timeout))
     }
 
-    fn collect(&mut self, timeout: Option<Duration>) -> Result<R> {
-        if self.taken {
+    fn collect(&self, timeout: Option<Duration>) -> Result<R> {
+        if self.taken.get().is_some() {
             return Err(Error::ResultTaken);
         }
         let job = self.job;
@@ -210,13 +210,12 @@ impl<R> AsyncResult<R> {
         }
         let (arrived, failure) = inner.take(job);
         drop(inner);
-        self.taken = true;
         if let Some(e) = failure {
-            self.outcome = Some(false);
+            self.taken.set(Some(false));
             return Err(e);
         }
         let result = (self.decode)(arrived);
-        self.outcome = Some(result.is_ok());
+        self.taken.set(Some(result.is_ok()));
         result
     }
 
@@ -266,13 +265,13 @@ impl<R> AsyncResult<R> {
     /// fn double(x: i32) -> i32 { 2 * x }
     ///
     /// let pool = Pool::new(1)?;
-    /// let mut r = pool.apply_async(double, 21)?;
+    /// let r = pool.apply_async(double, 21)?;
     /// while !r.ready() {}
     /// assert_eq!(r.get()?, 42);
     /// # Ok::<(), multiprocessing::Error>(())
     /// ```
     pub fn ready(&self) -> bool {
-        if self.taken {
+        if self.taken.get().is_some() {
             return true;
         }
         let job = self.job;
@@ -299,7 +298,7 @@ impl<R> AsyncResult<R> {
     /// # Ok::<(), multiprocessing::Error>(())
     /// ```
     pub fn successful(&self) -> Result<bool> {
-        if let Some(ok) = self.outcome {
+        if let Some(ok) = self.taken.get() {
             return Ok(ok);
         }
         if !self.ready() {
@@ -311,7 +310,7 @@ impl<R> AsyncResult<R> {
 
 impl<R> Drop for AsyncResult<R> {
     fn drop(&mut self) {
-        if !self.taken {
+        if self.taken.get().is_none() {
             if let Ok(mut inner) = self.pool.try_borrow_mut() {
                 if self.has_callbacks {
                     inner.detach(self.job);

@@ -684,7 +684,7 @@ impl Pool {
     /// fn cubes(n: u64) -> u64 { n.pow(3) }
     ///
     /// let pool = Pool::new(2)?;
-    /// let mut r = pool.apply_async(cubes, 4)?;
+    /// let r = pool.apply_async(cubes, 4)?;
     /// assert_eq!(r.get()?, 64);
     /// # Ok::<(), multiprocessing::Error>(())
     /// ```
@@ -715,7 +715,7 @@ impl Pool {
     /// fn cubes(n: u64) -> u64 { n.pow(3) }
     ///
     /// let pool = Pool::new(2)?;
-    /// let mut r = pool.map_async(cubes, 1..=3)?;
+    /// let r = pool.map_async(cubes, 1..=3)?;
     /// assert_eq!(r.get()?, [1, 8, 27]);
     /// # Ok::<(), multiprocessing::Error>(())
     /// ```
@@ -740,7 +740,7 @@ impl Pool {
     /// fn power(base: u64, exp: u32) -> u64 { base.pow(exp) }
     ///
     /// let pool = Pool::new(2)?;
-    /// let mut r = pool.starmap_async(power, [(2, 3), (3, 2)])?;
+    /// let r = pool.starmap_async(power, [(2, 3), (3, 2)])?;
     /// assert_eq!(r.get()?, [8, 9]);
     /// # Ok::<(), multiprocessing::Error>(())
     /// ```
@@ -854,7 +854,7 @@ impl Pool {
     ///
     /// let pool = Pool::new(2)?;
     /// assert!(matches!(pool.join(), Err(Error::PoolStillRunning)));
-    /// let mut pending = pool.map_async(cubes, 1..=5)?;
+    /// let pending = pool.map_async(cubes, 1..=5)?;
     /// pool.close();
     /// pool.join()?;
     /// assert!(pending.ready());

@@ -1,7 +1,8 @@
 //! The installed kernel, through the client: one cell per primitive of issue 13 (Event,
-//! Semaphore, RLock, Condition, Barrier, Lock::locked, Array/RawArray/RawValue, SharedMemory,
-//! concurrent futures, Manager, Queue maxsize/JoinableQueue/SimpleQueue, one-way Pipe with
-//! connection::wait and sentinels, Pool callbacks). Each cell's children print; the check is that
+//! Semaphore, BoundedSemaphore, RLock, Condition, Barrier, Lock::locked, Array/RawArray/RawValue,
+//! SharedMemory, concurrent futures (submit, as_completed, map, wait, cancel, shutdown), Manager
+//! (dict, list, value, queue, lock), Queue maxsize/JoinableQueue/SimpleQueue, one-way Pipe with
+//! connection::wait and sentinels, Pool starmap_async, callback and error_callback). Each cell's children print; the check is that
 //! their lines land in that cell, that nothing is left running after it (no child of the runtime,
 //! no shared-memory watcher, nothing in /dev/shm), and that the next cell shows only its own
 //! output. One kernel is shared by these checks.
@@ -49,10 +50,12 @@ fn each_new_primitive_works_in_a_cell_and_leaves_nothing_running() {
     let mut kernel = start_kernel("api");
     let mut checks = Checks::default();
 
-    checks.check("Event, Semaphore, Lock::locked, RLock", || {
-        cell_runs_clean(
-            &mut kernel,
-            r#"{
+    checks.check(
+        "Event, Semaphore, BoundedSemaphore, Lock::locked, RLock",
+        || {
+            cell_runs_clean(
+                &mut kernel,
+                r#"{
 let go = Event::new()?;
 let slots = Semaphore::new(1)?;
 let lock = Lock::new()?;
@@ -76,15 +79,31 @@ let g = lock.acquire()?;
 println!("locked {}", lock.locked());
 drop(g);
 println!("locked {}", lock.locked());
+let bounded = BoundedSemaphore::new(1)?;
+let child_bounded = bounded.clone();
+let mut p = Process::new(move || {
+    child_bounded.acquire().unwrap();
+    println!("child took the bounded unit, value {}", child_bounded.value().unwrap());
+    child_bounded.release().unwrap();
+});
+p.start()?;
+p.join()?;
+match bounded.release() {
+    Err(Error::ReleasedTooOften { bound }) => println!("released too often (bound {bound})"),
+    other => println!("unexpected: {other:?}"),
+}
 }"#,
-            &[
-                "child 0 has the slot",
-                "child 2 holds the rlock twice",
-                "locked true",
-                "locked false",
-            ],
-        )
-    });
+                &[
+                    "child 0 has the slot",
+                    "child 2 holds the rlock twice",
+                    "locked true",
+                    "locked false",
+                    "child took the bounded unit, value 0",
+                    "released too often (bound 1)",
+                ],
+            )
+        },
+    );
 
     checks.check("Condition and Barrier", || {
         cell_runs_clean(
@@ -198,6 +217,43 @@ println!("total {total}");
     );
 
     checks.check(
+        "concurrent futures: wait FIRST_COMPLETED / ALL_COMPLETED, cancel, shutdown(cancel_futures)",
+        || {
+            cell_runs_clean(
+                &mut kernel,
+                r#"use multiprocessing::futures::{wait, ProcessPoolExecutor, ReturnWhen};
+fn nap(ms: u64) -> u64 { std::thread::sleep(std::time::Duration::from_millis(ms)); println!("napped {ms} ms"); ms }
+{
+ProcessPoolExecutor::with(2, |ex| {
+    let fast = ex.submit(nap, 10)?;
+    let slow = ex.submit(nap, 1500)?;
+    let w = wait(&[fast, slow], None, ReturnWhen::FirstCompleted)?;
+    println!("first completed: {} done, {} not done", w.done.len(), w.not_done.len());
+    Ok(())
+})?;
+// One worker: two calls go to the pool (max_workers + 1), the other two wait in the executor.
+let ex = ProcessPoolExecutor::new(1)?;
+let futs: Vec<_> = [10, 300, 1000, 1000].into_iter().map(|ms| ex.submit(nap, ms)).collect::<Result<_, _>>()?;
+println!("cancel the last, still queued: {}", futs[3].cancel());
+ex.shutdown(true, true)?;
+println!("after shutdown: done {} {}, cancelled {} {}", futs[0].done(), futs[1].done(), futs[2].cancelled(), futs[3].cancelled());
+let all = wait(&futs, None, ReturnWhen::AllCompleted)?;
+println!("all completed: {} done, {} not done", all.done.len(), all.not_done.len());
+}"#,
+                &[
+                    "napped 10 ms",
+                    "first completed: 1 done, 1 not done",
+                    "napped 1500 ms",
+                    "cancel the last, still queued: true",
+                    "napped 300 ms",
+                    "after shutdown: done true true, cancelled true true",
+                    "all completed: 4 done, 0 not done",
+                ],
+            )
+        },
+    );
+
+    checks.check(
         "Manager: dict, list, value, queue, lock through proxies",
         || {
             cell_runs_clean(
@@ -209,11 +265,15 @@ Manager::with(|m| {
     let l = m.list::<u32>()?;
     let q = m.queue::<String>()?;
     let lock = m.lock()?;
+    let total = m.value(0u32)?;
     let mut children = Vec::new();
     for i in 0..3 {
-        let (d, l, q, lock) = (d.clone(), l.clone(), q.clone(), lock.clone());
+        let (d, l, q, lock, total) = (d.clone(), l.clone(), q.clone(), lock.clone(), total.clone());
         let mut p = Process::new(move || {
-            lock.with(|| println!("child {i} holds the managed lock")).unwrap();
+            lock.with(|| {
+                println!("child {i} holds the managed lock");
+                total.set(&(total.get().unwrap() + i)).unwrap();
+            }).unwrap();
             d.insert(&format!("k{i}"), &i).unwrap();
             l.push(&i).unwrap();
             q.put(&format!("hello from {i}")).unwrap();
@@ -223,14 +283,14 @@ Manager::with(|m| {
     }
     for _ in 0..3 { println!("{}", q.get()?); }
     for p in &children { p.join()?; }
-    println!("dict has {} keys, list has {} items", d.len()?, l.len()?);
+    println!("dict has {} keys, list has {} items, value is {}", d.len()?, l.len()?, total.get()?);
     Ok(())
 })?;
 }"#,
                 &[
                     "child 1 holds the managed lock",
                     "hello from 2",
-                    "dict has 3 keys, list has 3 items",
+                    "dict has 3 keys, list has 3 items, value is 3",
                 ],
             )
         },
@@ -295,18 +355,27 @@ println!("closed");
             &mut kernel,
             r#"fn mul(a: u64, b: u64) -> u64 { a * b }
 fn square(x: u64) -> u64 { x * x }
+fn fails(x: u64) -> u64 { panic!("no {x}") }
 {
 let pool = Pool::new(2)?;
 let me = std::process::id();
-let mut r = pool.starmap_async(mul, [(2, 3), (4, 5)])?;
+let r = pool.starmap_async(mul, [(2, 3), (4, 5)])?;
 println!("starmap {:?}", r.get()?);
 for i in 1..=2u64 {
     pool.apply_async(square, i)?.callback(move |v| println!("callback {v} in notebook {}", std::process::id() == me));
 }
+let failed = pool.apply_async(fails, 7)?.error_callback(|e| println!("error callback: panicked {}", matches!(e, Error::TaskPanicked { .. })));
+println!("get after the error callback: {}", failed.get().is_err());
 pool.close();
 pool.join()?;
 }"#,
-            &["starmap [6, 20]", "callback 1 in notebook true", "callback 4 in notebook true"],
+            &[
+                "starmap [6, 20]",
+                "callback 1 in notebook true",
+                "callback 4 in notebook true",
+                "error callback: panicked true",
+                "get after the error callback: true",
+            ],
         )
     });
 
