@@ -9,7 +9,7 @@ use std::fmt;
 
 use nix::sys::signal::Signal;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::{registry, session, sys};
 
 /// The running process, as Python's `multiprocessing.current_process()` describes it.
@@ -201,6 +201,8 @@ pub struct ActiveChild {
     name: String,
     pid: i32,
     daemon: bool,
+    /// The process that listed it, its parent: only that one may ask about it or signal it.
+    parent: i32,
 }
 
 impl ActiveChild {
@@ -245,24 +247,40 @@ impl ActiveChild {
         self.daemon
     }
 
-    /// Whether the child still runs (reaps it and relays output if it ended).
+    /// Whether the child still runs (reaps it and relays output if it ended). As
+    /// [`Process::is_alive`](crate::Process::is_alive): [`Error::NotOwner`] in another process than
+    /// the one that listed it.
     ///
     /// ```
     /// let mut p = multiprocessing::Process::new(|| std::thread::sleep(std::time::Duration::from_secs(10)));
     /// p.start().unwrap();
     /// let child = multiprocessing::active_children().remove(0);
-    /// assert!(child.is_alive());
+    /// assert!(child.is_alive().unwrap());
     /// p.kill().unwrap();
     /// p.join().unwrap();
-    /// assert!(!child.is_alive());
+    /// assert!(!child.is_alive().unwrap());
     /// ```
-    pub fn is_alive(&self) -> bool {
-        registry::lock()
+    pub fn is_alive(&self) -> Result<bool> {
+        self.check_parent("is_alive")?;
+        Ok(registry::lock()
             .exit_code(self.pid)
-            .is_some_and(|code| code.is_none())
+            .is_some_and(|code| code.is_none()))
     }
 
-    /// Sends `SIGTERM` to the child if it still runs.
+    /// Only the parent may ask about a child or signal it (see [`Error::NotOwner`]).
+    fn check_parent(&self, call: &'static str) -> Result<()> {
+        if self.parent == std::process::id() as i32 {
+            return Ok(());
+        }
+        Err(Error::NotOwner {
+            name: self.name.clone(),
+            creator: self.parent,
+            call,
+        })
+    }
+
+    /// Sends `SIGTERM` to the child if it still runs ([`Error::NotOwner`] in another process than
+    /// the one that listed it).
     ///
     /// ```
     /// let mut p = multiprocessing::Process::new(|| std::thread::sleep(std::time::Duration::from_secs(10)));
@@ -271,10 +289,12 @@ impl ActiveChild {
     /// assert_eq!(p.join().unwrap(), -15);
     /// ```
     pub fn terminate(&self) -> Result<()> {
+        self.check_parent("terminate")?;
         registry::lock().signal(self.pid, Signal::SIGTERM)
     }
 
-    /// Sends `SIGKILL` to the child if it still runs.
+    /// Sends `SIGKILL` to the child if it still runs ([`Error::NotOwner`] in another process than
+    /// the one that listed it).
     ///
     /// ```
     /// let mut p = multiprocessing::Process::new(|| std::thread::sleep(std::time::Duration::from_secs(10)));
@@ -283,6 +303,7 @@ impl ActiveChild {
     /// assert_eq!(p.join().unwrap(), -9);
     /// ```
     pub fn kill(&self) -> Result<()> {
+        self.check_parent("kill")?;
         registry::lock().signal(self.pid, Signal::SIGKILL)
     }
 }
@@ -306,6 +327,7 @@ impl ActiveChild {
 /// # }
 /// ```
 pub fn active_children() -> Vec<ActiveChild> {
+    let parent = std::process::id() as i32;
     registry::lock()
         .live()
         .into_iter()
@@ -313,6 +335,7 @@ pub fn active_children() -> Vec<ActiveChild> {
             name: s.name,
             pid: s.pid,
             daemon: s.daemon,
+            parent,
         })
         .collect()
 }
@@ -352,7 +375,7 @@ pub fn cpu_count() -> usize {
 /// ```
 pub fn exit(code: i32) -> ! {
     if session::load().parent.is_some() {
-        registry::finish_children();
+        crate::fork::finish_children();
         sys::exit_now(code)
     }
     if std::env::var_os("EVCXR_IS_RUNTIME").is_some() {

@@ -80,6 +80,26 @@ impl DisplayHandle {
     }
 }
 
+/// Escapes text for HTML.
+pub(crate) fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '"' => out.push_str("&quot;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Prints `content` as the cell's rich result, as evcxr expects from `evcxr_display`.
+pub(crate) fn evcxr_content(mime: &str, content: &str) {
+    println!("EVCXR_BEGIN_CONTENT {mime}\n{content}\nEVCXR_END_CONTENT");
+}
+
 /// Whether this process runs cells for evcxr (or was forked from one that does).
 pub(crate) fn in_kernel() -> bool {
     std::env::var_os("EVCXR_IS_RUNTIME").is_some()

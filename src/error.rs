@@ -27,6 +27,26 @@ impl std::fmt::Display for PoolState {
     }
 }
 
+/// What the end of a one-way `Pipe` allows, when the other call was made on it
+/// ([`Error::WrongDirection`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PipeEnd {
+    /// The first end of `Pipe::one_way()`: it only receives.
+    ReadOnly,
+    /// The second end of `Pipe::one_way()`: it only sends.
+    WriteOnly,
+}
+
+impl std::fmt::Display for PipeEnd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PipeEnd::ReadOnly => "read-only",
+            PipeEnd::WriteOnly => "write-only",
+        })
+    }
+}
+
 /// Everything that can go wrong when starting, joining or talking to processes and pools.
 ///
 /// Every message names the fix, so a learner who sees it in a notebook knows what to change.
@@ -58,8 +78,10 @@ pub enum Error {
     },
 
     /// A call on a `Process` made from a process other than the one that created it (a forked child
-    /// holding a copy of the value). Python: "can only start a process object created by current process".
-    #[error("process {name} was created by process {creator}, and only that process can {call}() it; create the Process in the process that starts it")]
+    /// holding a copy of the value): `start`, `join`, `is_alive`, `terminate`, `kill`, `sentinel`,
+    /// `close`. Python asserts the same: "can only start a process object created by current
+    /// process", "can only join a child process", "can only test a child process".
+    #[error("only process {creator}, which created process {name}, can call {call}() on it (this is a copy of the value in another process); call {call}() in process {creator} and send what you need through a Pipe or Queue, or create the Process in the process that uses it")]
     NotOwner {
         /// The process's name.
         name: String,
@@ -379,8 +401,8 @@ pub enum Error {
     /// connection is read-only` / `write-only`).
     #[error("this end of a one-way Pipe is {allowed}; in `let (reader, writer) = Pipe::one_way()?`, receive on the first and send on the second")]
     WrongDirection {
-        /// "read-only" or "write-only".
-        allowed: &'static str,
+        /// What this end allows.
+        allowed: PipeEnd,
     },
 }
 

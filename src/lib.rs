@@ -18,7 +18,7 @@
 //! | `p.start()` | `p.start()?;` |
 //! | `p.join()` | `p.join()?;` (returns the exit code) |
 //! | `p.join(timeout=0.5)` | `p.join_timeout(Duration::from_millis(500))?` (`None` if still running) |
-//! | `p.is_alive()` | `p.is_alive()` |
+//! | `p.is_alive()` | `p.is_alive()?` (`Error::NotOwner` from another process than the parent, as Python asserts) |
 //! | `p.pid`, `p.name`, `p.daemon` | `p.pid()` (`Option<i32>`), `p.name()`, `p.daemon()` |
 //! | `p.name = "x"`, `p.daemon = True` | `p.set_name("x")?`, `p.set_daemon(true)?` |
 //! | `p.exitcode` | `p.exitcode()` (`None` / `0` / `1` / `N` / `-signal`) |
@@ -147,7 +147,7 @@ pub use current::{
     active_children, cpu_count, current_process, exit, parent_process, ActiveChild, CurrentProcess,
     ParentProcess,
 };
-pub use error::{Error, PoolState, Result};
+pub use error::{Error, PipeEnd, PoolState, Result};
 pub use event::Event;
 pub use joinable_queue::JoinableQueue;
 pub use managers::Manager;

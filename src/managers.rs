@@ -30,7 +30,7 @@ use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 use std::io::Read;
 use std::marker::PhantomData;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::AsFd;
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixListener, UnixStream};
 use std::rc::Rc;
@@ -38,7 +38,6 @@ use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::socket::MsgFlags;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -124,10 +123,12 @@ impl Link {
                 .map_err(|e| Error::os("socket address", errno_of(&e)))?;
             let stream = UnixStream::connect_addr(&addr)
                 .map_err(|_| self.died("refuses connections (it has ended)"))?;
+            // This process's connection: a child forked later releases its copy (it opens its own).
+            crate::registry::lock().note_parent_ends(self.manager_pid, &[stream.as_fd()]);
             *conn = Some((me, stream));
         }
         let (_, stream) = conn.as_ref().expect("connected above");
-        send_frame(stream, &wire::encode_message(req)?)
+        wire::send_all(stream.as_fd(), &wire::encode_message(req)?)
             .map_err(|_| self.died("closed the connection"))?;
         let waited = wait::fd_ready(stream.as_fd(), wait::READABLE, None, || {
             Error::Interrupted {
@@ -166,18 +167,6 @@ impl PidCheck for Option<&(u32, UnixStream)> {
 
 fn errno_of(e: &std::io::Error) -> Errno {
     Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))
-}
-
-fn send_frame(stream: &UnixStream, frame: &[u8]) -> Result<()> {
-    let mut rest = frame;
-    while !rest.is_empty() {
-        match nix::sys::socket::send(stream.as_raw_fd(), rest, MsgFlags::MSG_NOSIGNAL) {
-            Ok(n) => rest = &rest[n..],
-            Err(Errno::EINTR | Errno::EAGAIN) => {}
-            Err(e) => return Err(Error::os("send", e)),
-        }
-    }
-    Ok(())
 }
 
 fn unexpected(resp: Resp) -> Error {
@@ -1394,7 +1383,7 @@ impl Server {
     /// Sends `resp`; false (and the client is dropped) if it cannot be sent.
     fn reply(&mut self, cid: u64, resp: &Resp) -> bool {
         let sent = match (self.clients.get(&cid), wire::encode_message(resp)) {
-            (Some(c), Ok(frame)) => send_frame(&c.stream, &frame).is_ok(),
+            (Some(c), Ok(frame)) => wire::send_all(c.stream.as_fd(), &frame).is_ok(),
             _ => false,
         };
         if !sent {

@@ -36,7 +36,7 @@ use nix::sys::socket::{socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, PipeEnd, Result};
 use crate::{wait, wire};
 
 /// Creates connected pairs of [`Connection`]s (Python's `multiprocessing.Pipe()`).
@@ -100,14 +100,14 @@ impl Pipe {
     /// [`Error::WrongDirection`].
     ///
     /// ```
-    /// use multiprocessing::{Error, Pipe};
+    /// use multiprocessing::{Error, Pipe, PipeEnd};
     ///
     /// # fn main() -> multiprocessing::Result<()> {
     /// let (reader, writer) = Pipe::one_way()?;
     /// writer.send("one way")?;
     /// assert_eq!(reader.recv::<String>()?, "one way");
-    /// assert!(matches!(reader.send(1), Err(Error::WrongDirection { allowed: "read-only" })));
-    /// assert!(matches!(writer.recv::<i32>(), Err(Error::WrongDirection { allowed: "write-only" })));
+    /// assert!(matches!(reader.send(1), Err(Error::WrongDirection { allowed: PipeEnd::ReadOnly })));
+    /// assert!(matches!(writer.recv::<i32>(), Err(Error::WrongDirection { allowed: PipeEnd::WriteOnly })));
     /// # Ok(())
     /// # }
     /// ```
@@ -188,10 +188,7 @@ impl Connection {
     /// ```
     pub fn send_bytes(&self, bytes: &[u8]) -> Result<()> {
         self.check(Direction::Send)?;
-        let mut frame = Vec::with_capacity(8 + bytes.len());
-        frame.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
-        frame.extend_from_slice(bytes);
-        self.send_frame(&frame)
+        self.send_frame(&wire::encode_bytes(bytes))
     }
 
     /// Waits for the next message and returns its bytes as they are (Python's `recv_bytes()`): what
@@ -215,10 +212,10 @@ impl Connection {
     fn check(&self, want: Direction) -> Result<()> {
         match (self.direction, want) {
             (Direction::Receive, Direction::Send) => Err(Error::WrongDirection {
-                allowed: "read-only",
+                allowed: PipeEnd::ReadOnly,
             }),
             (Direction::Send, Direction::Receive) => Err(Error::WrongDirection {
-                allowed: "write-only",
+                allowed: PipeEnd::WriteOnly,
             }),
             _ => Ok(()),
         }
@@ -320,12 +317,11 @@ impl Connection {
             Ok(n) => n,
             Err(_) => return Ok(None),
         };
-        if peeked < 8 {
+        let Some(len) = wire::body_len(&frame[..peeked]) else {
             return Ok(None);
-        }
-        let len = u64::from_le_bytes(frame[..8].try_into().unwrap_or([0xff; 8]));
+        };
         let whole = match usize::try_from(len) {
-            Ok(len) if len <= SMALL - 8 && 8 + len <= peeked => 8 + len,
+            Ok(len) if len <= SMALL - wire::LEN && wire::LEN + len <= peeked => wire::LEN + len,
             _ => return Ok(None),
         };
         let mut got = 0;
@@ -337,7 +333,7 @@ impl Connection {
                 Err(e) => return Err(Error::os("recv", e)),
             }
         }
-        Ok(Some(frame[8..whole].to_vec()))
+        Ok(Some(frame[wire::LEN..whole].to_vec()))
     }
 
     /// Like [`recv`](Connection::recv), waiting at most `timeout`: [`Error::Empty`] when no message

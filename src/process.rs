@@ -37,8 +37,15 @@
 //! - Interrupting the kernel while `join` waits returns [`Error::Interrupted`]; the child keeps
 //!   running, as in Jupyter with Python (only the kernel gets the interrupt). Join it again, or
 //!   `terminate()` it.
-//! - `is_alive()` asked from another process than the parent answers `false` (Python raises an
-//!   `AssertionError`; the method returns a plain `bool` here).
+//! - Only the process that created a `Process` value may start, join, test ([`is_alive`]) or
+//!   signal its child: from any other process (a forked child holding a copy of the value) these
+//!   calls return [`Error::NotOwner`] (Python raises `AssertionError: can only test a child
+//!   process`, `can only join a child process`). [`exitcode`] there answers what the copy knew at
+//!   the fork (`None` while it ran), as Python's does. To learn about a sibling, ask the parent
+//!   through a [`Pipe`](crate::Pipe) or [`Queue`](crate::Queue).
+//!
+//! [`is_alive`]: Process::is_alive
+//! [`exitcode`]: Process::exitcode
 //! - The child dies with the process that started it (`PR_SET_PDEATHSIG` = `SIGKILL`, then a
 //!   `getppid()` check). Linux sends that signal when the *thread* that forked exits: start processes
 //!   from a thread that outlives them (in a notebook, the cell's main thread always does).
@@ -53,6 +60,7 @@
 
 use std::cell::Cell;
 use std::fmt;
+use std::os::fd::{AsRawFd, RawFd};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -229,7 +237,8 @@ impl Process {
     /// Creates a process that will run `target` once [started](Process::start) (Python:
     /// `Process(target=f, args=(i,))` is `Process::new(move || f(i))`). `target` may capture any
     /// values: the child gets a copy of this process's memory. The name is `Process-N`, numbered
-    /// across the session. A panic in `target` gives exit code 1.
+    /// across the session. A panic in `target` gives exit code 1. Threads that `target` starts are
+    /// cut off when it returns (Python would wait for them): join them inside `target`.
     ///
     /// ```
     /// use multiprocessing::Process;
@@ -404,11 +413,18 @@ impl Process {
         // Reap and relay what earlier children left, as Python's `_cleanup()` does here.
         registry::lock().pump();
         let (relay, ends) = output::pipes_for_child()?;
+        // The child closes its copies of the parent's ends (the `relay` in its copy of this frame
+        // is never dropped: the child ends with `_exit`).
+        let parent_ends: Vec<RawFd> = relay.fds().map(|fd| fd.as_raw_fd()).collect();
         let parent_pid = std::process::id() as i32;
         let (name, identity, daemon) = (self.name.clone(), self.identity.clone(), self.daemon);
         let target = &mut self.target;
-        let pid =
-            fork::fork_child(move || child_main(name, identity, daemon, parent_pid, ends, target))?;
+        let pid = fork::fork_child(move || {
+            for fd in parent_ends {
+                let _ = nix::unistd::close(fd);
+            }
+            child_main(name, identity, daemon, parent_pid, ends, target)
+        })?;
         self.target = None;
         self.pid = Some(pid.as_raw());
         registry::lock().add(
@@ -423,7 +439,9 @@ impl Process {
 
     /// Waits until the child ends and returns its exit code (also kept for [`exitcode`](Process::exitcode)),
     /// relaying the output of all of this process's children meanwhile. Joining an ended process
-    /// again returns the same code at once. [`Error::NotStarted`] before `start()`.
+    /// again returns the same code at once. [`Error::NotStarted`] before `start()`;
+    /// [`Error::NotOwner`] from another process than the one that created this value (Python:
+    /// `AssertionError: can only join a child process`).
     ///
     /// ```
     /// use multiprocessing::{exit, Process};
@@ -471,26 +489,45 @@ impl Process {
             .map(|code| self.settle(pid, code)))
     }
 
-    /// Whether the child has been started and has not ended yet. Relays pending output.
+    /// Whether the child has been started and has not ended yet (Python: `p.is_alive()`). Relays
+    /// pending output, and reaps the child if it has ended.
+    ///
+    /// Only the process that created this value can ask: from another one (a forked child holding
+    /// a copy) it is [`Error::NotOwner`], as Python raises `AssertionError: can only test a child
+    /// process`; after [`close`](Process::close) it is [`Error::ProcessClosed`].
     ///
     /// ```
+    /// use multiprocessing::{Error, Process};
+    ///
     /// # fn main() -> multiprocessing::Result<()> {
-    /// let mut p = multiprocessing::Process::new(|| ());
-    /// assert!(!p.is_alive());
+    /// let mut p = Process::new(|| std::thread::sleep(std::time::Duration::from_millis(200)));
+    /// assert!(!p.is_alive()?);
     /// p.start()?;
-    /// p.join()?;
-    /// assert!(!p.is_alive());
+    /// assert!(p.is_alive()?);
+    ///
+    /// // A sibling holding a copy of `p` cannot ask: `p` is this process's child, not its own.
+    /// let mut sibling = Process::new(move || {
+    ///     assert!(matches!(p.is_alive(), Err(Error::NotOwner { call: "is_alive", .. })));
+    /// });
+    /// sibling.start()?;
+    /// assert_eq!(sibling.join()?, 0);
     /// # Ok(())
     /// # }
     /// ```
-    pub fn is_alive(&self) -> bool {
-        self.poll().is_some_and(|code| code.is_none())
+    pub fn is_alive(&self) -> Result<bool> {
+        self.check_owner("is_alive")?;
+        Ok(self.poll().is_some_and(|code| code.is_none()))
     }
 
     /// The exit code (Python's `exitcode`): `None` before start and while running, `0` on success,
     /// `1` when the closure panicked or returned `Err` ([`new_fallible`](Process::new_fallible)), `N` after [`exit(N)`](crate::exit), `-N` when
     /// killed by signal `N` (`-15` after [`terminate`](Process::terminate), `-9` after
     /// [`kill`](Process::kill)). Relays pending output.
+    ///
+    /// As Python's, it does not refuse another process (a forked child holding a copy of the
+    /// value): there it answers what the copy knew at the fork, `None` if the child was still
+    /// running then. [`is_alive`](Process::is_alive) and [`join`](Process::join) refuse it
+    /// ([`Error::NotOwner`]).
     ///
     /// ```
     /// # fn main() -> multiprocessing::Result<()> {
@@ -507,6 +544,8 @@ impl Process {
 
     /// Asks the child to stop with `SIGTERM` (Python: `p.terminate()`); its exit code becomes `-15`
     /// unless it handles the signal. Does nothing if it has ended. Does not wait: `join()` after.
+    /// [`Error::NotOwner`] from another process than the one that created this value: only the
+    /// parent knows whether the pid is still its child's (once reaped, it may be another process's).
     ///
     /// ```
     /// # fn main() -> multiprocessing::Result<()> {
@@ -583,7 +622,7 @@ impl Process {
     /// ```
     pub fn close(&mut self) -> Result<()> {
         self.check_owner("close")?;
-        if self.is_alive() {
+        if self.is_alive()? {
             return Err(Error::StillRunning {
                 name: self.name.clone(),
             });
@@ -618,13 +657,14 @@ impl Process {
         }
     }
 
+    /// The child's pid for `call`, if this process may make it: closed first, then not ours (Python's
+    /// "can only join a child process"), then not started, in Python's order.
     fn started_pid(&self, call: &'static str) -> Result<i32> {
-        let pid = self.pid.ok_or_else(|| Error::NotStarted {
+        self.check_owner(call)?;
+        self.pid.ok_or_else(|| Error::NotStarted {
             name: self.name.clone(),
             call,
-        })?;
-        self.check_owner(call)?;
-        Ok(pid)
+        })
     }
 
     /// `None`: not started (or not ours); `Some(None)`: running; `Some(Some(code))`: ended.
@@ -670,11 +710,12 @@ impl Drop for Process {
 }
 
 impl fmt::Debug for Process {
-    /// Python's `repr`: `<Process name='Process-1' pid=4242 parent=4200 stopped exitcode=-SIGTERM daemon>`.
+    /// Python's `repr`: `<Process name='Process-1' pid=4242 parent=4200 stopped exitcode=-SIGTERM daemon>`;
+    /// `closed` after `close()`, `unknown` in another process than the parent (as Python's).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ours = self.check_owner("repr").is_ok();
         let code = self.exit_code.get().or_else(|| {
-            let pid = self.pid?;
-            self.check_owner("repr").ok()?;
+            let pid = self.pid.filter(|_| ours)?;
             registry::lock().peek_exit_code(pid)
         });
         write!(f, "<Process name='{}'", self.name)?;
@@ -683,6 +724,8 @@ impl fmt::Debug for Process {
         }
         write!(f, " parent={}", self.creator)?;
         match (self.pid, code) {
+            _ if self.closed => write!(f, " closed")?,
+            _ if !ours => write!(f, " unknown")?,
             (None, _) => write!(f, " initial")?,
             (Some(_), None) => write!(f, " started")?,
             (Some(_), Some(code)) if code < 0 => match Signal::try_from(-code) {
@@ -724,6 +767,6 @@ fn child_main(
         }),
         None => 0,
     };
-    registry::finish_children();
+    fork::finish_children();
     code
 }

@@ -22,20 +22,20 @@
 //! ([`sys::ProcessGlobal`]); file descriptors and pids are process-wide, so any cell's copy of this
 //! code can use them.
 
+use std::os::fd::BorrowedFd;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use nix::sys::signal::Signal;
 
 use crate::child::Child;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::output::OutputRelay;
 use crate::sys;
-use crate::wait::Fds;
 
 /// The environment variable holding the table's address (see [`sys::ProcessGlobal`]).
 const REGISTRY_VAR: &str = "RUST_MULTIPROCESSING_CHILDREN";
 /// Bump when [`Registry`] or anything it contains changes shape.
-const REGISTRY_LAYOUT: u32 = 3;
+const REGISTRY_LAYOUT: u32 = 4;
 
 /// What a child is, which decides who answers for it when the user interrupts this process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,6 +57,10 @@ pub(crate) struct Entry {
     /// A `Process` value (or a pool) still refers to this child; when false, the entry goes once the
     /// child is reaped and its output relayed.
     pub owned: bool,
+    /// Descriptors of this process that talk to this child and are owned elsewhere (a pool
+    /// worker's task pipe, result pipe and side socket, owned by the pool): a child forked later
+    /// has no use for its copies and releases them ([`forget_in_child`]).
+    pub parent_ends: Vec<sys::FdId>,
 }
 
 /// What a caller learns about one registered child.
@@ -106,8 +110,8 @@ pub(crate) fn lock_for_fork() -> ForkGuard {
 }
 
 /// In a just-forked child: the table copied from the parent lists the parent's children, not ours.
-/// Empty it (closing their inherited descriptors: pidfds, pipe read ends); the copy is this
-/// process's table from now on.
+/// Empty it (closing their inherited descriptors: pidfds, pipe read ends, and releasing the
+/// parent's ends of its pool workers' pipes); the copy is this process's table from now on.
 pub(crate) fn forget_in_child(inherited: ForkGuard) {
     let ForkGuard(mut table) = inherited;
     table.forget_parents();
@@ -116,8 +120,23 @@ pub(crate) fn forget_in_child(inherited: ForkGuard) {
 impl Registry {
     /// Empties a table copied from the parent by a fork and makes it this process's.
     fn forget_parents(&mut self) {
+        sys::release_in_child(
+            self.entries
+                .iter()
+                .flat_map(|e| e.parent_ends.iter().copied()),
+        );
         self.entries.clear();
         self.owner = std::process::id();
+    }
+
+    /// Notes the descriptors of this process that talk to child `pid` and are owned elsewhere
+    /// (see [`Entry::parent_ends`]).
+    pub(crate) fn note_parent_ends(&mut self, pid: i32, fds: &[BorrowedFd<'_>]) {
+        if let Some(entry) = self.find(pid) {
+            entry
+                .parent_ends
+                .extend(fds.iter().filter_map(|fd| sys::FdId::of(*fd)));
+        }
     }
 
     /// Enters a just-started child.
@@ -136,6 +155,7 @@ impl Registry {
             child,
             relay,
             owned: true,
+            parent_ends: Vec::new(),
         });
     }
 
@@ -153,17 +173,18 @@ impl Registry {
             .retain(|e| e.owned || e.child.exit_code().is_none());
     }
 
-    /// For the waiting core: adds every child's output pipes and pidfd to `fds`. Returns false when
-    /// some live child has no pidfd (its end is then seen only by polling `waitpid`).
-    pub(crate) fn watch(&self, fds: &mut Fds) -> bool {
+    /// For the waiting core (which sits above this table): passes every child's output pipes and
+    /// pidfd to `watch`, with the child's pid. Returns false when some live child has no pidfd (its
+    /// end is then seen only by polling `waitpid`).
+    pub(crate) fn watch(&self, mut watch: impl FnMut(BorrowedFd<'_>, i32)) -> bool {
         let mut all_pidfds = true;
         for entry in &self.entries {
             let pid = entry.child.pid().as_raw();
             for fd in entry.relay.fds() {
-                fds.watch_child(fd, pid);
+                watch(fd, pid);
             }
             match entry.child.exit_fd() {
-                Some(fd) => fds.watch_child(fd, pid),
+                Some(fd) => watch(fd, pid),
                 None => all_pidfds &= entry.child.exit_code().is_some(),
             }
         }
@@ -290,22 +311,5 @@ impl Entry {
                 self.relay.finish();
             }
         }
-    }
-}
-
-/// Waits for every child to end, relaying their output (the end of a child process, as Python's
-/// `_exit_function`: daemonic children are first sent `SIGTERM`, then all are joined). Pool workers
-/// left running (a pool leaked with `mem::forget`) are daemonic: they get `SIGTERM` too.
-pub(crate) fn finish_children() {
-    let live = lock().live();
-    for child in live.iter().filter(|c| c.daemon) {
-        let _ = lock().signal(child.pid, Signal::SIGTERM);
-    }
-    for child in &live {
-        // This process's own interrupt pipe was closed at fork: nothing interrupts this wait.
-        let _ = crate::wait::child_exit(child.pid, None, || Error::Interrupted {
-            waiting_for: format!("child {} to end", child.name),
-            state: "it may still be running".into(),
-        });
     }
 }

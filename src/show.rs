@@ -15,38 +15,21 @@
 //! # Ok::<(), multiprocessing::Error>(())
 //! ```
 
+use crate::display::{escape, evcxr_content};
 use crate::error::Error;
 use crate::pool::AsyncResult;
 use crate::process::Process;
 
-/// Escapes text for HTML.
-pub(crate) fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '&' => out.push_str("&amp;"),
-            '"' => out.push_str("&quot;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// Prints `content` as the cell's rich result, as evcxr expects from `evcxr_display`.
-pub(crate) fn evcxr_content(mime: &str, content: &str) {
-    println!("EVCXR_BEGIN_CONTENT {mime}\n{content}\nEVCXR_END_CONTENT");
-}
-
 impl Process {
     /// evcxr calls this to show a `Process` as a cell's result: name, pid, state and exit code.
     pub fn evcxr_display(&self) {
-        let state = match (self.pid(), self.exitcode()) {
-            (None, _) => "not started".to_string(),
-            (Some(_), None) if self.is_alive() => "running".to_string(),
-            (Some(_), None) => "ended".to_string(),
-            (Some(_), Some(code)) => format!("ended, exit code {code}"),
+        let state = match (self.pid(), self.is_alive(), self.exitcode()) {
+            (_, Err(Error::ProcessClosed { .. }), _) => "closed".to_string(),
+            (_, Err(_), _) => "unknown: only the process that created it can ask".to_string(),
+            (None, _, _) => "not started".to_string(),
+            (Some(_), Ok(true), _) => "running".to_string(),
+            (Some(_), Ok(false), None) => "ended".to_string(),
+            (Some(_), Ok(false), Some(code)) => format!("ended, exit code {code}"),
         };
         let html = format!(
             "<div><b>Process</b> {} &nbsp; pid {} &nbsp; <i>{}</i>{}</div>",

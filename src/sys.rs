@@ -326,6 +326,9 @@ pub(crate) fn recv_fd(socket: BorrowedFd<'_>) -> nix::Result<Option<OwnedFd>> {
             }
         }
     }
+    if received.is_some() {
+        note_payload_memfds();
+    }
     Ok(received)
 }
 
@@ -387,6 +390,175 @@ impl Drop for Mapping {
 // SAFETY: the mapping is read-only memory not tied to a thread.
 unsafe impl Send for Mapping {}
 
+/// The name of every memfd [`SharedFile::new`] makes (`/proc/<pid>/fd` shows `/memfd:<name>`), by
+/// which a forked child finds the payload memfds it inherited ([`release_payload_memfds`]).
+const PAYLOAD_MEMFD: &str = "multiprocessing-payload";
+
+/// Whether this process may hold payload memfds: set when it makes one ([`SharedFile::new`]) or
+/// receives one ([`recv_fd`]), cleared in a child once it released what it inherited. Lets a fork
+/// skip the `/proc/self/fd` scan (~1 µs a descriptor) in a process that never moved a big payload.
+static PAYLOAD_MEMFDS: ProcessGlobal<std::sync::atomic::AtomicBool> =
+    ProcessGlobal::new("RUST_MULTIPROCESSING_MEMFDS", 1);
+
+fn payload_memfds_flag() -> &'static std::sync::atomic::AtomicBool {
+    PAYLOAD_MEMFDS.get(|| std::sync::atomic::AtomicBool::new(false))
+}
+
+fn note_payload_memfds() {
+    payload_memfds_flag().store(true, Ordering::Relaxed);
+}
+
+/// A descriptor as it was when noted: its number and the file it referred to (device and inode).
+/// A closed number is reused by the next `open`, so before acting on a noted number in a later
+/// process, [`release_in_child`] checks that it still refers to the same file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FdId {
+    fd: RawFd,
+    dev: u64,
+    ino: u64,
+}
+
+impl FdId {
+    /// Notes `fd` as it is now (`None` if `fstat` fails, which an open descriptor does not).
+    pub(crate) fn of(fd: BorrowedFd<'_>) -> Option<FdId> {
+        let stat = nix::sys::stat::fstat(fd).ok()?;
+        Some(FdId {
+            fd: fd.as_raw_fd(),
+            dev: stat.st_dev,
+            ino: stat.st_ino,
+        })
+    }
+
+    /// The number still refers to the file it was noted with.
+    fn still_same(&self) -> bool {
+        // SAFETY: fstat only reads the descriptor table entry (EBADF if the number is closed) and
+        // writes into `stat`, a local of the right type.
+        let mut stat: libc::stat = unsafe { std::mem::zeroed() };
+        let ok = unsafe { libc::fstat(self.fd, &mut stat) } == 0;
+        ok && stat.st_dev == self.dev && stat.st_ino == self.ino
+    }
+}
+
+/// In a just-forked child that released (or never had) the payload memfds of its parent: it holds
+/// none until it makes or receives one.
+pub(crate) fn forget_payload_memfds_in_child() {
+    payload_memfds_flag().store(false, Ordering::Relaxed);
+}
+
+/// In a just-forked child: releases descriptors it inherited but has no use for (its parent's
+/// ends of pipes and sockets to other children, payload memfds of the parent's pools), so the files
+/// behind them are not held open by this process. Each number that still refers to the file it
+/// was noted with is pointed at `/dev/null` rather than closed: a copy of the parent's value that
+/// owns it (a `Pool` captured by the child's closure) may still close it, and a closed number could
+/// meanwhile belong to a descriptor this child opened.
+pub(crate) fn release_in_child(fds: impl IntoIterator<Item = FdId>) {
+    let mut null = None;
+    for id in fds {
+        if !id.still_same() {
+            continue;
+        }
+        // SAFETY: plain descriptor calls. `null` is our own descriptor (closed below); dup2 onto
+        // `id.fd`, an open descriptor (checked above) that nothing in this process reads or writes
+        // (the caller's contract), keeps its number open, so its owner's later close is sound.
+        unsafe {
+            let null = *null.get_or_insert_with(|| {
+                libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC)
+            });
+            if null >= 0 {
+                libc::dup3(null, id.fd, libc::O_CLOEXEC);
+            }
+        }
+    }
+    if let Some(null) = null.filter(|fd| *fd >= 0) {
+        // SAFETY: opened above, owned by nothing else.
+        unsafe { libc::close(null) };
+    }
+}
+
+/// The payload memfds ([`SharedFile`]) this process holds, for a child about to be forked to
+/// [`release_in_child`] (found in the parent, where procfs already has an entry per descriptor: in
+/// a new child it builds them first, ~3 µs each). Empty without a scan in a process that never
+/// made or received one. They belong to the parent's pools (spares kept for reuse, chunks in
+/// flight): a pool is of no use in another process (`PoolOfAnotherProcess`), and a new pool makes
+/// its own after the fork.
+pub(crate) fn payload_memfds() -> Vec<FdId> {
+    if !payload_memfds_flag().load(Ordering::Relaxed) {
+        return Vec::new();
+    }
+    let wanted = format!("/memfd:{PAYLOAD_MEMFD} (deleted)");
+    let mut found = Vec::new();
+    // Raw calls into stack buffers (half the time of `std::fs::read_dir` + `read_link`).
+    // SAFETY: `dir` is our own descriptor, closed at the end; getdents64 writes at most `buf.len()`
+    // bytes into `buf`, a local, and returns how many; each record it wrote starts with the
+    // kernel's `linux_dirent64` header (d_reclen at byte 16, the name from byte 19, NUL-ended),
+    // read here with bounds checks against what was written; fstat and readlinkat write only into
+    // locals of the sizes given.
+    unsafe {
+        let dir = libc::open(
+            c"/proc/self/fd".as_ptr(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        );
+        if dir < 0 {
+            return found;
+        }
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = libc::syscall(libc::SYS_getdents64, dir, buf.as_mut_ptr(), buf.len());
+            if n <= 0 {
+                break;
+            }
+            let n = n as usize;
+            let mut at = 0;
+            while at + 19 < n {
+                let reclen = u16::from_ne_bytes([buf[at + 16], buf[at + 17]]) as usize;
+                if reclen == 0 || at + reclen > n {
+                    break;
+                }
+                let name = &buf[at + 19..at + reclen];
+                let name = &name[..name.iter().position(|&b| b == 0).unwrap_or(name.len())];
+                at += reclen;
+                let Some(fd) = std::str::from_utf8(name)
+                    .ok()
+                    .and_then(|n| n.parse::<RawFd>().ok())
+                else {
+                    continue;
+                };
+                if fd == dir {
+                    continue;
+                }
+                // A memfd is a regular file linked in no directory: one `fstat` (~0.3 µs) rules
+                // out the rest (pipes, sockets, named files) before `readlinkat` names it.
+                let mut stat: libc::stat = std::mem::zeroed();
+                if libc::fstat(fd, &mut stat) != 0
+                    || stat.st_mode & libc::S_IFMT != libc::S_IFREG
+                    || stat.st_nlink != 0
+                {
+                    continue;
+                }
+                // `name` is the descriptor's number (at most 10 digits), NUL-ended here.
+                let mut path = [0u8; 16];
+                path[..name.len().min(15)].copy_from_slice(&name[..name.len().min(15)]);
+                let mut target = [0u8; 64];
+                let len = libc::readlinkat(
+                    dir,
+                    path.as_ptr().cast(),
+                    target.as_mut_ptr().cast(),
+                    target.len(),
+                );
+                if len > 0 && &target[..len as usize] == wanted.as_bytes() {
+                    found.push(FdId {
+                        fd,
+                        dev: stat.st_dev,
+                        ino: stat.st_ino,
+                    });
+                }
+            }
+        }
+        libc::close(dir);
+    }
+    found
+}
+
 /// A new memfd of `len` bytes, mapped shared and writable: fill it through [`SharedFile::bytes_mut`],
 /// then pass [`SharedFile::into_fd`] to another process, which maps it with [`Mapping::of`].
 #[derive(Debug)]
@@ -399,7 +571,8 @@ pub(crate) struct SharedFile {
 impl SharedFile {
     pub(crate) fn new(len: usize) -> nix::Result<SharedFile> {
         use nix::sys::memfd::{memfd_create, MFdFlags};
-        let fd = memfd_create("multiprocessing-payload", MFdFlags::MFD_CLOEXEC)?;
+        let fd = memfd_create(PAYLOAD_MEMFD, MFdFlags::MFD_CLOEXEC)?;
+        note_payload_memfds();
         SharedFile::reuse(fd, len)
     }
 

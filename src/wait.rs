@@ -166,7 +166,7 @@ pub(crate) fn until<W: Waiter>(
         if let Some(fd) = interrupt {
             fds.push(fd, READABLE, Owner::Interrupt);
         }
-        let all_pidfds = registry::lock().watch(&mut fds);
+        let all_pidfds = registry::lock().watch(|fd, pid| fds.watch_child(fd, pid));
         let mut slice = waiter.slice().unwrap_or(LONGEST).min(LONGEST);
         if !all_pidfds {
             slice = slice.min(REAP_SLICE);

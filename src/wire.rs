@@ -14,7 +14,7 @@
 
 use std::fs::File;
 use std::io::Read;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 use nix::errno::Errno;
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
@@ -25,7 +25,7 @@ use crate::error::{Error, Result};
 use crate::sys;
 
 /// Size of the length prefix.
-const LEN: usize = 8;
+pub(crate) const LEN: usize = 8;
 
 /// Pipe buffer size asked for (Linux allows unprivileged processes up to `/proc/sys/fs/pipe-max-size`,
 /// 1 MiB by default): fewer wake-ups per megabyte moved.
@@ -662,6 +662,33 @@ pub(crate) fn decode_message<T: DeserializeOwned>(body: &[u8]) -> Result<T> {
         what: "a message (is the type asked for the type that was sent?)",
         message: e.to_string(),
     })
+}
+
+/// One frame holding `body` as it is (`Connection::send_bytes`).
+pub(crate) fn encode_bytes(body: &[u8]) -> Vec<u8> {
+    let mut frame = Vec::with_capacity(LEN + body.len());
+    frame.extend_from_slice(&(body.len() as u64).to_le_bytes());
+    frame.extend_from_slice(body);
+    frame
+}
+
+/// The body length a frame starts with, read from its first [`LEN`] bytes (`None`: fewer).
+pub(crate) fn body_len(frame_start: &[u8]) -> Option<u64> {
+    Some(u64::from_le_bytes(frame_start.get(..LEN)?.try_into().ok()?))
+}
+
+/// Blocking: sends all of `bytes` on a connected socket, with `MSG_NOSIGNAL` (a peer that is gone
+/// is an `EPIPE` error, not a `SIGPIPE` that would end this process).
+pub(crate) fn send_all(socket: BorrowedFd<'_>, mut bytes: &[u8]) -> Result<()> {
+    use nix::sys::socket::MsgFlags;
+    while !bytes.is_empty() {
+        match nix::sys::socket::send(socket.as_raw_fd(), bytes, MsgFlags::MSG_NOSIGNAL) {
+            Ok(n) => bytes = &bytes[n..],
+            Err(Errno::EINTR | Errno::EAGAIN) => {}
+            Err(e) => return Err(Error::os("send", e)),
+        }
+    }
+    Ok(())
 }
 
 /// Blocking: writes all of `bytes`.

@@ -6,7 +6,7 @@ mod process_support;
 
 use std::time::{Duration, Instant};
 
-use multiprocessing::{connection, Error, Event, Pipe, Process, Queue, Semaphore};
+use multiprocessing::{connection, Error, Event, Pipe, PipeEnd, Process, Queue, Semaphore};
 use process_support::{isolated, start};
 
 // CPython: _TestConnection.test_duplex_false.
@@ -19,13 +19,13 @@ fn connection_test_duplex_false() {
     assert!(matches!(
         reader.send(2),
         Err(Error::WrongDirection {
-            allowed: "read-only"
+            allowed: PipeEnd::ReadOnly
         })
     ));
     assert!(matches!(
         writer.recv::<i32>(),
         Err(Error::WrongDirection {
-            allowed: "write-only"
+            allowed: PipeEnd::WriteOnly
         })
     ));
     assert!(matches!(
@@ -92,13 +92,14 @@ fn process_test_close() {
     let mut p = Process::new(move || rx.get().unwrap());
     p.set_daemon(true).unwrap();
     p.start().unwrap();
-    assert!(p.is_alive());
+    assert!(p.is_alive().unwrap());
     assert!(matches!(p.close(), Err(Error::StillRunning { .. })));
     q.put(&()).unwrap();
     p.join().unwrap();
-    assert!(!p.is_alive());
+    assert!(!p.is_alive().unwrap());
     assert_eq!(p.exitcode(), Some(0));
     p.close().unwrap();
+    assert!(matches!(p.is_alive(), Err(Error::ProcessClosed { .. })));
     assert!(matches!(p.join(), Err(Error::ProcessClosed { .. })));
     assert!(matches!(p.terminate(), Err(Error::ProcessClosed { .. })));
     assert!(matches!(p.close(), Err(Error::ProcessClosed { .. })));

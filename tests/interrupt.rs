@@ -55,7 +55,7 @@ fn process_waits_are_interrupted_and_the_child_gets_sigint() {
     interrupted(&pipe, "join_timeout", || {
         stubborn.join_timeout(Duration::from_secs(20))
     });
-    assert!(stubborn.is_alive());
+    assert!(stubborn.is_alive().unwrap());
     stubborn.kill().unwrap();
     assert_eq!(stubborn.join().unwrap(), -9);
 

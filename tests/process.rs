@@ -214,7 +214,7 @@ fn misuse_returns_typed_errors() {
         Err(Error::NotStarted { .. })
     ));
     assert!(matches!(p.terminate(), Err(Error::NotStarted { .. })));
-    assert!(!p.is_alive());
+    assert!(!p.is_alive().unwrap());
     p.start().unwrap();
     let twice = p.start().unwrap_err();
     assert!(matches!(twice, Error::AlreadyStarted { .. }));
@@ -247,6 +247,92 @@ fn misuse_returns_typed_errors() {
     });
     p.start().unwrap();
     assert_eq!(p.join().unwrap(), 0);
+}
+
+/// A forked child holding a copy of a sibling's `Process` value cannot test, join or signal it
+/// (Python: "can only test a child process", "can only join a child process"): each call is
+/// `Error::NotOwner` naming the call and the parent, at once (no hang, no panic); `exitcode()`
+/// answers what the copy knew at the fork, as Python's. The sibling is untouched, and the parent
+/// still can ask.
+#[test]
+fn sibling_cannot_test_or_join_a_process() {
+    if let Some(out) = isolate("sibling_cannot_test_or_join_a_process") {
+        out.assert_success();
+        assert_eq!(
+            out.lines(),
+            [
+                "is_alive: NotOwner(is_alive)",
+                "join: NotOwner(join)",
+                "join_timeout: NotOwner(join_timeout)",
+                "terminate: NotOwner(terminate)",
+                "kill: NotOwner(kill)",
+                "sentinel: NotOwner(sentinel)",
+                "exitcode: None",
+                "active child is_alive: NotOwner(is_alive)",
+                "active child terminate: NotOwner(terminate)",
+                "message names the fix: true",
+                "repr: unknown",
+            ],
+            "{}",
+            out.stderr
+        );
+        return;
+    }
+    fn kind<T: std::fmt::Debug>(result: multiprocessing::Result<T>) -> String {
+        match result {
+            Err(Error::NotOwner { call, creator, .. }) => {
+                assert_eq!(creator, parent_process().unwrap().pid());
+                format!("NotOwner({call})")
+            }
+            other => format!("{other:?}"),
+        }
+    }
+    let mut sleeper = Process::new(|| std::thread::sleep(Duration::from_secs(30)));
+    sleeper.start().unwrap();
+    let listed = active_children().remove(0);
+    let sleeper_pid = sleeper.pid();
+    let sleeper = std::rc::Rc::new(sleeper);
+    let copy = std::rc::Rc::clone(&sleeper);
+    let mut sibling = Process::new(move || {
+        let t = Instant::now();
+        say(&format!("is_alive: {}", kind(copy.is_alive())));
+        say(&format!("join: {}", kind(copy.join())));
+        say(&format!(
+            "join_timeout: {}",
+            kind(copy.join_timeout(Duration::from_secs(5)))
+        ));
+        say(&format!("terminate: {}", kind(copy.terminate())));
+        say(&format!("kill: {}", kind(copy.kill())));
+        say(&format!("sentinel: {}", kind(copy.sentinel())));
+        say(&format!("exitcode: {:?}", copy.exitcode()));
+        say(&format!(
+            "active child is_alive: {}",
+            kind(listed.is_alive())
+        ));
+        say(&format!(
+            "active child terminate: {}",
+            kind(listed.terminate())
+        ));
+        let message = copy.is_alive().unwrap_err().to_string();
+        say(&format!(
+            "message names the fix: {}",
+            message.contains("Pipe or Queue") && message.contains("is_alive()")
+        ));
+        let repr = format!("{copy:?}");
+        say(if repr.contains(" unknown") {
+            "repr: unknown"
+        } else {
+            &repr
+        });
+        assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    });
+    sibling.start().unwrap();
+    assert_eq!(sibling.join().unwrap(), 0);
+    // The sibling's calls neither signalled nor reaped it: the parent sees it running.
+    assert!(sleeper.is_alive().unwrap());
+    assert_eq!(sleeper.pid(), sleeper_pid);
+    sleeper.kill().unwrap();
+    assert_eq!(sleeper.join().unwrap(), -9);
 }
 
 /// fork failing with EAGAIN is `Error::Fork` with a hint; start() works again once the limit allows.
@@ -289,13 +375,13 @@ fn join_timeout_and_is_alive() {
     }
     let mut p = Process::new(|| std::thread::sleep(Duration::from_millis(300)));
     p.start().unwrap();
-    assert!(p.is_alive());
+    assert!(p.is_alive().unwrap());
     assert_eq!(p.join_timeout(Duration::ZERO).unwrap(), None);
     let t = Instant::now();
     assert_eq!(p.join_timeout(Duration::from_millis(50)).unwrap(), None);
     assert!(t.elapsed() >= Duration::from_millis(50));
     assert_eq!(p.join_timeout(Duration::from_secs(10)).unwrap(), Some(0));
-    assert!(!p.is_alive());
+    assert!(!p.is_alive().unwrap());
     assert_eq!(p.join().unwrap(), 0);
     assert_eq!(p.join_timeout(Duration::MAX).unwrap(), Some(0));
 }
@@ -535,7 +621,7 @@ fn parent_active_children_and_repr() {
         (active[0].name(), Some(active[0].pid()), active[0].daemon()),
         ("Process-1", p.pid(), true)
     );
-    assert!(active[0].is_alive());
+    assert!(active[0].is_alive().unwrap());
     active[0].terminate().unwrap();
     p.join().unwrap();
     assert!(active_children().is_empty());

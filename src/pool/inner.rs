@@ -295,13 +295,20 @@ impl Inner {
         };
         let progress_ref = &progress;
         let pid = fork::fork_child(move || worker::run(setup, progress_ref))?;
-        registry::lock().add(
+        let mut table = registry::lock();
+        table.add(
             name.clone(),
             ChildKind::PoolWorker,
             true,
             Child::new(pid),
             relay,
         );
+        // A child forked later (a Process, another worker) releases its copies of these.
+        table.note_parent_ends(
+            pid.as_raw(),
+            &[task_write.as_fd(), result_read.as_fd(), side.as_fd()],
+        );
+        drop(table);
         Ok(Worker {
             name,
             pid: pid.as_raw(),

@@ -409,15 +409,19 @@ fn default_chunksize(len: usize, processes: usize) -> usize {
     len / workers + usize::from(len % workers != 0)
 }
 
-fn check_chunksize(chunksize: usize) -> Result<usize> {
-    if chunksize == 0 {
-        return Err(Error::InvalidArgument {
+/// The chunk size a call uses: the one given (`pool.chunked(n)`), checked; else Python's default,
+/// [`default_chunksize`] for the maps (`len`: how many items) and 1 for the `imap`s (`None`).
+fn chunksize_for(given: Option<usize>, len: Option<usize>, processes: usize) -> Result<usize> {
+    match (given, len) {
+        (Some(0), _) => Err(Error::InvalidArgument {
             name: "chunksize",
             value: "0".into(),
             fix: "use a chunksize of 1 or more, or leave it out for the default",
-        });
+        }),
+        (Some(chunksize), _) => Ok(chunksize),
+        (None, Some(len)) => Ok(default_chunksize(len, processes).max(1)),
+        (None, None) => Ok(1),
     }
-    Ok(chunksize)
 }
 
 impl Pool {
@@ -552,10 +556,7 @@ impl Pool {
         if items.is_empty() {
             return Ok(Vec::new());
         }
-        let chunksize = match chunksize {
-            Some(c) => check_chunksize(c)?,
-            None => default_chunksize(items.len(), inner.processes).max(1),
-        };
+        let chunksize = chunksize_for(chunksize, Some(items.len()), inner.processes)?;
         let total = items.len();
         let source = Box::new(VecChunks {
             items,
@@ -946,7 +947,7 @@ impl<'a> Chunked<'a> {
         T: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + 'static,
     {
-        self.chunksize.map(check_chunksize).transpose()?;
+        chunksize_for(self.chunksize, None, 1)?; // a chunk size of 0 is refused before the items are read
         self.pool.run_map::<Unary<T, R>>(
             f as usize,
             items.into_iter().collect(),
@@ -976,7 +977,7 @@ impl<'a> Chunked<'a> {
         B: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + 'static,
     {
-        self.chunksize.map(check_chunksize).transpose()?;
+        chunksize_for(self.chunksize, None, 1)?; // a chunk size of 0 is refused before the items are read
         self.pool.run_map::<Binary<A, B, R>>(
             f as usize,
             items.into_iter().collect(),
@@ -1043,10 +1044,7 @@ impl<'a> Chunked<'a> {
         items: Vec<S::In>,
         what: &'static str,
     ) -> Result<AsyncResult<Vec<S::Out>>> {
-        let chunksize = match self.chunksize {
-            Some(c) => check_chunksize(c)?,
-            None => self.pool.default_chunksize(items.len()).max(1),
-        };
+        let chunksize = chunksize_for(self.chunksize, Some(items.len()), self.pool.processes())?;
         let total = items.len();
         let source = Box::new(VecChunks {
             items,
@@ -1122,7 +1120,7 @@ impl<'a> Chunked<'a> {
             (low, Some(high)) if low == high => Some(low),
             _ => None,
         };
-        let chunksize = check_chunksize(self.chunksize.unwrap_or(1))?;
+        let chunksize = chunksize_for(self.chunksize, None, self.pool.processes())?;
         let source = Box::new(IterChunks {
             iter,
             chunksize,

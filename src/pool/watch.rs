@@ -30,8 +30,8 @@ use std::io::Write as _;
 use std::time::{Duration, Instant};
 
 use crate::display::{self, DisplayHandle};
+use crate::display::{escape, evcxr_content};
 use crate::error::Error;
-use crate::show::{escape, evcxr_content};
 
 /// When a pool call shows its progress (Python has no such switch; tqdm's `disable=`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
