@@ -287,17 +287,56 @@ pub(crate) fn detach_keeping(keep: RawFd) -> BorrowedFd<'static> {
     }
 }
 
-/// Plain floats: no padding, every bit pattern valid.
-pub(crate) trait Float: Copy {}
-impl Float for f32 {}
-impl Float for f64 {}
+/// Plain numbers: no padding, every bit pattern valid (so their memory is their little-endian bytes
+/// on the targets where the wire uses it, and any bytes of the right length are one of them).
+pub(crate) trait Plain: Copy + 'static {}
+impl Plain for u8 {}
+impl Plain for u16 {}
+impl Plain for u32 {}
+impl Plain for u64 {}
+impl Plain for usize {}
+impl Plain for i8 {}
+impl Plain for i16 {}
+impl Plain for i32 {}
+impl Plain for i64 {}
+impl Plain for isize {}
+impl Plain for f32 {}
+impl Plain for f64 {}
 
-/// The bytes of a slice of floats, in memory order (little-endian on the targets where the wire's
-/// fast path uses it, which is postcard's encoding of floats).
-pub(crate) fn float_bytes<F: Float>(v: &[F]) -> &[u8] {
-    // SAFETY: f32/f64 (the only `Float`s) have no padding and no invalid bit patterns as bytes; the
-    // byte slice covers exactly the memory of `v` (size_of_val) and borrows it for the same lifetime.
+/// The bytes of a slice of plain numbers, in memory order.
+pub(crate) fn plain_bytes<P: Plain>(v: &[P]) -> &[u8] {
+    // SAFETY: a `Plain` type has no padding, so every byte of `v` is initialised; the byte slice
+    // covers exactly the memory of `v` (size_of_val) and borrows it for the same lifetime.
     unsafe { std::slice::from_raw_parts(v.as_ptr().cast::<u8>(), std::mem::size_of_val(v)) }
+}
+
+/// `items` as a slice of `P`, when `T` is `P` (a generic caller's fast path for plain numbers).
+pub(crate) fn as_plain<T: 'static, P: Plain>(items: &[T]) -> Option<&[P]> {
+    if std::any::TypeId::of::<T>() != std::any::TypeId::of::<P>() {
+        return None;
+    }
+    // SAFETY: `T` and `P` are the same type (equal `TypeId`s), so the pointer and length describe
+    // the same memory with the same layout, borrowed for the same lifetime.
+    Some(unsafe { std::slice::from_raw_parts(items.as_ptr().cast::<P>(), items.len()) })
+}
+
+/// Appends the numbers whose bytes (in memory order) are `bytes` to `out`, in one copy; a last
+/// partial number is ignored (callers check the length).
+pub(crate) fn extend_plain<P: Plain>(out: &mut Vec<P>, bytes: &[u8]) {
+    let n = bytes.len() / std::mem::size_of::<P>();
+    out.reserve(n);
+    // SAFETY: after `reserve`, `out` has room for `n` more items past its length; we copy exactly
+    // `n * size_of::<P>()` bytes there from `bytes` (which holds at least that many, and cannot
+    // overlap `out`'s spare capacity, which no one else can borrow). Every bit pattern is a valid
+    // `P` (`Plain`), so the `n` items are initialised when `set_len` counts them.
+    unsafe {
+        std::ptr::copy_nonoverlapping(
+            bytes.as_ptr(),
+            out.as_mut_ptr().add(out.len()).cast::<u8>(),
+            n * std::mem::size_of::<P>(),
+        );
+        out.set_len(out.len() + n);
+    }
 }
 
 /// Receives one descriptor sent with SCM_RIGHTS over the Unix socket `socket` (blocking), with
