@@ -210,8 +210,9 @@ pub(crate) fn unsetenv_in_child(name: &str) {
 /// processes this crate owns (pool workers): it changes the allocator for the whole process.
 pub(crate) fn keep_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only changes glibc's allocator parameters; this runs in a just-forked
-    // worker with one thread, before it allocates anything big.
+    // SAFETY: mallopt only changes glibc's allocator parameters, under the allocator's own lock
+    // (so even a thread a task left running cannot race with it); blocks already allocated stay
+    // valid.
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
         libc::mallopt(libc::M_TRIM_THRESHOLD, 512 << 20);

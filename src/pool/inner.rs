@@ -10,7 +10,7 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::rc::Rc;
 use std::time::Instant;
 
-use super::function::{self, FnRef, ProgressSlot};
+use super::function::{self, FnRef, ProgressPage, ProgressSlot};
 use super::watch::{Outcome, Watch, WorkerNow};
 use super::worker::{self, FromWorker, Status, ToWorker, WorkerSetup};
 use crate::child::{describe_exit_code, Child};
@@ -201,6 +201,8 @@ pub(crate) struct Inner {
     detached: Vec<u64>,
     /// Memfds of big chunks whose results came back, for the next big chunks (`wire::Spares`).
     pub spares: wire::Spares,
+    /// Where the workers say which task they run.
+    progress: Rc<ProgressPage>,
 }
 
 /// Turns a finished job's results (or failure) into the callback to run.
@@ -257,6 +259,7 @@ impl Inner {
             detached: Vec::new(),
             // A few per worker keep every chunk in flight on reused pages.
             spares: wire::SpareFds::new(2 * processes + 2),
+            progress: ProgressPage::new(processes)?,
         };
         for _ in 0..processes {
             let worker = inner.spawn_worker()?;
@@ -271,7 +274,7 @@ impl Inner {
         let (result_read, result_write) = wire::pipe(true, false, Buffer::Large)?;
         let (side, worker_side) = wire::side_channel()?;
         let (relay, ends) = output::pipes_for_child()?;
-        let progress = ProgressSlot::new()?;
+        let progress = ProgressSlot::new(&self.progress)?;
         let mut close: Vec<RawFd> = self.workers.iter().flat_map(Worker::parent_fds).collect();
         close.extend(self.spares.raw_fds());
         close.extend([
@@ -983,8 +986,11 @@ impl Inner {
             for w in &self.workers {
                 let _ = table.signal(w.pid, nix::sys::signal::Signal::SIGKILL);
             }
-            for w in self.workers.drain(..) {
-                table.kill_and_forget(w.pid);
+            // Their pipes, sockets and progress pages are released while they die (on the other
+            // core, or when this one waits), then each is reaped.
+            let pids: Vec<i32> = self.workers.drain(..).map(|w| w.pid).collect();
+            for pid in pids {
+                table.kill_and_forget(pid);
             }
         }
         self.fail_everything(|| Error::PoolNotRunning {
