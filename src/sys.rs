@@ -248,7 +248,25 @@ pub(crate) fn read_raw(fd: RawFd, buf: &mut [u8]) -> nix::Result<usize> {
 
 /// `read(2)` of at most `max` bytes appended to `buf` (into its spare capacity, reserved here, not
 /// zero-filled first). Returns how many bytes were read; 0 at end of file.
+///
+/// Without room for `max` and with less than 4 KiB, it first reads up to 4 KiB into a buffer on the
+/// stack: most reads
+/// of the pool's result and output pipes find a few bytes or nothing, and reserving `max` for them
+/// allocated (and, in a process that has just forked, faulted in) 64 KiB per pipe. Only a read that
+/// fills the stack buffer makes room for `max` for the next one.
 pub(crate) fn read_append(fd: BorrowedFd<'_>, buf: &mut Vec<u8>, max: usize) -> nix::Result<usize> {
+    const SMALL: usize = 4096;
+    let spare = buf.capacity() - buf.len();
+    if spare < max && spare < SMALL {
+        let mut small = [0u8; SMALL];
+        let want = max.min(SMALL);
+        let n = read_raw(fd.as_raw_fd(), &mut small[..want])?;
+        buf.extend_from_slice(&small[..n]);
+        if n == SMALL && max > SMALL {
+            buf.reserve(max - SMALL);
+        }
+        return Ok(n);
+    }
     buf.reserve(max);
     let spare = buf.spare_capacity_mut();
     let want = max.min(spare.len());
