@@ -395,28 +395,57 @@ pub(crate) fn encode_seq<T: Serialize + 'static>(items: &[T]) -> postcard::Resul
 /// The count and the little-endian bytes of `items` when `T` is a plain number (little-endian
 /// targets only; elsewhere postcard's encoding is used for every type).
 fn plain_seq<T: 'static>(items: &[T]) -> Option<Vec<u8>> {
-    fn bytes<T: 'static, P: sys::Plain>(items: &[T]) -> Option<Vec<u8>> {
-        let items = sys::plain_bytes(sys::as_plain::<T, P>(items)?);
-        let mut out = Vec::with_capacity(10 + items.len());
-        push_varint(&mut out, (items.len() / std::mem::size_of::<P>()) as u64);
-        out.extend_from_slice(items);
-        Some(out)
+    let (count, bytes) = plain_parts(items)?;
+    let mut out = Vec::with_capacity(count.len() + bytes.len());
+    out.extend_from_slice(count.bytes());
+    out.extend_from_slice(bytes);
+    Some(out)
+}
+
+/// [`encode_seq`]'s bytes for plain numbers in two parts, the count and the numbers' own memory,
+/// for a writer that takes them one after the other (no copy into one buffer first).
+pub(crate) fn plain_parts<T: 'static>(items: &[T]) -> Option<(Count, &[u8])> {
+    fn view<T: 'static, P: sys::Plain>(items: &[T]) -> Option<&[u8]> {
+        sys::as_plain::<T, P>(items).map(sys::plain_bytes)
     }
     if !cfg!(target_endian = "little") {
         return None;
     }
-    bytes::<T, u64>(items)
-        .or_else(|| bytes::<T, i64>(items))
-        .or_else(|| bytes::<T, u32>(items))
-        .or_else(|| bytes::<T, i32>(items))
-        .or_else(|| bytes::<T, usize>(items))
-        .or_else(|| bytes::<T, isize>(items))
-        .or_else(|| bytes::<T, f64>(items))
-        .or_else(|| bytes::<T, f32>(items))
-        .or_else(|| bytes::<T, u16>(items))
-        .or_else(|| bytes::<T, i16>(items))
-        .or_else(|| bytes::<T, u8>(items))
-        .or_else(|| bytes::<T, i8>(items))
+    let bytes = view::<T, u64>(items)
+        .or_else(|| view::<T, i64>(items))
+        .or_else(|| view::<T, u32>(items))
+        .or_else(|| view::<T, i32>(items))
+        .or_else(|| view::<T, usize>(items))
+        .or_else(|| view::<T, isize>(items))
+        .or_else(|| view::<T, f64>(items))
+        .or_else(|| view::<T, f32>(items))
+        .or_else(|| view::<T, u16>(items))
+        .or_else(|| view::<T, i16>(items))
+        .or_else(|| view::<T, u8>(items))
+        .or_else(|| view::<T, i8>(items))?;
+    Some((Count::new(items.len() as u64), bytes))
+}
+
+/// A count as a varint, on the stack.
+pub(crate) struct Count {
+    bytes: [u8; 10],
+    len: usize,
+}
+
+impl Count {
+    fn new(n: u64) -> Count {
+        let mut bytes = [0u8; 10];
+        let len = put_varint_bytes(&mut bytes, 0, n);
+        Count { bytes, len }
+    }
+
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
 }
 
 /// Decodes what [`encode_seq`] wrote, with the same fast paths.

@@ -303,7 +303,7 @@ unsafe extern "C" fn trampoline<S: Shape>(
         unsafe { (sink.write)(sink.ctx, bytes.as_ptr(), bytes.len()) }
     };
     let outcome = panic::catch_unwind(AssertUnwindSafe(
-        || -> std::result::Result<Vec<u8>, String> {
+        || -> std::result::Result<Option<Vec<u8>>, String> {
             let items: Vec<S::In> =
                 crate::wire::decode_seq(input).map_err(|e| format!("task arguments: {e}"))?;
             let mut out = Vec::with_capacity(items.len());
@@ -312,16 +312,25 @@ unsafe extern "C" fn trampoline<S: Shape>(
                 // SAFETY: the parent sends this trampoline only together with a function of shape S.
                 out.push(unsafe { S::call(func, item) });
             }
-            crate::wire::encode_seq(&out).map_err(|e| format!("task results: {e}"))
+            // Plain numbers go to the sink straight from the results' memory (no buffer between).
+            if let Some((count, bytes)) = crate::wire::plain_parts(&out) {
+                emit(count.bytes());
+                emit(bytes);
+                return Ok(None);
+            }
+            crate::wire::encode_seq(&out)
+                .map(Some)
+                .map_err(|e| format!("task results: {e}"))
         },
     ));
     let _ = std::io::stdout().flush();
     let _ = std::io::stderr().flush();
     match outcome {
-        Ok(Ok(bytes)) => {
+        Ok(Ok(Some(bytes))) => {
             emit(&bytes);
             STATUS_OK
         }
+        Ok(Ok(None)) => STATUS_OK,
         Ok(Err(message)) => {
             emit(message.as_bytes());
             STATUS_CODEC
