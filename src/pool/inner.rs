@@ -203,6 +203,8 @@ pub(crate) struct Inner {
     pub spares: wire::Spares,
     /// Where the workers say which task they run.
     progress: Rc<ProgressPage>,
+    /// `/dev/null`, every worker's stdin (opened once here rather than by each new worker).
+    devnull: Option<OwnedFd>,
 }
 
 /// Turns a finished job's results (or failure) into the callback to run.
@@ -260,6 +262,7 @@ impl Inner {
             // A few per worker keep every chunk in flight on reused pages.
             spares: wire::SpareFds::new(2 * processes + 2),
             progress: ProgressPage::new(processes)?,
+            devnull: std::fs::File::open("/dev/null").ok().map(OwnedFd::from),
         };
         for _ in 0..processes {
             let worker = inner.spawn_worker()?;
@@ -273,10 +276,12 @@ impl Inner {
         let (task_read, task_write) = wire::pipe(false, true, Buffer::Large)?;
         let (result_read, result_write) = wire::pipe(true, false, Buffer::Large)?;
         let (side, worker_side) = wire::side_channel()?;
-        let (relay, ends) = output::pipes_for_child()?;
+        let (relay, mut ends) = output::pipes_for_child()?;
+        ends.stdin = self.devnull.as_ref().and_then(|null| null.try_clone().ok());
         let progress = ProgressSlot::new(&self.progress)?;
         let mut close: Vec<RawFd> = self.workers.iter().flat_map(Worker::parent_fds).collect();
         close.extend(self.spares.raw_fds());
+        close.extend(self.devnull.as_ref().map(|null| null.as_raw_fd()));
         close.extend([
             task_write.as_raw_fd(),
             result_read.as_raw_fd(),
