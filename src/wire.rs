@@ -4,7 +4,8 @@
 //! A frame is an 8-byte little-endian body length followed by the body. For `Pipe` and `Queue` the
 //! body is the postcard encoding of one value ([`encode_message`], [`decode_message`]). For the pool
 //! it starts with a postcard-encoded header (self-delimiting) and carries raw payload bytes after it
-//! (the postcard bytes of a chunk of inputs or results), so a large payload is copied once into the
+//! (a chunk of inputs or results: postcard's encoding of the `Vec`, except that plain numbers travel
+//! as their little-endian bytes, see [`encode_seq`]), so a large payload is copied once into the
 //! frame and never re-encoded ([`encode_frame`], [`decode_body`]).
 //!
 //! Two ways to move frames: blocking ([`read_frame`], [`write_all`]: a pool worker, and `Pipe`/

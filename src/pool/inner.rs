@@ -995,7 +995,7 @@ impl Inner {
             // core, or when this one waits), then each is reaped.
             let pids: Vec<i32> = self.workers.drain(..).map(|w| w.pid).collect();
             for pid in pids {
-                table.kill_and_forget(pid);
+                table.reap_and_forget(pid);
             }
         }
         self.fail_everything(|| Error::PoolNotRunning {
