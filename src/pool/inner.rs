@@ -991,7 +991,7 @@ impl Inner {
             for w in &self.workers {
                 let _ = table.signal(w.pid, nix::sys::signal::Signal::SIGKILL);
             }
-            // Their pipes, sockets and progress pages are released while they die (on the other
+            // Their pipes, sockets and progress slots are released while they die (on the other
             // core, or when this one waits), then each is reaped.
             let pids: Vec<i32> = self.workers.drain(..).map(|w| w.pid).collect();
             for pid in pids {
