@@ -10,6 +10,8 @@
 //! cargo run --release --example one_workload -- pipe 3    # Pipe ping-pong, 10 000 round trips
 //! cargo run --release --example one_workload -- imapu 3   # imap_unordered, 20 000 tiny tasks
 //! cargo run --release --example one_workload -- async 3   # 5000 apply_async, then every get
+//! cargo run --release --example one_workload -- strings 5 # map(upper) over 200 000 short strings
+//! cargo run --release --example one_workload -- floats 5  # map(sum) over 200 x 50 000 f64
 //! ```
 
 use multiprocessing::{Pipe, Pool, Process};
@@ -22,6 +24,12 @@ fn byte_len(b: Vec<u8>) -> usize {
 }
 fn echo(b: Vec<u8>) -> Vec<u8> {
     b
+}
+fn shout(s: String) -> String {
+    s.to_uppercase()
+}
+fn total(v: Vec<f64>) -> f64 {
+    v.iter().sum()
 }
 fn main() -> multiprocessing::Result<()> {
     let what = std::env::args().nth(1).unwrap_or_default();
@@ -160,7 +168,33 @@ fn main() -> multiprocessing::Result<()> {
                 println!("async {:.2} ms", t.elapsed().as_secs_f64() * 1e3);
             }
         }
-        _ => eprintln!("one_workload q6|q3|q3parts|map|bulk|pipe|imapu|async [reps]"),
+        "strings" => {
+            let pool = Pool::new(2)?;
+            pool.map(cubes, 0..100)?;
+            let words: Vec<String> = (0..200_000).map(|i| format!("word{i:08}")).collect();
+            for _ in 0..reps {
+                let input = words.clone();
+                let t = Instant::now();
+                assert_eq!(pool.map(shout, input)?[1], "WORD00000001");
+                println!("strings {:.2} ms", t.elapsed().as_secs_f64() * 1e3);
+            }
+        }
+        "floats" => {
+            let pool = Pool::new(2)?;
+            pool.map(cubes, 0..100)?;
+            let vecs: Vec<Vec<f64>> = (0..200)
+                .map(|i| (0..50_000).map(|j| (i + j) as f64).collect())
+                .collect();
+            for _ in 0..reps {
+                let input = vecs.clone();
+                let t = Instant::now();
+                assert_eq!(pool.map(total, input)?.len(), 200);
+                println!("floats {:.2} ms", t.elapsed().as_secs_f64() * 1e3);
+            }
+        }
+        _ => {
+            eprintln!("one_workload q6|q3|q3parts|map|bulk|pipe|imapu|async|strings|floats [reps]")
+        }
     }
     Ok(())
 }

@@ -19,7 +19,8 @@
 //!
 //! Beside them, the machine's own limits, measured in the same run: memcpy bandwidth, the bandwidth
 //! of a raw pipe between two forked processes, and a raw pipe round trip (8 bytes each way), with
-//! blocking reads and with reads that spin before they block.
+//! blocking reads and with reads that spin before they block; and the raw fork floor under Q6 and
+//! Q3 (the same forks, pipes, kills and reaps with no library).
 
 use std::collections::HashMap;
 use std::process::Command;
@@ -176,6 +177,76 @@ fn raw_pipe_limits() -> (f64, f64, f64) {
     let spin_round_trip = t.elapsed().as_secs_f64() / n as f64;
     echo.join().unwrap();
     (bandwidth, round_trip, spin_round_trip)
+}
+
+/// The floor under Q6 and Q3 on this machine: the same process work with no library, in
+/// milliseconds (medians of 20 and 10). Q6: fork 4 children that `_exit` at once, reap each. Q3:
+/// fork 4 children, each with a pipe for tasks and one for results (one byte in, eight out); send
+/// 5 tasks as the pool does (one per child, the fifth after the first result), read the results,
+/// then SIGKILL and reap every child and close the pipes.
+fn raw_fork_floors() -> (f64, f64) {
+    use nix::sys::signal::{kill, Signal};
+    use nix::sys::wait::waitpid;
+    use nix::unistd::{pipe, read, write, ForkResult};
+    fn fork_child(body: impl FnOnce()) -> nix::unistd::Pid {
+        // SAFETY: this program has one thread here; the child only reads, writes and `_exit`s
+        // (async-signal-safe), never returning into the parent's code.
+        match unsafe { nix::unistd::fork() }.unwrap() {
+            ForkResult::Parent { child } => child,
+            ForkResult::Child => {
+                body();
+                // SAFETY: ends the child at once, without running the parent's destructors.
+                unsafe { libc::_exit(0) }
+            }
+        }
+    }
+    let mut q6 = Vec::new();
+    for _ in 0..20 {
+        let t = Instant::now();
+        let pids: Vec<_> = (0..4).map(|_| fork_child(|| ())).collect();
+        for pid in pids {
+            waitpid(pid, None).unwrap();
+        }
+        q6.push(t.elapsed());
+    }
+    let mut q3 = Vec::new();
+    for _ in 0..10 {
+        let t = Instant::now();
+        let mut children = Vec::new();
+        for _ in 0..4 {
+            let (task_r, task_w) = pipe().unwrap();
+            let (result_r, result_w) = pipe().unwrap();
+            let pid = fork_child(|| {
+                let mut b = [0u8; 1];
+                while read(task_r.as_fd(), &mut b) == Ok(1) {
+                    let cube = u64::from(b[0]).pow(3).to_le_bytes();
+                    let _ = write(&result_w, &cube);
+                }
+            });
+            drop((task_r, result_w));
+            children.push((pid, task_w, result_r));
+        }
+        let mut out = [0u8; 8];
+        for (i, (_, task_w, _)) in children.iter().enumerate() {
+            write(task_w, &[i as u8 + 1]).unwrap();
+        }
+        read(children[0].2.as_fd(), &mut out).unwrap();
+        write(&children[0].1, &[5]).unwrap();
+        for (_, _, result_r) in &children {
+            read(result_r.as_fd(), &mut out).unwrap();
+        }
+        for (pid, _, _) in &children {
+            kill(*pid, Signal::SIGKILL).unwrap();
+        }
+        for (pid, _, _) in children {
+            waitpid(pid, None).unwrap();
+        }
+        q3.push(t.elapsed());
+    }
+    (
+        median(q6).as_secs_f64() * 1e3,
+        median(q3).as_secs_f64() * 1e3,
+    )
 }
 
 /// User + system CPU time of this process so far, in seconds.
@@ -352,6 +423,8 @@ fn main() -> multiprocessing::Result<()> {
         assert_eq!(out, [1, 8, 27, 64, 125]);
     }
     let q3_ms = median(q3).as_secs_f64() * 1e3;
+    // Right after them, in the same conditions: what the machine itself needs for that much forking.
+    let (q6_floor_ms, q3_floor_ms) = raw_fork_floors();
 
     let pool = Pool::new(2)?;
     pool.map(cubes, 0..100)?;
@@ -570,6 +643,11 @@ fn main() -> multiprocessing::Result<()> {
         big_serial_s / big_parallel_s
     );
     progress.print();
+    println!(
+        "  raw fork floor (no library: fork, pipes, SIGKILL + reap only): Q6 {q6_floor_ms:.3} ms, Q3 {q3_floor_ms:.3} ms; the crate takes {:.1}x and {:.1}x that",
+        q6_ms / q6_floor_ms,
+        q3_ms / q3_floor_ms
+    );
     println!();
     println!(
         "machine limits: memcpy {:.0} MiB/s, raw pipe {:.0} MiB/s, raw pipe round trip {:.2} us (blocking reads), {:.2} us (reads spinning up to 50 us first)",

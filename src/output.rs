@@ -30,6 +30,9 @@ pub(crate) enum Target {
 pub(crate) struct ChildEnds {
     pub stdout: OwnedFd,
     pub stderr: OwnedFd,
+    /// `/dev/null` opened by the parent (a pool opens it once for all its workers); without it the
+    /// child opens it itself.
+    pub stdin: Option<OwnedFd>,
 }
 
 impl ChildEnds {
@@ -40,8 +43,15 @@ impl ChildEnds {
     /// [`fork_child`](crate::fork::fork_child) flushed Rust's buffers before forking, so nothing the
     /// parent had buffered is printed twice.
     pub(crate) fn install(self) {
-        if let Ok(null) = std::fs::File::open("/dev/null") {
-            let _ = nix::unistd::dup2_stdin(&null);
+        match self.stdin {
+            Some(null) => {
+                let _ = nix::unistd::dup2_stdin(&null);
+            }
+            None => {
+                if let Ok(null) = std::fs::File::open("/dev/null") {
+                    let _ = nix::unistd::dup2_stdin(&null);
+                }
+            }
         }
         let _ = nix::unistd::dup2_stdout(&self.stdout);
         let _ = nix::unistd::dup2_stderr(&self.stderr);
@@ -87,6 +97,7 @@ pub(crate) fn pipes_for_child() -> Result<(OutputRelay, ChildEnds)> {
         ChildEnds {
             stdout: out_write,
             stderr: err_write,
+            stdin: None,
         },
     ))
 }

@@ -264,13 +264,20 @@ impl Registry {
     /// Kills `pid` (SIGKILL), waits for it, relays the rest of its output and removes its entry.
     /// For a pool's `terminate` and interrupt: a killed process ends at once.
     pub(crate) fn kill_and_forget(&mut self, pid: i32) {
+        if let Some(entry) = self.find(pid) {
+            let _ = entry.child.signal(Signal::SIGKILL);
+        }
+        self.reap_and_forget(pid);
+    }
+
+    /// Waits for `pid`, already sent SIGKILL, relays the rest of its output and removes its entry.
+    pub(crate) fn reap_and_forget(&mut self, pid: i32) {
         if let Some(pos) = self
             .entries
             .iter()
             .position(|e| e.child.pid().as_raw() == pid)
         {
             let mut entry = self.entries.remove(pos);
-            let _ = entry.child.signal(Signal::SIGKILL);
             let _ = entry.child.wait_blocking();
             entry.relay.finish();
         }

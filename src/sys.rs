@@ -210,8 +210,9 @@ pub(crate) fn unsetenv_in_child(name: &str) {
 /// processes this crate owns (pool workers): it changes the allocator for the whole process.
 pub(crate) fn keep_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only changes glibc's allocator parameters; this runs in a just-forked
-    // worker with one thread, before it allocates anything big.
+    // SAFETY: mallopt only changes glibc's allocator parameters, under the allocator's own lock
+    // (so even a thread a task left running cannot race with it); blocks already allocated stay
+    // valid.
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
         libc::mallopt(libc::M_TRIM_THRESHOLD, 512 << 20);
@@ -247,7 +248,25 @@ pub(crate) fn read_raw(fd: RawFd, buf: &mut [u8]) -> nix::Result<usize> {
 
 /// `read(2)` of at most `max` bytes appended to `buf` (into its spare capacity, reserved here, not
 /// zero-filled first). Returns how many bytes were read; 0 at end of file.
+///
+/// Without room for `max` and with less than 4 KiB, it first reads up to 4 KiB into a buffer on the
+/// stack: most reads
+/// of the pool's result and output pipes find a few bytes or nothing, and reserving `max` for them
+/// allocated (and, in a process that has just forked, faulted in) 64 KiB per pipe. Only a read that
+/// fills the stack buffer makes room for `max` for the next one.
 pub(crate) fn read_append(fd: BorrowedFd<'_>, buf: &mut Vec<u8>, max: usize) -> nix::Result<usize> {
+    const SMALL: usize = 4096;
+    let spare = buf.capacity() - buf.len();
+    if spare < max && spare < SMALL {
+        let mut small = [0u8; SMALL];
+        let want = max.min(SMALL);
+        let n = read_raw(fd.as_raw_fd(), &mut small[..want])?;
+        buf.extend_from_slice(&small[..n]);
+        if n == SMALL && max > SMALL {
+            buf.reserve(max - SMALL);
+        }
+        return Ok(n);
+    }
     buf.reserve(max);
     let spare = buf.spare_capacity_mut();
     let want = max.min(spare.len());
@@ -287,17 +306,56 @@ pub(crate) fn detach_keeping(keep: RawFd) -> BorrowedFd<'static> {
     }
 }
 
-/// Plain floats: no padding, every bit pattern valid.
-pub(crate) trait Float: Copy {}
-impl Float for f32 {}
-impl Float for f64 {}
+/// Plain numbers: no padding, every bit pattern valid (so their memory is their little-endian bytes
+/// on the targets where the wire uses it, and any bytes of the right length are one of them).
+pub(crate) trait Plain: Copy + 'static {}
+impl Plain for u8 {}
+impl Plain for u16 {}
+impl Plain for u32 {}
+impl Plain for u64 {}
+impl Plain for usize {}
+impl Plain for i8 {}
+impl Plain for i16 {}
+impl Plain for i32 {}
+impl Plain for i64 {}
+impl Plain for isize {}
+impl Plain for f32 {}
+impl Plain for f64 {}
 
-/// The bytes of a slice of floats, in memory order (little-endian on the targets where the wire's
-/// fast path uses it, which is postcard's encoding of floats).
-pub(crate) fn float_bytes<F: Float>(v: &[F]) -> &[u8] {
-    // SAFETY: f32/f64 (the only `Float`s) have no padding and no invalid bit patterns as bytes; the
-    // byte slice covers exactly the memory of `v` (size_of_val) and borrows it for the same lifetime.
+/// The bytes of a slice of plain numbers, in memory order.
+pub(crate) fn plain_bytes<P: Plain>(v: &[P]) -> &[u8] {
+    // SAFETY: a `Plain` type has no padding, so every byte of `v` is initialised; the byte slice
+    // covers exactly the memory of `v` (size_of_val) and borrows it for the same lifetime.
     unsafe { std::slice::from_raw_parts(v.as_ptr().cast::<u8>(), std::mem::size_of_val(v)) }
+}
+
+/// `items` as a slice of `P`, when `T` is `P` (a generic caller's fast path for plain numbers).
+pub(crate) fn as_plain<T: 'static, P: Plain>(items: &[T]) -> Option<&[P]> {
+    if std::any::TypeId::of::<T>() != std::any::TypeId::of::<P>() {
+        return None;
+    }
+    // SAFETY: `T` and `P` are the same type (equal `TypeId`s), so the pointer and length describe
+    // the same memory with the same layout, borrowed for the same lifetime.
+    Some(unsafe { std::slice::from_raw_parts(items.as_ptr().cast::<P>(), items.len()) })
+}
+
+/// Appends the numbers whose bytes (in memory order) are `bytes` to `out`, in one copy; a last
+/// partial number is ignored (callers check the length).
+pub(crate) fn extend_plain<P: Plain>(out: &mut Vec<P>, bytes: &[u8]) {
+    let n = bytes.len() / std::mem::size_of::<P>();
+    out.reserve(n);
+    // SAFETY: after `reserve`, `out` has room for `n` more items past its length; we copy exactly
+    // `n * size_of::<P>()` bytes there from `bytes` (which holds at least that many, and cannot
+    // overlap `out`'s spare capacity, which no one else can borrow). Every bit pattern is a valid
+    // `P` (`Plain`), so the `n` items are initialised when `set_len` counts them.
+    unsafe {
+        std::ptr::copy_nonoverlapping(
+            bytes.as_ptr(),
+            out.as_mut_ptr().add(out.len()).cast::<u8>(),
+            n * std::mem::size_of::<P>(),
+        );
+        out.set_len(out.len() + n);
+    }
 }
 
 /// Receives one descriptor sent with SCM_RIGHTS over the Unix socket `socket` (blocking), with

@@ -303,7 +303,7 @@ unsafe extern "C" fn trampoline<S: Shape>(
         unsafe { (sink.write)(sink.ctx, bytes.as_ptr(), bytes.len()) }
     };
     let outcome = panic::catch_unwind(AssertUnwindSafe(
-        || -> std::result::Result<Vec<u8>, String> {
+        || -> std::result::Result<Option<Vec<u8>>, String> {
             let items: Vec<S::In> =
                 crate::wire::decode_seq(input).map_err(|e| format!("task arguments: {e}"))?;
             let mut out = Vec::with_capacity(items.len());
@@ -312,16 +312,25 @@ unsafe extern "C" fn trampoline<S: Shape>(
                 // SAFETY: the parent sends this trampoline only together with a function of shape S.
                 out.push(unsafe { S::call(func, item) });
             }
-            crate::wire::encode_seq(&out).map_err(|e| format!("task results: {e}"))
+            // Plain numbers go to the sink straight from the results' memory (no buffer between).
+            if let Some((count, bytes)) = crate::wire::plain_parts(&out) {
+                emit(count.bytes());
+                emit(bytes);
+                return Ok(None);
+            }
+            crate::wire::encode_seq(&out)
+                .map(Some)
+                .map_err(|e| format!("task results: {e}"))
         },
     ));
     let _ = std::io::stdout().flush();
     let _ = std::io::stderr().flush();
     match outcome {
-        Ok(Ok(bytes)) => {
+        Ok(Ok(Some(bytes))) => {
             emit(&bytes);
             STATUS_OK
         }
+        Ok(Ok(None)) => STATUS_OK,
         Ok(Err(message)) => {
             emit(message.as_bytes());
             STATUS_CODEC
@@ -366,30 +375,73 @@ pub(crate) fn call_trampoline(
     }
 }
 
-/// Memory shared between the parent and one worker (mapped before the fork): the worker writes which
-/// chunk and which task it is running, so that when it dies the parent can name the task.
+/// Memory shared between a pool's parent and its workers (mapped before they are forked): two
+/// words per worker, in which a worker writes which chunk and which task it is running, so that when
+/// it dies the parent can name the task. One page for the whole pool, not a mapping per worker: a
+/// mapping costs the parent an `mmap`, a `munmap` and a region every later fork copies.
+#[derive(Debug)]
+pub(crate) struct ProgressPage {
+    words: crate::shm::SharedWords,
+    /// Slots no live worker uses.
+    free: std::cell::RefCell<Vec<usize>>,
+}
+
+/// Slots per page: 4096 bytes of two-word slots.
+const PAGE_SLOTS: usize = 4096 / 16;
+
+impl ProgressPage {
+    /// A page with a slot for each of `workers` (at least a page's worth, so that replacements of
+    /// workers not yet reaped find one).
+    pub(crate) fn new(workers: usize) -> Result<std::rc::Rc<Self>> {
+        let slots = workers.saturating_mul(2).max(PAGE_SLOTS);
+        Ok(std::rc::Rc::new(ProgressPage {
+            words: crate::shm::SharedWords::new(2 * slots)?,
+            free: std::cell::RefCell::new((0..slots).rev().collect()),
+        }))
+    }
+}
+
+/// One worker's two words: in the pool's [`ProgressPage`], or (all slots taken) a mapping of its own.
 #[derive(Debug)]
 pub(crate) struct ProgressSlot {
-    words: crate::shm::SharedWords,
+    page: std::rc::Rc<ProgressPage>,
+    /// The slot in `page`; `None`: `page` is this slot's own.
+    slot: Option<usize>,
 }
 
 impl ProgressSlot {
-    pub(crate) fn new() -> Result<Self> {
-        Ok(ProgressSlot {
-            words: crate::shm::SharedWords::new(2)?,
-        })
+    /// A free slot of `page`, zeroed.
+    pub(crate) fn new(page: &std::rc::Rc<ProgressPage>) -> Result<Self> {
+        let taken = page.free.borrow_mut().pop();
+        let slot = match taken {
+            Some(slot) => ProgressSlot {
+                page: page.clone(),
+                slot: Some(slot),
+            },
+            None => ProgressSlot {
+                page: ProgressPage::new(0)?,
+                slot: None,
+            },
+        };
+        slot.chunk().store(0, Ordering::Release);
+        slot.item().store(0, Ordering::Release);
+        Ok(slot)
+    }
+
+    fn base(&self) -> usize {
+        2 * self.slot.unwrap_or(0)
     }
 
     fn chunk(&self) -> &AtomicU64 {
-        self.words.word(0)
+        self.page.words.word(self.base())
     }
 
     fn item(&self) -> &AtomicU64 {
-        self.words.word(1)
+        self.page.words.word(self.base() + 1)
     }
 
     fn item_ptr(&self) -> *mut u64 {
-        self.words.word_ptr(1)
+        self.page.words.word_ptr(self.base() + 1)
     }
 
     /// In the worker: about to run chunk `id` (`None`: between chunks).
@@ -418,5 +470,14 @@ impl ProgressSlot {
             .load(Ordering::Acquire)
             .checked_sub(1)
             .map(|i| i as usize)
+    }
+}
+
+impl Drop for ProgressSlot {
+    /// The slot is free again once its worker is gone (the pool drops a worker after reaping it).
+    fn drop(&mut self) {
+        if let Some(slot) = self.slot {
+            self.page.free.borrow_mut().push(slot);
+        }
     }
 }

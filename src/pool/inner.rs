@@ -10,7 +10,7 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::rc::Rc;
 use std::time::Instant;
 
-use super::function::{self, FnRef, ProgressSlot};
+use super::function::{self, FnRef, ProgressPage, ProgressSlot};
 use super::watch::{Outcome, Watch, WorkerNow};
 use super::worker::{self, FromWorker, Status, ToWorker, WorkerSetup};
 use crate::child::{describe_exit_code, Child};
@@ -201,6 +201,10 @@ pub(crate) struct Inner {
     detached: Vec<u64>,
     /// Memfds of big chunks whose results came back, for the next big chunks (`wire::Spares`).
     pub spares: wire::Spares,
+    /// Where the workers say which task they run.
+    progress: Rc<ProgressPage>,
+    /// `/dev/null`, every worker's stdin (opened once here rather than by each new worker).
+    devnull: Option<OwnedFd>,
 }
 
 /// Turns a finished job's results (or failure) into the callback to run.
@@ -257,6 +261,8 @@ impl Inner {
             detached: Vec::new(),
             // A few per worker keep every chunk in flight on reused pages.
             spares: wire::SpareFds::new(2 * processes + 2),
+            progress: ProgressPage::new(processes)?,
+            devnull: std::fs::File::open("/dev/null").ok().map(OwnedFd::from),
         };
         for _ in 0..processes {
             let worker = inner.spawn_worker()?;
@@ -270,10 +276,12 @@ impl Inner {
         let (task_read, task_write) = wire::pipe(false, true, Buffer::Large)?;
         let (result_read, result_write) = wire::pipe(true, false, Buffer::Large)?;
         let (side, worker_side) = wire::side_channel()?;
-        let (relay, ends) = output::pipes_for_child()?;
-        let progress = ProgressSlot::new()?;
+        let (relay, mut ends) = output::pipes_for_child()?;
+        ends.stdin = self.devnull.as_ref().and_then(|null| null.try_clone().ok());
+        let progress = ProgressSlot::new(&self.progress)?;
         let mut close: Vec<RawFd> = self.workers.iter().flat_map(Worker::parent_fds).collect();
         close.extend(self.spares.raw_fds());
+        close.extend(self.devnull.as_ref().map(|null| null.as_raw_fd()));
         close.extend([
             task_write.as_raw_fd(),
             result_read.as_raw_fd(),
@@ -990,8 +998,11 @@ impl Inner {
             for w in &self.workers {
                 let _ = table.signal(w.pid, nix::sys::signal::Signal::SIGKILL);
             }
-            for w in self.workers.drain(..) {
-                table.kill_and_forget(w.pid);
+            // Their pipes, sockets and progress slots are released while they die (on the other
+            // core, or when this one waits), then each is reaped.
+            let pids: Vec<i32> = self.workers.drain(..).map(|w| w.pid).collect();
+            for pid in pids {
+                table.reap_and_forget(pid);
             }
         }
         self.fail_everything(|| Error::PoolNotRunning {
