@@ -206,14 +206,9 @@ pub(crate) fn encode_chunk<T: Serialize + 'static>(
         if len < SHARED_MIN {
             return None;
         }
-        let spare = spares.take();
-        let made = match spare {
-            Some(fd) => sys::SharedFile::reuse(fd, len),
-            None => sys::SharedFile::new(len),
-        };
-        let mut file = match made {
+        let mut file = match shared_file(spares, len) {
             Ok(file) => file,
-            Err(e) => return Some(Err(Error::os("memfd", e))),
+            Err(e) => return Some(Err(e)),
         };
         let out = file.bytes_mut();
         let mut at = put_varint(out, 0, items.len() as u64);
@@ -228,6 +223,14 @@ pub(crate) fn encode_chunk<T: Serialize + 'static>(
             len,
         }))
     }
+    /// A shared file of `len` bytes: a spare one resized, or a new one.
+    fn shared_file(spares: &Spares, len: usize) -> Result<sys::SharedFile> {
+        match spares.take() {
+            Some(fd) => sys::SharedFile::reuse(fd, len),
+            None => sys::SharedFile::new(len),
+        }
+        .map_err(|e| Error::os("memfd", e))
+    }
     /// Plain numbers: the count, then their bytes in one copy.
     fn plain<T: 'static, P: sys::Plain>(items: &[T], spares: &Spares) -> Option<Result<Encoded>> {
         let bytes = sys::plain_bytes(sys::as_plain::<T, P>(items)?);
@@ -236,13 +239,9 @@ pub(crate) fn encode_chunk<T: Serialize + 'static>(
         if len < SHARED_MIN {
             return None;
         }
-        let made = match spares.take() {
-            Some(fd) => sys::SharedFile::reuse(fd, len),
-            None => sys::SharedFile::new(len),
-        };
-        let mut file = match made {
+        let mut file = match shared_file(spares, len) {
             Ok(file) => file,
-            Err(e) => return Some(Err(Error::os("memfd", e))),
+            Err(e) => return Some(Err(e)),
         };
         let out = file.bytes_mut();
         let at = put_varint(out, 0, count);
