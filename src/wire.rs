@@ -203,53 +203,52 @@ pub(crate) fn encode_chunk<T: Serialize + 'static>(
             let bytes = bytes_of((item as &dyn Any).downcast_ref::<E>()?);
             len += varint_len((bytes.len() / elem) as u64) + bytes.len();
         }
+        write_shared(spares, len, |out| {
+            let mut at = put_varint(out, 0, items.len() as u64);
+            for item in items {
+                // The same downcast as above: it succeeds.
+                let bytes = bytes_of((item as &dyn Any).downcast_ref::<E>()?);
+                at = put_varint(out, at, (bytes.len() / elem) as u64);
+                out[at..at + bytes.len()].copy_from_slice(bytes);
+                at += bytes.len();
+            }
+            Some(())
+        })
+    }
+    /// `None` under [`SHARED_MIN`] bytes; else a shared file of `len` bytes (a spare one resized, or
+    /// a new one) that `fill` writes.
+    fn write_shared(
+        spares: &Spares,
+        len: usize,
+        fill: impl FnOnce(&mut [u8]) -> Option<()>,
+    ) -> Option<Result<Encoded>> {
         if len < SHARED_MIN {
             return None;
         }
-        let mut file = match shared_file(spares, len) {
-            Ok(file) => file,
-            Err(e) => return Some(Err(e)),
+        let made = match spares.take() {
+            Some(fd) => sys::SharedFile::reuse(fd, len),
+            None => sys::SharedFile::new(len),
         };
-        let out = file.bytes_mut();
-        let mut at = put_varint(out, 0, items.len() as u64);
-        for item in items {
-            let bytes = bytes_of((item as &dyn Any).downcast_ref::<E>()?);
-            at = put_varint(out, at, (bytes.len() / elem) as u64);
-            out[at..at + bytes.len()].copy_from_slice(bytes);
-            at += bytes.len();
-        }
+        let mut file = match made {
+            Ok(file) => file,
+            Err(e) => return Some(Err(Error::os("memfd", e))),
+        };
+        fill(file.bytes_mut())?;
         Some(Ok(Encoded::Shared {
             fd: file.into_fd(),
             len,
         }))
-    }
-    /// A shared file of `len` bytes: a spare one resized, or a new one.
-    fn shared_file(spares: &Spares, len: usize) -> Result<sys::SharedFile> {
-        match spares.take() {
-            Some(fd) => sys::SharedFile::reuse(fd, len),
-            None => sys::SharedFile::new(len),
-        }
-        .map_err(|e| Error::os("memfd", e))
     }
     /// Plain numbers: the count, then their bytes in one copy.
     fn plain<T: 'static, P: sys::Plain>(items: &[T], spares: &Spares) -> Option<Result<Encoded>> {
         let bytes = sys::plain_bytes(sys::as_plain::<T, P>(items)?);
         let count = items.len() as u64;
         let len = varint_len(count) + bytes.len();
-        if len < SHARED_MIN {
-            return None;
-        }
-        let mut file = match shared_file(spares, len) {
-            Ok(file) => file,
-            Err(e) => return Some(Err(e)),
-        };
-        let out = file.bytes_mut();
-        let at = put_varint(out, 0, count);
-        out[at..].copy_from_slice(bytes);
-        Some(Ok(Encoded::Shared {
-            fd: file.into_fd(),
-            len,
-        }))
+        write_shared(spares, len, |out| {
+            let at = put_varint(out, 0, count);
+            out[at..].copy_from_slice(bytes);
+            Some(())
+        })
     }
     let id = std::any::TypeId::of::<T>();
     let direct = if !cfg!(target_endian = "little") {
