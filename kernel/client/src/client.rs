@@ -747,8 +747,7 @@ impl KernelClient {
         msg_type: &str,
         content: &C,
     ) -> Result<Message> {
-        let request = Message::new(&self.session, msg_type, content)?;
-        self.send(channel, &request)?;
+        let request_id = self.send_message(channel, msg_type, content)?;
         let timeout = self.options.reply_timeout;
         let deadline = Instant::now() + timeout;
         let reply_type = msg_type.replace("_request", "_reply");
@@ -761,7 +760,7 @@ impl KernelClient {
                         after: timeout,
                     })
                 }
-                Some((_, message)) if message.parent_msg_id() == Some(&request.header.msg_id) => {
+                Some((_, message)) if message.parent_msg_id() == Some(&request_id) => {
                     return Ok(message)
                 }
                 Some((from, message)) => self.keep_stray(from, message),
