@@ -5,6 +5,7 @@
 //! ```text
 //! cargo run --release --example one_workload -- q6 5      # Q6: median of 20, five times
 //! cargo run --release --example one_workload -- q3 5      # Q3 (q3parts: new / map / drop apart)
+//! cargo run --release --example one_workload -- floor 5   # the raw fork floor under Q6 and Q3
 //! cargo run --release --example one_workload -- map 5     # Pool(2).map over 1M tiny tasks
 //! cargo run --release --example one_workload -- bulk 3    # map(len) and map(echo), 64 x 4 MiB
 //! cargo run --release --example one_workload -- pipe 3    # Pipe ping-pong, 10 000 round trips
@@ -15,6 +16,9 @@
 //! ```
 
 use multiprocessing::{Pipe, Pool, Process};
+
+#[path = "common/floor.rs"]
+mod floor;
 use std::time::Instant;
 fn cubes(n: u64) -> u64 {
     n.pow(3)
@@ -54,6 +58,12 @@ fn main() -> multiprocessing::Result<()> {
                 }
                 v.sort_by(f64::total_cmp);
                 println!("q6 median {:.3} ms", v[10]);
+            }
+        }
+        "floor" => {
+            for _ in 0..reps {
+                let (q6, q3) = floor::raw_fork_floors();
+                println!("floor q6 {q6:.3} q3 {q3:.3} ms");
             }
         }
         "q3" => {
