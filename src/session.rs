@@ -145,6 +145,10 @@ pub(crate) fn become_child(name: &str, identity: Vec<u64>, parent_pid: i32, daem
 /// safe there. The flag lives in the session state, not in a `static`, so "once" means once per
 /// process, not once per notebook cell.
 pub(crate) fn warn_if_multithreaded() {
+    // Before every fork, so the cheap answers first: glibc's flag, then whether it was said already.
+    if crate::sys::surely_single_threaded() || with(|state| state.warned_multithreaded) {
+        return;
+    }
     if crate::sys::thread_count() <= 1 {
         return;
     }

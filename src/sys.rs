@@ -80,9 +80,37 @@ pub(crate) fn pidfd_open(pid: Pid) -> Option<OwnedFd> {
     Some(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
+/// True when the C library knows this process never started a second thread: glibc's
+/// `__libc_single_threaded` (2.32+), cleared by the first `pthread_create` and never set again
+/// while threads run, so true is certain and false means "ask [`thread_count`]". One load instead
+/// of a procfs lookup before every fork. False where the variable does not exist (musl, old glibc).
+pub(crate) fn surely_single_threaded() -> bool {
+    use std::sync::atomic::{AtomicPtr, Ordering};
+    // Null: not looked up yet; `NOT_FOUND`: looked up, absent.
+    static FLAG: AtomicPtr<libc::c_char> = AtomicPtr::new(std::ptr::null_mut());
+    const NOT_FOUND: *mut libc::c_char = 1 as *mut libc::c_char;
+    let mut flag = FLAG.load(Ordering::Relaxed);
+    if flag.is_null() {
+        // SAFETY: dlsym with RTLD_DEFAULT and a NUL-ended name only looks the symbol up.
+        let found = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"__libc_single_threaded".as_ptr()) };
+        flag = if found.is_null() {
+            NOT_FOUND
+        } else {
+            found.cast()
+        };
+        FLAG.store(flag, Ordering::Relaxed);
+    }
+    if flag == NOT_FOUND {
+        return false;
+    }
+    // SAFETY: `flag` is the address of glibc's `char __libc_single_threaded`, a variable that lives
+    // as long as the process; a volatile read of one byte.
+    unsafe { std::ptr::read_volatile(flag) != 0 }
+}
+
 /// Number of threads in this process; 1 when it cannot be read.
 ///
-/// Asked before every fork, so the cheap way first: procfs gives `/proc/self/task` a link count of
+/// Asked before a fork when [`surely_single_threaded`] cannot tell, so the cheap way first: procfs gives `/proc/self/task` a link count of
 /// 2 + the number of threads (one `statx`, where `/proc/self/status` costs an open, a dozen reads
 /// and a close). `/proc/self/status` remains the fallback if that count ever looks wrong.
 pub(crate) fn thread_count() -> usize {

@@ -35,11 +35,29 @@ const PIPE_SIZE: i32 = 1 << 20;
 /// How big a pipe's kernel buffer is asked to be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Buffer {
-    /// The system's default (64 KiB): output relays, where lines are small.
+    /// The system's default (64 KiB): output relays, where lines are small, and the pool's task and
+    /// result pipes, which their writers grow when a frame needs it ([`grow_for`]): most pools
+    /// only ever carry small frames, and a pipe's creation and teardown cost more once it is big.
     Default,
-    /// [`PIPE_SIZE`]: pipes that carry data (tasks, results, queue items). Each such pipe counts
-    /// against the user's `pipe-user-pages-soft` limit, so only those get it.
+    /// [`PIPE_SIZE`] from the start: a `Queue`'s pipe, where many small items from many writers
+    /// are better buffered than waited for. Each such pipe counts against the user's
+    /// `pipe-user-pages-soft` limit, so only those get it.
     Large,
+}
+
+/// Before writing a frame of `len` bytes into pipe `fd`: makes the pipe [`PIPE_SIZE`] when the
+/// frame would not fit its current buffer (one `fcntl` to ask, only for frames over 64 KiB; one more
+/// to grow, once per pipe). A refusal is ignored: a bigger pipe is an optimisation only.
+pub(crate) fn grow_for(fd: BorrowedFd<'_>, len: usize) {
+    const DEFAULT: usize = 64 << 10;
+    if len <= DEFAULT {
+        return;
+    }
+    if fcntl(fd, FcntlArg::F_GETPIPE_SZ)
+        .is_ok_and(|size| (size as usize) < len.min(PIPE_SIZE as usize))
+    {
+        let _ = fcntl(fd, FcntlArg::F_SETPIPE_SZ(PIPE_SIZE));
+    }
 }
 
 /// The crate's one pipe constructor: each end nonblocking or not as asked (the parent's pool ends
@@ -175,12 +193,6 @@ impl SpareFds {
         if fds.len() < self.max.get() {
             fds.push(fd);
         }
-    }
-
-    /// The descriptors kept (a new worker closes its inherited copies).
-    pub(crate) fn raw_fds(&self) -> Vec<std::os::fd::RawFd> {
-        use std::os::fd::AsRawFd;
-        self.fds.borrow().iter().map(|fd| fd.as_raw_fd()).collect()
     }
 }
 
@@ -903,6 +915,7 @@ impl NbWriter {
 
     /// Writes as much as the pipe takes now. `Err` when the reader is gone (EPIPE).
     pub(crate) fn flush(&mut self) -> Result<()> {
+        grow_for(self.fd.as_fd(), self.buf.len() - self.pos);
         while self.pos < self.buf.len() {
             match nix::unistd::write(&self.fd, &self.buf[self.pos..]) {
                 Ok(n) => self.pos += n,

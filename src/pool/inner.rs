@@ -164,16 +164,6 @@ struct Worker {
     retiring: bool,
 }
 
-impl Worker {
-    /// Parent-side descriptors a later-forked sibling must close.
-    fn parent_fds(&self) -> Vec<RawFd> {
-        // (Its pidfd and output pipes are in the child table, which a forked child empties.)
-        let mut fds = vec![self.tx.fd().as_raw_fd(), self.side.as_raw_fd()];
-        fds.extend(self.rx.fd().map(|fd| fd.as_raw_fd()));
-        fds
-    }
-}
-
 pub(crate) struct Inner {
     /// The pid of the process that created the pool: only it may use or stop the workers (a forked
     /// child holding a copy of the pool must not kill its parent's workers when it drops the copy).
@@ -273,15 +263,15 @@ impl Inner {
 
     fn spawn_worker(&mut self) -> Result<Worker> {
         let (identity, name) = session::number_new_child("ForkPoolWorker");
-        let (task_read, task_write) = wire::pipe(false, true, Buffer::Large)?;
-        let (result_read, result_write) = wire::pipe(true, false, Buffer::Large)?;
+        let (task_read, task_write) = wire::pipe(false, true, Buffer::Default)?;
+        let (result_read, result_write) = wire::pipe(true, false, Buffer::Default)?;
         let (side, worker_side) = wire::side_channel()?;
         let (relay, mut ends) = output::pipes_for_child()?;
         ends.stdin = self.devnull.as_ref().and_then(|null| null.try_clone().ok());
         let progress = ProgressSlot::new(&self.progress)?;
-        let mut close: Vec<RawFd> = self.workers.iter().flat_map(Worker::parent_fds).collect();
-        close.extend(self.spares.raw_fds());
-        close.extend(self.devnull.as_ref().map(|null| null.as_raw_fd()));
+        // The earlier workers' pipes and sockets and the spare memfds are not listed: every forked
+        // child releases them (the child table notes the former, the fork finds the latter).
+        let mut close: Vec<RawFd> = self.devnull.iter().map(|null| null.as_raw_fd()).collect();
         close.extend([
             task_write.as_raw_fd(),
             result_read.as_raw_fd(),

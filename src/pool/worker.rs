@@ -197,9 +197,11 @@ pub(crate) fn run(setup: WorkerSetup, progress: &ProgressSlot) -> i32 {
             started,
             ended,
         };
-        if wire::encode_frame_head(&mut frame, &header, payload.len()).is_err()
-            || wire::write_all2(results.as_fd(), &frame, payload).is_err()
-        {
+        if wire::encode_frame_head(&mut frame, &header, payload.len()).is_err() {
+            return 2;
+        }
+        wire::grow_for(results.as_fd(), frame.len() + payload.len());
+        if wire::write_all2(results.as_fd(), &frame, payload).is_err() {
             return 2;
         }
         progress.set_chunk(None);
