@@ -102,7 +102,10 @@ pub(crate) fn evcxr_content(mime: &str, content: &str) {
 
 /// Whether this process runs cells for evcxr (or was forked from one that does).
 pub(crate) fn in_kernel() -> bool {
-    std::env::var_os("EVCXR_IS_RUNTIME").is_some()
+    // Asked at every pool call: read the environment once per copy of the crate (its lock's word is
+    // written even by a read, which after a fork costs a page copy).
+    static IN_KERNEL: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *IN_KERNEL.get_or_init(|| std::env::var_os("EVCXR_IS_RUNTIME").is_some())
 }
 
 /// Unique across cells and processes: pid, time and a counter (a `static` counter alone would

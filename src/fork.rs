@@ -21,22 +21,41 @@ pub(crate) const EXIT_PANIC: i32 = 1;
 /// code it returned; a panic that escapes `child_body` ends it with [`EXIT_PANIC`]. The child never
 /// returns into the caller: inside evcxr, returning would run the kernel's own code in the child and
 /// corrupt the session. In the parent, returns the child's pid (the caller enters it in the child
-/// table).
-///
-/// Around the fork: warns once per process when this process runs several threads (as Python 3.12
-/// does); flushes Rust's stdout and stderr buffers so the child does not inherit, and print again,
-/// what the parent had buffered; and holds the lock of the child table across the fork, so the child
-/// gets a consistent copy of it, which it empties at once (closing the inherited descriptors of its
-/// siblings' pipes: they are the parent's business). In the child, before the body: die with the
-/// parent (`PR_SET_PDEATHSIG`), crash signals back to their default action, the descriptors it
-/// cannot use released (its siblings' output pipes and pidfds, the parent's pool pipes and payload
-/// memfds: [`sys::release_in_child`]), and the kernel's interrupt pipe closed (see
-/// [`crate::wait`]). What the body may use stays open: the `Pipe`s, `Queue`s and files its
-/// closure holds, stdio. The caller closes its own ends of the new child's pipes in the body.
+/// table). One child of [`fork_children`].
 ///
 /// Do not call it while holding [`registry::lock`] (it takes that lock).
 pub(crate) fn fork_child(child_body: impl FnOnce() -> i32) -> Result<Pid> {
+    let (pids, forked) = fork_children([child_body]);
+    forked?;
+    Ok(pids[0])
+}
+
+/// Forks one child per body, in a row (a pool's workers), as [`fork_child`] does for one. Returns
+/// the pids of the children forked, in order, and the error that stopped the batch early, if one
+/// did: the caller enters the children it got before handling the error.
+///
+/// Around the forks: warns once per process when this process runs several threads (as Python 3.12
+/// does); flushes Rust's stdout and stderr buffers so the children do not inherit, and print again,
+/// what the parent had buffered; and holds the lock of the child table across the forks, so each
+/// child gets a consistent copy of it, which it empties at once (closing the inherited descriptors of
+/// its siblings' pipes: they are the parent's business). All of that is done once for the batch,
+/// and between two forks the parent writes almost nothing: every page it writes while a child
+/// shares it is copied, once per child. In each child, before its body: die with the parent
+/// (`PR_SET_PDEATHSIG`), crash signals back to their default action, the descriptors it cannot use
+/// released (its siblings' output pipes and pidfds, the parent's pool pipes and payload memfds:
+/// [`sys::release_in_child`]), and the kernel's interrupt pipe closed (see [`crate::wait`]). What the
+/// body may use stays open: the `Pipe`s, `Queue`s and files its closure holds, stdio. The bodies
+/// close the parent's ends of their own pipes (and of their batch siblings').
+///
+/// Do not call it while holding [`registry::lock`] (it takes that lock).
+pub(crate) fn fork_children<F: FnOnce() -> i32>(
+    child_bodies: impl IntoIterator<Item = F>,
+) -> (Vec<Pid>, Result<()>) {
     let parent_pid = nix::unistd::getpid();
+    // Everything the loop below needs is made here: each allocation or free between two forks
+    // would write to a page the last child shares.
+    let mut bodies: Vec<Option<F>> = child_bodies.into_iter().map(Some).collect();
+    let mut pids = Vec::with_capacity(bodies.len());
     session::warn_if_multithreaded();
     let _ = std::io::stdout().flush();
     let _ = std::io::stderr().flush();
@@ -44,32 +63,52 @@ pub(crate) fn fork_child(child_body: impl FnOnce() -> i32) -> Result<Pid> {
     // Found here, where procfs already knows this process's descriptors (~10 µs + 0.3 µs each);
     // in the new child, procfs builds an entry per descriptor first (~3 µs each).
     let memfds = sys::payload_memfds();
-    let table = registry::lock_for_fork();
-    let state = session::lock_for_fork();
-    // In the parent the closure is dropped unrun, which releases the table's lock after the fork.
-    let forked = sys::fork_and_exit(move || {
-        // Die with the parent, even when it is SIGKILLed and no destructor runs; then check it is
-        // still there: it may have died before prctl took effect.
-        let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
-        if nix::unistd::getppid() != parent_pid {
-            return 1;
+    let mut table = Some(registry::lock_for_fork());
+    let mut state = Some(session::lock_for_fork());
+    let mut result = Ok(());
+    for body in &mut bodies {
+        // In the parent the closure is dropped unrun: `body`, `table` and `state` stay where they
+        // are (the locks are released after the last fork, the bodies dropped after that).
+        let forked = sys::fork_and_exit(|| {
+            // Die with the parent, even when it is SIGKILLed and no destructor runs; then check it
+            // is still there: it may have died before prctl took effect.
+            let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+            if nix::unistd::getppid() != parent_pid {
+                return 1;
+            }
+            sys::restore_default_fault_signals();
+            if let Some(state) = state.take() {
+                session::adopt_in_child(state, parent_pid.as_raw());
+            }
+            if let Some(table) = table.take() {
+                registry::forget_in_child(table);
+            }
+            sys::release_in_child(memfds.iter().copied());
+            sys::forget_payload_memfds_in_child();
+            wait::forget_interrupt_in_child(interrupt);
+            match body.take() {
+                Some(body) => panic::catch_unwind(AssertUnwindSafe(body)).unwrap_or(EXIT_PANIC),
+                None => EXIT_PANIC,
+            }
+        });
+        match forked {
+            Ok(pid) => pids.push(pid),
+            Err(source) => {
+                result = Err(Error::Fork {
+                    source,
+                    hint: match source {
+                        Errno::EAGAIN => "too many processes (RLIMIT_NPROC or the pid limit): join finished processes or use a Pool",
+                        Errno::ENOMEM => "not enough memory to copy this process: free memory or start fewer processes",
+                        _ => "see fork(2)",
+                    },
+                });
+                break;
+            }
         }
-        sys::restore_default_fault_signals();
-        session::adopt_in_child(state, parent_pid.as_raw());
-        registry::forget_in_child(table);
-        sys::release_in_child(memfds);
-        sys::forget_payload_memfds_in_child();
-        wait::forget_interrupt_in_child(interrupt);
-        panic::catch_unwind(AssertUnwindSafe(child_body)).unwrap_or(EXIT_PANIC)
-    });
-    forked.map_err(|source| Error::Fork {
-        source,
-        hint: match source {
-            Errno::EAGAIN => "too many processes (RLIMIT_NPROC or the pid limit): join finished processes or use a Pool",
-            Errno::ENOMEM => "not enough memory to copy this process: free memory or start fewer processes",
-            _ => "see fork(2)",
-        },
-    })
+    }
+    drop((state, table));
+    drop(bodies);
+    (pids, result)
 }
 
 /// Starts `body` in a detached process: a grandchild, reparented to init (or the nearest subreaper)

@@ -36,6 +36,14 @@ pub(crate) struct ChildEnds {
 }
 
 impl ChildEnds {
+    /// The descriptors, for siblings forked in the same batch to close.
+    pub(crate) fn raw_fds(&self) -> Vec<std::os::fd::RawFd> {
+        use std::os::fd::AsRawFd;
+        let mut fds = vec![self.stdout.as_raw_fd(), self.stderr.as_raw_fd()];
+        fds.extend(self.stdin.as_ref().map(|fd| fd.as_raw_fd()));
+        fds
+    }
+
     /// In the child: makes the pipes its stdout and stderr, and `/dev/null` its stdin.
     ///
     /// Stdin matters inside evcxr: the runtime's stdin is the kernel's command channel, and a child

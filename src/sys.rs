@@ -571,6 +571,14 @@ pub(crate) fn payload_memfds() -> Vec<FdId> {
     if !payload_memfds_flag().load(Ordering::Relaxed) {
         return Vec::new();
     }
+    scan_payload_memfds()
+}
+
+/// The scan behind [`payload_memfds`], a function of its own: its buffers make a frame of over
+/// a page, which the stack probe touches on entry (after a fork, a page copy) even when the flag
+/// says there is nothing to scan.
+#[inline(never)]
+fn scan_payload_memfds() -> Vec<FdId> {
     let wanted = format!("/memfd:{PAYLOAD_MEMFD} (deleted)");
     let mut found = Vec::new();
     // Raw calls into stack buffers (half the time of `std::fs::read_dir` + `read_link`).

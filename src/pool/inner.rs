@@ -254,70 +254,114 @@ impl Inner {
             progress: ProgressPage::new(processes)?,
             devnull: std::fs::File::open("/dev/null").ok().map(OwnedFd::from),
         };
-        for _ in 0..processes {
-            let worker = inner.spawn_worker()?;
-            inner.workers.push(worker);
-        }
+        inner.spawn_workers(processes, 0)?;
         Ok(inner)
     }
 
-    fn spawn_worker(&mut self) -> Result<Worker> {
-        let (identity, name) = session::number_new_child("ForkPoolWorker");
-        let (task_read, task_write) = wire::pipe(false, true, Buffer::Default)?;
-        let (result_read, result_write) = wire::pipe(true, false, Buffer::Default)?;
-        let (side, worker_side) = wire::side_channel()?;
-        let (relay, mut ends) = output::pipes_for_child()?;
-        ends.stdin = self.devnull.as_ref().and_then(|null| null.try_clone().ok());
-        let progress = ProgressSlot::new(&self.progress)?;
-        // The earlier workers' pipes and sockets and the spare memfds are not listed: every forked
-        // child releases them (the child table notes the former, the fork finds the latter).
-        let mut close: Vec<RawFd> = self.devnull.iter().map(|null| null.as_raw_fd()).collect();
-        close.extend([
-            task_write.as_raw_fd(),
-            result_read.as_raw_fd(),
-            side.as_raw_fd(),
-        ]);
-        close.extend(relay.fds().map(|fd| fd.as_raw_fd()));
-        let setup = WorkerSetup {
-            name: name.clone(),
-            identity,
-            parent_pid: std::process::id() as i32,
-            tasks: task_read,
-            results: result_write,
-            side: worker_side,
-            ends,
-            close,
-            initializer: self.initializer.clone(),
-            maxtasks: self.maxtasks,
-            origin: self.watch.origin(),
-        };
-        let progress_ref = &progress;
-        let pid = fork::fork_child(move || worker::run(setup, progress_ref))?;
+    /// Starts `n` workers and puts them at index `at` of the worker list (a pool's first workers,
+    /// or one that replaces a worker that ended). Every worker's pipes are made first, then they are
+    /// forked in a row ([`fork::fork_children`]). If a fork fails, the workers forked before it are
+    /// kept (the pool stops them as it stops the others) and the error is returned.
+    fn spawn_workers(&mut self, n: usize, at: usize) -> Result<()> {
+        /// The parent's side of a worker about to be forked.
+        struct Prepared {
+            name: String,
+            task_write: OwnedFd,
+            result_read: OwnedFd,
+            side: OwnedFd,
+            relay: output::OutputRelay,
+            progress: ProgressSlot,
+        }
+        let mut prepared = Vec::with_capacity(n);
+        let mut setups = Vec::with_capacity(n);
+        for _ in 0..n {
+            let (identity, name) = session::number_new_child("ForkPoolWorker");
+            let (task_read, task_write) = wire::pipe(false, true, Buffer::Default)?;
+            let (result_read, result_write) = wire::pipe(true, false, Buffer::Default)?;
+            let (side, worker_side) = wire::side_channel()?;
+            let (relay, mut ends) = output::pipes_for_child()?;
+            ends.stdin = self.devnull.as_ref().and_then(|null| null.try_clone().ok());
+            setups.push(WorkerSetup {
+                name: name.clone(),
+                identity,
+                parent_pid: std::process::id() as i32,
+                tasks: task_read,
+                results: result_write,
+                side: worker_side,
+                ends,
+                close: Vec::new(),
+                initializer: self.initializer.clone(),
+                maxtasks: self.maxtasks,
+                origin: self.watch.origin(),
+            });
+            prepared.push(Prepared {
+                name,
+                task_write,
+                result_read,
+                side,
+                relay,
+                progress: ProgressSlot::new(&self.progress)?,
+            });
+        }
+        // Each worker closes every descriptor of the batch but its own ends: the parent's ends
+        // (and /dev/null), and its siblings' ends. The earlier workers' pipes and sockets and the
+        // spare memfds are not listed: every forked child releases them (the child table notes the
+        // former, the fork finds the latter).
+        let mut parents: Vec<RawFd> = self.devnull.iter().map(|null| null.as_raw_fd()).collect();
+        for p in &prepared {
+            parents.extend([
+                p.task_write.as_raw_fd(),
+                p.result_read.as_raw_fd(),
+                p.side.as_raw_fd(),
+            ]);
+            parents.extend(p.relay.fds().map(|fd| fd.as_raw_fd()));
+        }
+        let owns: Vec<Vec<RawFd>> = setups.iter().map(WorkerSetup::own_fds).collect();
+        for (k, setup) in setups.iter_mut().enumerate() {
+            setup.close = parents.clone();
+            for (j, theirs) in owns.iter().enumerate() {
+                if j != k {
+                    setup.close.extend(theirs);
+                }
+            }
+        }
+        let bodies = setups.into_iter().zip(&prepared).map(|(setup, p)| {
+            let progress = &p.progress;
+            move || worker::run(setup, progress)
+        });
+        let (pids, forked) = fork::fork_children(bodies);
         let mut table = registry::lock();
-        table.add(
-            name.clone(),
-            ChildKind::PoolWorker,
-            true,
-            Child::new(pid),
-            relay,
-        );
-        // A child forked later (a Process, another worker) releases its copies of these.
-        table.note_parent_ends(
-            pid.as_raw(),
-            &[task_write.as_fd(), result_read.as_fd(), side.as_fd()],
-        );
+        let mut workers = Vec::with_capacity(pids.len());
+        // (Workers that were not forked are dropped here: their pipes close.)
+        for (p, pid) in prepared.into_iter().zip(pids) {
+            table.add(
+                p.name.clone(),
+                ChildKind::PoolWorker,
+                true,
+                Child::new(pid),
+                p.relay,
+            );
+            // A child forked later (a Process, another worker) releases its copies of these.
+            table.note_parent_ends(
+                pid.as_raw(),
+                &[p.task_write.as_fd(), p.result_read.as_fd(), p.side.as_fd()],
+            );
+            workers.push(Worker {
+                name: p.name,
+                pid: pid.as_raw(),
+                tx: NbWriter::new(p.task_write),
+                rx: NbReader::new(p.result_read),
+                side: p.side,
+                progress: p.progress,
+                in_flight: VecDeque::new(),
+                sent: 0,
+                retiring: false,
+            });
+        }
         drop(table);
-        Ok(Worker {
-            name,
-            pid: pid.as_raw(),
-            tx: NbWriter::new(task_write),
-            rx: NbReader::new(result_read),
-            side,
-            progress,
-            in_flight: VecDeque::new(),
-            sent: 0,
-            retiring: false,
-        })
+        let at = at.min(self.workers.len());
+        self.workers.splice(at..at, workers);
+        forked
     }
 
     /// Per worker: name, pid, the task it runs, chunks queued to it (for the pool's rich display).
@@ -625,9 +669,7 @@ impl Inner {
             registry::lock().kill_and_forget(w.pid);
             killed += 1;
             if self.state == State::Running && self.broken.is_none() {
-                if let Ok(worker) = self.spawn_worker() {
-                    self.workers.insert(i, worker);
-                }
+                let _ = self.spawn_workers(1, i);
             }
         }
         let state = if self.state == State::Running {
@@ -808,8 +850,7 @@ impl Inner {
             && (self.state == State::Running || (self.state == State::Closed && !w.retiring));
         drop(w);
         if replace {
-            let worker = self.spawn_worker()?;
-            self.workers.insert(i, worker);
+            self.spawn_workers(1, i)?;
         }
         Ok(())
     }

@@ -82,6 +82,20 @@ pub(crate) struct WorkerSetup {
     pub origin: Instant,
 }
 
+impl WorkerSetup {
+    /// The descriptors this worker keeps (its siblings in a batch close them).
+    pub(crate) fn own_fds(&self) -> Vec<RawFd> {
+        use std::os::fd::AsRawFd;
+        let mut fds = vec![
+            self.tasks.as_raw_fd(),
+            self.results.as_raw_fd(),
+            self.side.as_raw_fd(),
+        ];
+        fds.extend(self.ends.raw_fds());
+        fds
+    }
+}
+
 /// Runs in the child right after fork; returns the exit code.
 pub(crate) fn run(setup: WorkerSetup, progress: &ProgressSlot) -> i32 {
     // (fork_child has made this worker die with its parent and emptied its copy of the child table,
