@@ -415,14 +415,12 @@ impl Process {
         let (relay, ends) = output::pipes_for_child()?;
         // The child closes its copies of the parent's ends (the `relay` in its copy of this frame
         // is never dropped: the child ends with `_exit`).
-        let parent_ends: Vec<RawFd> = relay.fds().map(|fd| fd.as_raw_fd()).collect();
+        let mut parent_ends: Vec<RawFd> = relay.fds().map(|fd| fd.as_raw_fd()).collect();
         let parent_pid = std::process::id() as i32;
         let (name, identity, daemon) = (self.name.clone(), self.identity.clone(), self.daemon);
         let target = &mut self.target;
         let pid = fork::fork_child(move || {
-            for fd in parent_ends {
-                let _ = nix::unistd::close(fd);
-            }
+            crate::sys::close_all_raw(&mut parent_ends);
             child_main(name, identity, daemon, parent_pid, ends, target)
         })?;
         self.target = None;

@@ -100,9 +100,8 @@ impl WorkerSetup {
 pub(crate) fn run(setup: WorkerSetup, progress: &ProgressSlot) -> i32 {
     // (fork_child has made this worker die with its parent and emptied its copy of the child table,
     // closing its siblings' output pipes and pidfds.)
-    for fd in setup.close {
-        let _ = nix::unistd::close(fd);
-    }
+    let mut close = setup.close;
+    crate::sys::close_all_raw(&mut close);
     setup.ends.install();
     session::become_child(&setup.name, setup.identity, setup.parent_pid, true);
     // A task's panic travels to the parent as `Error::TaskPanicked`; stderr gets only a short report.
