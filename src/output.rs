@@ -61,10 +61,10 @@ impl ChildEnds {
                 }
             }
         }
+        // Rust's buffers are empty here (flushed before the fork, nothing printed since), so the
+        // streams need no flush: the child's first line goes to the pipes.
         let _ = nix::unistd::dup2_stdout(&self.stdout);
         let _ = nix::unistd::dup2_stderr(&self.stderr);
-        let _ = io::stdout().flush();
-        let _ = io::stderr().flush();
     }
 }
 
