@@ -78,4 +78,3 @@ pub fn raw_fork_floors() -> (f64, f64) {
         median(q3).as_secs_f64() * 1e3,
     )
 }
-
