@@ -29,16 +29,17 @@ fn active_pids() -> Vec<i32> {
     active_children().iter().map(|c| c.pid()).collect()
 }
 
-// CPython: _TestProcess.test_current (no authkey in the crate; `current_process()` describes the
-// running process by name, pid and daemon flag).
+// CPython: _TestProcess.test_current (no authkey in the crate; `ident` is `pid`).
 #[test]
 fn process_test_current() {
     isolated!(process_test_current);
     let current = current_process();
+    assert!(current.is_alive());
     assert!(!current.daemon());
     assert_eq!(current.name(), "MainProcess");
     assert_eq!(current.pid(), std::process::id() as i32);
     assert!(current.identity().is_empty());
+    assert_eq!(current.exitcode(), None);
 }
 
 // CPython: _TestProcess.test_daemon_argument, and the same in a daemonic process, where a new
