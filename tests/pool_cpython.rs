@@ -729,3 +729,31 @@ fn pool_worker_lifetime_test_worker_finalization_via_atexit_handler_of_multiproc
         println!("worker {pid}");
     }
 }
+
+// Not CPython's: the input iterator of an `imap` panics while another call drives the pool (the
+// pool takes inputs for every running call whenever one waits): that call is not hurt, and the
+// panic reaches the `imap`'s own `next()`, after its earlier results; then the iteration is over.
+#[test]
+fn pool_imap_input_panic_during_another_call() {
+    isolated!(pool_imap_input_panic_during_another_call);
+    let pool = Pool::new(2).unwrap();
+    let mut it = pool
+        .chunked(1)
+        .imap(sqr, exception_throwing_generator(50, Some(20)))
+        .unwrap();
+    // Drives the pool: the imap's inputs are taken meanwhile, as workers have room.
+    assert_eq!(
+        pool.map(sqr_wait, (0..4).map(|i| (i, Duration::from_millis(50))))
+            .unwrap(),
+        [0, 1, 4, 9]
+    );
+    for i in 0..20 {
+        assert_eq!(it.next().unwrap().unwrap(), i * i);
+    }
+    assert_says_when(|| it.next());
+    assert!(it.next().is_none());
+    assert_eq!(
+        pool.map(sqr, 0..10).unwrap(),
+        (0..10).map(sqr).collect::<Vec<_>>()
+    );
+}
