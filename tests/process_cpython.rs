@@ -755,3 +755,46 @@ fn ignore_eintr_test_ignore() {
     std::thread::sleep(DELTA);
     assert_eq!(p.join().unwrap(), 0);
 }
+
+/// CPython's `_test_args(q, arg)` for one value: the child puts what it was given.
+fn args_round_trip<T>(arg: T) -> T
+where
+    T: Serialize + serde::de::DeserializeOwned + Clone + 'static,
+{
+    let q: Queue<T> = Queue::with_maxsize(1).unwrap();
+    let child_q = q.clone();
+    let mut p = Process::builder()
+        .daemon(true)
+        .target(move || child_q.put(&arg).unwrap())
+        .unwrap();
+    p.start().unwrap();
+    let child_args = q.get().unwrap();
+    assert_eq!(p.join().unwrap(), 0);
+    child_args
+}
+
+// CPython: _TestProcess.test_args_argument (arguments are what the closure captures; Python's
+// list-or-tuple `args` has no twin, so each case is one captured value of its own type).
+#[test]
+fn process_test_args_argument() {
+    isolated!(process_test_args_argument);
+    assert_eq!(args_round_trip(1i64), 1);
+    assert_eq!(args_round_trip("str".to_owned()), "str");
+    assert_eq!(args_round_trip(vec![1i64]), [1]);
+    assert_eq!(args_round_trip((1i64,)), (1,));
+}
+
+// CPython: _TestProcess.test_process_mainthread_native_id (the child's main thread is another
+// thread of the system than the parent's).
+#[test]
+fn process_test_process_mainthread_native_id() {
+    isolated!(process_test_process_mainthread_native_id);
+    let current_mainthread_native_id = nix::unistd::gettid().as_raw();
+    let q: Queue<i32> = Queue::with_maxsize(1).unwrap();
+    let child_q = q.clone();
+    let mut p = Process::new(move || child_q.put(&nix::unistd::gettid().as_raw()).unwrap());
+    p.start().unwrap();
+    let child_mainthread_native_id = q.get().unwrap();
+    p.join().unwrap();
+    assert_ne!(current_mainthread_native_id, child_mainthread_native_id);
+}
