@@ -757,3 +757,30 @@ fn pool_imap_input_panic_during_another_call() {
         (0..10).map(sqr).collect::<Vec<_>>()
     );
 }
+
+fn nested_pool(_: ()) -> String {
+    match Pool::new(1) {
+        Err(Error::DaemonChildren { name }) => format!("refused in {name}"),
+        other => format!("{other:?}"),
+    }
+}
+
+// Not a CPython test, CPython's rule: a pool worker is daemonic, and a daemonic process may not
+// have children, so `Pool(1)` inside a task fails (AssertionError: daemonic processes are not
+// allowed to have children), as `Process::start` there does.
+#[test]
+fn pool_in_a_pool_worker_is_refused() {
+    isolated!(pool_in_a_pool_worker_is_refused);
+    let pool = Pool::new(1).unwrap();
+    let name = pool.workers()[0].0.clone();
+    assert_eq!(
+        pool.apply(nested_pool, ()).unwrap(),
+        format!("refused in {name}")
+    );
+    let mut daemonic = multiprocessing::Process::builder()
+        .daemon(true)
+        .target(|| assert!(matches!(Pool::new(1), Err(Error::DaemonChildren { .. }))))
+        .unwrap();
+    daemonic.start().unwrap();
+    assert_eq!(daemonic.join().unwrap(), 0);
+}

@@ -237,7 +237,8 @@ impl PoolBuilder {
         self
     }
 
-    /// Forks the workers.
+    /// Forks the workers. In a daemonic process (a pool worker, or a `Process` made with
+    /// `daemon(true)`) it is [`Error::DaemonChildren`], as Python refuses it.
     ///
     /// ```
     /// let pool = multiprocessing::Pool::builder().build()?;
@@ -256,6 +257,12 @@ impl PoolBuilder {
                 value: "0".into(),
                 fix: "use a positive number, or leave it out to keep workers for the pool's life",
             });
+        }
+        // Python's rule, as for `Process::start`: a daemonic process (a pool worker, say) is killed,
+        // not joined, when its parent ends, so it may not have workers of its own.
+        let me = crate::session::load();
+        if me.daemon {
+            return Err(Error::DaemonChildren { name: me.name });
         }
         let mut inner = Inner::new(processes, self.initializer, self.maxtasksperchild)?;
         inner.watch.set_mode(self.progress);
