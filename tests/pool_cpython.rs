@@ -784,3 +784,115 @@ fn pool_in_a_pool_worker_is_refused() {
     daemonic.start().unwrap();
     assert_eq!(daemonic.join().unwrap(), 0);
 }
+
+/// The tasks (threads count) that run as `uid`: what RLIMIT_NPROC limits.
+fn tasks_of_user(uid: u32) -> u64 {
+    let mut n = 0;
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(tasks) = std::fs::read_dir(entry.path().join("task")) else {
+            continue;
+        };
+        for task in tasks.flatten() {
+            let Ok(status) = std::fs::read_to_string(task.path().join("status")) else {
+                continue;
+            };
+            let real = status
+                .lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|l| l.split_whitespace().next())
+                .and_then(|u| u.parse::<u32>().ok());
+            n += u64::from(real == Some(uid));
+        }
+    }
+    n
+}
+
+// CPython: TestPoolNotLeakOnFailure.test_release_unused_processes (when a worker cannot be
+// created, the pool creation fails and the workers already created are not left running). Here
+// fork itself fails, with RLIMIT_NPROC set a few processes above what the user runs now (as root
+// the limit is not enforced, so the inner run drops to user `nobody`).
+#[test]
+fn pool_not_leak_on_failure_test_release_unused_processes() {
+    isolated!(pool_not_leak_on_failure_test_release_unused_processes);
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if nix::unistd::geteuid().is_root() {
+        nix::unistd::setgid(nix::unistd::Gid::from_raw(65534)).unwrap();
+        nix::unistd::setuid(nix::unistd::Uid::from_raw(65534)).unwrap();
+    }
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NPROC).unwrap();
+    let running = tasks_of_user(nix::unistd::getuid().as_raw());
+    setrlimit(Resource::RLIMIT_NPROC, running + 3, hard).unwrap();
+    // Fifty workers: the fourth fork or so fails, whatever else this user starts or ends meanwhile.
+    let r = Pool::new(50);
+    setrlimit(Resource::RLIMIT_NPROC, soft, hard).unwrap();
+    assert!(
+        matches!(&r, Err(Error::Fork { source, .. }) if *source == nix::errno::Errno::EAGAIN),
+        "{r:?}"
+    );
+    assert_eq!(process_support::child_pids(), Vec::<i32>::new());
+    assert!(multiprocessing::active_children().is_empty());
+    // Once the limit allows, a pool starts.
+    let pool = Pool::new(3).unwrap();
+    assert_eq!(
+        pool.map(sqr, 0..10).unwrap(),
+        (0..10).map(sqr).collect::<Vec<_>>()
+    );
+}
+
+// CPython: TestInitializers.test_pool_initializer (the initializer runs once in the pool's one
+// worker; CPython counts in a manager's Namespace, here a shared Value). `initializer=1` (not
+// callable) does not compile.
+#[test]
+fn initializers_test_pool_initializer() {
+    isolated!(initializers_test_pool_initializer);
+    let ns = multiprocessing::Value::new(0i32).unwrap();
+    let counter = ns.clone();
+    let p = Pool::builder()
+        .processes(1)
+        .initializer(move || counter.update(|test| *test += 1))
+        .build()
+        .unwrap();
+    p.close();
+    p.join().unwrap();
+    assert_eq!(ns.get(), 1);
+}
+
+/// CPython's `_this_sub_process(q)`: a non-blocking get on an empty queue.
+fn this_sub_process(q: &multiprocessing::Queue<i32>) {
+    assert!(matches!(q.get_nowait(), Err(Error::Empty { .. })));
+}
+
+// CPython: TestStdinBadfiledescriptor.test_queue_in_process (a process starts a daemonic process
+// that uses a Queue; the child's stdin is /dev/null, as CPython's).
+#[test]
+fn stdin_badfiledescriptor_test_queue_in_process() {
+    isolated!(stdin_badfiledescriptor_test_queue_in_process);
+    let mut proc = multiprocessing::Process::new(|| {
+        let queue: multiprocessing::Queue<i32> = multiprocessing::Queue::new().unwrap();
+        let mut sub_proc = multiprocessing::Process::builder()
+            .daemon(true)
+            .target(move || this_sub_process(&queue))
+            .unwrap();
+        sub_proc.start().unwrap();
+        assert_eq!(sub_proc.join().unwrap(), 0);
+    });
+    proc.start().unwrap();
+    assert_eq!(proc.join().unwrap(), 0);
+}
+
+fn afunc(x: i64) -> i64 {
+    x * x
+}
+
+// CPython: TestStdinBadfiledescriptor.test_pool_in_process (a Pool inside a Process).
+#[test]
+fn stdin_badfiledescriptor_test_pool_in_process() {
+    isolated!(stdin_badfiledescriptor_test_pool_in_process);
+    let mut p = multiprocessing::Process::new(|| {
+        let pool = Pool::new(4).unwrap();
+        let x = pool.map(afunc, [1, 2, 3, 4, 5, 6, 7]).unwrap();
+        assert_eq!(x, [1, 4, 9, 16, 25, 36, 49]);
+    });
+    p.start().unwrap();
+    assert_eq!(p.join().unwrap(), 0);
+}
