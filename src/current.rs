@@ -64,6 +64,24 @@ impl CurrentProcess {
         self.daemon
     }
 
+    /// Always true: the process asking is running (Python: `current_process().is_alive()`).
+    ///
+    /// ```
+    /// assert!(multiprocessing::current_process().is_alive());
+    /// ```
+    pub fn is_alive(&self) -> bool {
+        true
+    }
+
+    /// Always `None`: the process asking has not ended (Python: `current_process().exitcode`).
+    ///
+    /// ```
+    /// assert_eq!(multiprocessing::current_process().exitcode(), None);
+    /// ```
+    pub fn exitcode(&self) -> Option<i32> {
+        None
+    }
+
     /// Python's `_identity`: empty in the main process, `[2]` in `Process-2`, `[2, 1]` in `Process-2:1`.
     ///
     /// ```

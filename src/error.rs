@@ -109,8 +109,9 @@ pub enum Error {
         reason: &'static str,
     },
 
-    /// A daemonic process tried to start a child (Python: "daemonic processes are not allowed to have children").
-    #[error("daemonic process {name} is not allowed to have children; start this process from a non-daemonic one, or create the parent with daemon(false)")]
+    /// A daemonic process (a pool worker is one) tried to start a child or create a `Pool` (Python:
+    /// "daemonic processes are not allowed to have children").
+    #[error("daemonic process {name} is not allowed to have children; start processes and pools from a non-daemonic one, or create the parent with daemon(false)")]
     DaemonChildren {
         /// The daemonic process that tried.
         name: String,

@@ -141,7 +141,8 @@ pub struct Process {
 #[must_use = "a builder does nothing until .target(...) creates the Process"]
 pub struct ProcessBuilder {
     name: Option<String>,
-    daemon: bool,
+    /// `None`: inherit the creating process's flag, as `Process::new` (Python: `daemon=None`).
+    daemon: Option<bool>,
 }
 
 impl ProcessBuilder {
@@ -156,15 +157,16 @@ impl ProcessBuilder {
         self
     }
 
-    /// Makes the process daemonic (default: not): it may not start children of its own, and when the
-    /// process that started it ends, it is terminated rather than waited for.
+    /// Makes the process daemonic, or not (default: as the process that creates it, so not in the
+    /// main process; Python's `daemon=None`): a daemonic process may not start children of its
+    /// own, and when the process that started it ends, it is terminated rather than waited for.
     ///
     /// ```
     /// let p = multiprocessing::Process::builder().daemon(true).target(|| ()).unwrap();
     /// assert!(p.daemon());
     /// ```
     pub fn daemon(mut self, daemon: bool) -> Self {
-        self.daemon = daemon;
+        self.daemon = Some(daemon);
         self
     }
 
@@ -212,7 +214,9 @@ impl ProcessBuilder {
         if let Some(name) = self.name {
             process.name = name;
         }
-        process.daemon = self.daemon;
+        if let Some(daemon) = self.daemon {
+            process.daemon = daemon;
+        }
         Ok(process)
     }
 }

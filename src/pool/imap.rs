@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 
 use super::inner::{Inner, Payload};
-use super::{borrow, decode_chunk};
+use super::{borrow, decode_chunk, InputPanic};
 use crate::error::{Error, Result};
 
 /// Results of [`Pool::imap`](crate::Pool::imap) (in input order) or
@@ -19,7 +19,9 @@ use crate::error::{Error, Result};
 /// Lazy on both sides: inputs are taken from your iterator only as workers have room for them (so
 /// `0..` works, with `take`), and each `next()` waits only for the result it returns. A failed
 /// task yields its `Err` in its place and the iteration goes on. Dropping the iterator discards the
-/// rest.
+/// rest. If your input iterator panics, no more inputs are taken, and `next()` resumes that panic
+/// once the results of the chunks before it are handed out (Python's `next()` raises the
+/// iterable's exception there); the pool stays usable.
 ///
 /// ```
 /// use multiprocessing::Pool;
@@ -40,6 +42,8 @@ pub struct IMap<R> {
     pending: BTreeMap<usize, Result<Payload>>,
     buffer: VecDeque<R>,
     done: bool,
+    /// A panic of the input iterator, resumed once the results before it are handed out.
+    input_panic: InputPanic,
     _results: PhantomData<fn() -> R>,
 }
 
@@ -53,7 +57,12 @@ impl<R> std::fmt::Debug for IMap<R> {
 }
 
 impl<R: DeserializeOwned + 'static> IMap<R> {
-    pub(crate) fn new(pool: Rc<RefCell<Inner>>, job: u64, ordered: bool) -> Self {
+    pub(crate) fn new(
+        pool: Rc<RefCell<Inner>>,
+        job: u64,
+        ordered: bool,
+        input_panic: InputPanic,
+    ) -> Self {
         IMap {
             pool,
             job,
@@ -63,6 +72,7 @@ impl<R: DeserializeOwned + 'static> IMap<R> {
             pending: BTreeMap::new(),
             buffer: VecDeque::new(),
             done: false,
+            input_panic,
             _results: PhantomData,
         }
     }
@@ -110,6 +120,9 @@ impl<R: DeserializeOwned + 'static> IMap<R> {
                 continue;
             }
             if self.done {
+                if let Some(payload) = self.input_panic.take() {
+                    std::panic::resume_unwind(payload);
+                }
                 return None;
             }
             let job = self.job;

@@ -764,11 +764,7 @@ impl Inner {
                         worker: name,
                         message,
                     }),
-                    Status::Codec { message } => Err(Error::Codec {
-                        direction: "move",
-                        what: "task arguments or results",
-                        message,
-                    }),
+                    Status::Codec { message } => Err(codec_error(message)),
                     Status::Unavailable { message } => {
                         Err(Error::FunctionUnavailable { reason: message })
                     }
@@ -1079,5 +1075,30 @@ impl Inner {
 impl Drop for Inner {
     fn drop(&mut self) {
         self.terminate();
+    }
+}
+
+/// The error of a chunk whose arguments the worker could not decode, or whose results it could not
+/// encode: the worker's message starts with which one (`pool/function.rs`), said in the error's own
+/// fields as everywhere else (Python: `MaybeEncodingError` for a result).
+fn codec_error(message: String) -> Error {
+    if let Some(rest) = message.strip_prefix("task results: ") {
+        return Error::Codec {
+            direction: "serialize",
+            what: "task results",
+            message: rest.to_owned(),
+        };
+    }
+    if let Some(rest) = message.strip_prefix("task arguments: ") {
+        return Error::Codec {
+            direction: "deserialize",
+            what: "task arguments",
+            message: rest.to_owned(),
+        };
+    }
+    Error::Codec {
+        direction: "move",
+        what: "task arguments or results",
+        message,
     }
 }

@@ -237,7 +237,8 @@ impl PoolBuilder {
         self
     }
 
-    /// Forks the workers.
+    /// Forks the workers. In a daemonic process (a pool worker, or a `Process` made with
+    /// `daemon(true)`) it is [`Error::DaemonChildren`], as Python refuses it.
     ///
     /// ```
     /// let pool = multiprocessing::Pool::builder().build()?;
@@ -256,6 +257,12 @@ impl PoolBuilder {
                 value: "0".into(),
                 fix: "use a positive number, or leave it out to keep workers for the pool's life",
             });
+        }
+        // Python's rule, as for `Process::start`: a daemonic process (a pool worker, say) is killed,
+        // not joined, when its parent ends, so it may not have workers of its own.
+        let me = crate::session::load();
+        if me.daemon {
+            return Err(Error::DaemonChildren { name: me.name });
         }
         let mut inner = Inner::new(processes, self.initializer, self.maxtasksperchild)?;
         inner.watch.set_mode(self.progress);
@@ -376,19 +383,43 @@ impl<T: Serialize + 'static> Iterator for VecChunks<T> {
     }
 }
 
+/// Where a panic of an `imap` input iterator waits for the [`IMap`] to resume it.
+pub(crate) type InputPanic = Rc<std::cell::Cell<Option<Box<dyn std::any::Any + Send>>>>;
+
 /// Chunks of an iterator, taken lazily.
 struct IterChunks<I> {
     iter: I,
     chunksize: usize,
     next: usize,
     spares: crate::wire::Spares,
+    /// A panic of `iter` is caught here, not unwound through the pool's engine (which pulls inputs
+    /// inside whichever call drives the pool, in the middle of its bookkeeping): the iteration ends
+    /// there, and the `IMap` resumes the panic after the results of the chunks before it (Python
+    /// raises the iterable's exception from `next()` at that point).
+    panicked: InputPanic,
+    failed: bool,
 }
 
 impl<T: Serialize + 'static, I: Iterator<Item = T>> Iterator for IterChunks<I> {
     type Item = Result<(usize, crate::wire::Encoded)>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        let items: Vec<T> = self.iter.by_ref().take(self.chunksize).collect();
+        if self.failed {
+            return None;
+        }
+        let (iter, chunksize) = (&mut self.iter, self.chunksize);
+        let taken = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            iter.take(chunksize).collect::<Vec<T>>()
+        }));
+        let items = match taken {
+            Ok(items) => items,
+            // As Python's `imap`, the chunk the iterator failed in is dropped whole.
+            Err(payload) => {
+                self.failed = true;
+                self.panicked.set(Some(payload));
+                return None;
+            }
+        };
         if items.is_empty() {
             return None;
         }
@@ -1121,17 +1152,20 @@ impl<'a> Chunked<'a> {
             _ => None,
         };
         let chunksize = chunksize_for(self.chunksize, None, self.pool.processes())?;
+        let panicked = InputPanic::default();
         let source = Box::new(IterChunks {
             iter,
             chunksize,
             next: 0,
             spares: spares(&self.pool.inner),
+            panicked: panicked.clone(),
+            failed: false,
         });
         let job = self.pool.submit::<Unary<T, R>>(f as usize, source, false)?;
         let what = if ordered { "imap" } else { "imap_unordered" };
         borrow(&self.pool.inner)?
             .watch
             .plan(job, what, total, chunksize, self.watch);
-        Ok(IMap::new(self.pool.inner.clone(), job, ordered))
+        Ok(IMap::new(self.pool.inner.clone(), job, ordered, panicked))
     }
 }
