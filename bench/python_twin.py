@@ -70,7 +70,7 @@ if __name__ == "__main__":
     ctx = mp.get_context(sys.argv[1] if len(sys.argv) > 1 else "fork")
 
     ts = []
-    for _ in range(20):
+    for _ in range(50):
         t = time.perf_counter()
         procs = [ctx.Process(target=noop) for _ in range(4)]
         for p in procs:
@@ -79,19 +79,19 @@ if __name__ == "__main__":
             p.join()
         ts.append(time.perf_counter() - t)
     ts.sort()
-    print("q6_start_join_4_ms %.3f" % (ts[10] * 1e3))
+    print("q6_start_join_4_ms %.3f" % (ts[25] * 1e3))
 
     def q3():
         with ctx.Pool(4) as pool:
             assert pool.map(cubes, [1, 2, 3, 4, 5]) == [1, 8, 27, 64, 125]
 
     ts = []
-    for _ in range(10):
+    for _ in range(30):
         t = time.perf_counter()
         q3()
         ts.append(time.perf_counter() - t)
     ts.sort()
-    print("q3_pool4_map5_ms %.3f" % (ts[5] * 1e3))
+    print("q3_pool4_map5_ms %.3f" % (ts[15] * 1e3))
     with ctx.Pool(2) as pool:
         pool.map(cubes, range(100))
         dt = best(lambda: pool.map(cubes, range(1_000_000)), 3)
