@@ -3,7 +3,8 @@
 //! newline (`print!`, with or without a flush) ends its cell and shows in it (it used to hang the
 //! cell, or show up in a later one); the learner's own struct goes through a `Pool` with
 //! `#[derive(Serialize, Deserialize)]` and nothing else; a compile error keeps rustc's line that
-//! says what to do; a panic in a cell is reported without evcxr's backtrace. One kernel is shared.
+//! says what to do; a panic in a cell is reported without evcxr's backtrace; a cell that ends in
+//! `println!(..)` without a semicolon shows no `()`. One kernel is shared.
 
 mod common;
 
@@ -128,6 +129,28 @@ fn a_newcomers_session_behaves() {
         );
         assert_eq!(outcome.result_text("text/plain").as_deref(), Some("14"));
     });
+
+    checks.check(
+        "a cell that ends in () shows no result, as Python's None",
+        || {
+            let outcome = run_ok(&mut kernel, "println!(\"hello\")");
+            assert_eq!(outcome.stdout, "hello\n");
+            assert!(
+                outcome.results.is_empty(),
+                "a result shown for (): {:?}",
+                outcome.results
+            );
+            let outcome = run_ok(&mut kernel, "for i in 0..2 { println!(\"{i}\") }");
+            assert_eq!(outcome.stdout, "0\n1\n");
+            assert!(outcome.results.is_empty(), "{:?}", outcome.results);
+            // Other values still show, the unit inside them too.
+            let outcome = run_ok(&mut kernel, "(1, ())");
+            assert_eq!(
+                outcome.result_text("text/plain").as_deref(),
+                Some("(1, ())")
+            );
+        },
+    );
 
     checks.check(
         "a learner's own struct goes through a Pool with derive",
