@@ -4,7 +4,8 @@
 //! cell, or show up in a later one); the learner's own struct goes through a `Pool` with
 //! `#[derive(Serialize, Deserialize)]` and nothing else; a compile error keeps rustc's line that
 //! says what to do; a panic in a cell is reported without evcxr's backtrace; a cell that ends in
-//! `println!(..)` without a semicolon shows no `()`. One kernel is shared.
+//! `println!(..)` without a semicolon shows no `()`; a cell that ends the runtime
+//! (`std::process::exit`) says that every variable is lost. One kernel is shared.
 
 mod common;
 
@@ -244,6 +245,31 @@ Pool::new(2)?.map(get_x, vec![Plain { x: 1 }])?"#,
         );
         assert_eq!(outcome.result_text("text/plain").as_deref(), Some("true"));
     });
+
+    // Last: it ends the process that runs the cells.
+    checks.check(
+        "std::process::exit in a cell: the error says the variables are lost",
+        || {
+            let outcome = run(&mut kernel, "std::process::exit(3);");
+            assert_eq!(outcome.status, ReplyStatus::Error);
+            assert_eq!(outcome.reply.ename.as_deref(), Some("RuntimeDied"));
+            let text = outcome.error_text();
+            assert!(
+                text.contains("exit status: 3")
+                    && text.contains("every variable is lost")
+                    && text.contains("run the cells that define the variables again"),
+                "{text}"
+            );
+            let next = run(&mut kernel, "kept");
+            assert!(
+                next.error_text().contains("cannot find value `kept`"),
+                "the variable outlived the process: {}",
+                next.error_text()
+            );
+            let next = run_ok(&mut kernel, "println!(\"the kernel goes on\");");
+            assert_eq!(next.stdout, "the kernel goes on\n");
+        },
+    );
 
     checks.finish();
 }
