@@ -5,7 +5,9 @@
 //! `#[derive(Serialize, Deserialize)]` and nothing else; a compile error keeps rustc's line that
 //! says what to do; a panic in a cell is reported without evcxr's backtrace; a cell that ends in
 //! `println!(..)` without a semicolon shows no `()`; a cell that ends the runtime
-//! (`std::process::exit`) says that every variable is lost. One kernel is shared.
+//! (`std::process::exit`) says that every variable is lost; `lock.acquire()?;` (a guard dropped at
+//! once, Python's habit) and `p.start();` (a `Result` dropped unseen) are compile errors, since evcxr
+//! shows no warnings. One kernel is shared.
 
 mod common;
 
@@ -245,6 +247,36 @@ Pool::new(2)?.map(get_x, vec![Plain { x: 1 }])?"#,
         );
         assert_eq!(outcome.result_text("text/plain").as_deref(), Some("true"));
     });
+
+    checks.check(
+        "Python's lock.acquire() without a guard is a compile error, not a silent no-op",
+        || {
+            let outcome = run(
+                &mut kernel,
+                "let lock = Lock::new()?;\nlock.acquire()?;\nprintln!(\"locked?\");",
+            );
+            assert_eq!(outcome.status, ReplyStatus::Error);
+            assert!(
+                outcome.stdout.is_empty(),
+                "the cell ran: {:?}",
+                outcome.stdout
+            );
+            let text = plain(&outcome.error_text());
+            assert!(
+                text.contains("unused `LockGuard` that must be used")
+                    && text.contains("let guard = lock.acquire()?;"),
+                "{text}"
+            );
+            // A Result dropped unseen: the error it may hold would be lost.
+            let outcome = run(
+                &mut kernel,
+                "let mut p = Process::new(|| ());\np.start();\np.join()?",
+            );
+            assert_eq!(outcome.status, ReplyStatus::Error);
+            let text = plain(&outcome.error_text());
+            assert!(text.contains("unused `Result` that must be used"), "{text}");
+        },
+    );
 
     // Last: it ends the process that runs the cells.
     checks.check(
