@@ -7,7 +7,8 @@
 //! `println!(..)` without a semicolon shows no `()`; a cell that ends the runtime
 //! (`std::process::exit`) says that every variable is lost; `lock.acquire()?;` (a guard dropped at
 //! once, Python's habit) and `p.start();` (a `Result` dropped unseen) are compile errors, since evcxr
-//! shows no warnings. One kernel is shared.
+//! shows no warnings; Python's `print(conn.recv())` as `println!("{:?}", conn.recv()?)` is told to
+//! name the type. One kernel is shared.
 
 mod common;
 
@@ -275,6 +276,32 @@ Pool::new(2)?.map(get_x, vec![Plain { x: 1 }])?"#,
             assert_eq!(outcome.status, ReplyStatus::Error);
             let text = plain(&outcome.error_text());
             assert!(text.contains("unused `Result` that must be used"), "{text}");
+        },
+    );
+
+    checks.check(
+        "Python's print(conn.recv()): the error says to name the type",
+        || {
+            let outcome = run(
+                &mut kernel,
+                "let (parent_conn, child_conn) = Pipe::new()?;\n\
+             println!(\"{:?}\", parent_conn.recv()?);",
+            );
+            assert_eq!(outcome.status, ReplyStatus::Error);
+            let text = plain(&outcome.error_text());
+            assert!(
+                text.contains("cannot be received")
+                    && text.contains("name the type: `let value: Vec<i32> = conn.recv()?;`"),
+                "{text}"
+            );
+            let outcome = run_ok(
+                &mut kernel,
+                "let (a, b) = Pipe::new()?;\na.send(&vec![42, 7])?;\nb.recv::<Vec<i32>>()?",
+            );
+            assert_eq!(
+                outcome.result_text("text/plain").as_deref(),
+                Some("[42, 7]")
+            );
         },
     );
 
