@@ -59,7 +59,7 @@ pub struct Array<T: Shareable> {
 /// # Ok(())
 /// # }
 /// ```
-#[must_use = "the array's lock is released as soon as the guard is dropped"]
+#[must_use = "the array's lock is released as soon as the guard is dropped: keep it in a variable (`let mut a = array.lock();`, not `let _ =`) for as long as you need the lock"]
 pub struct ArrayGuard<'a, T: Shareable> {
     guard: SliceGuard<'a, T>,
 }

@@ -90,7 +90,7 @@ pub struct Condition {
 /// # Ok(())
 /// # }
 /// ```
-#[must_use = "the lock is released as soon as the guard is dropped"]
+#[must_use = "the lock is released as soon as the guard is dropped: keep it in a variable (`let guard = condition.acquire()?;`, not `let _ =`) for as long as you need the lock"]
 pub struct ConditionGuard<'a> {
     cond: &'a Condition,
     /// False after an interrupted `wait` could not take the lock back: dropping releases nothing.

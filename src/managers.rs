@@ -1100,7 +1100,7 @@ pub struct LockProxy {
 /// # Ok(())
 /// # }
 /// ```
-#[must_use = "the lock is released as soon as the guard is dropped"]
+#[must_use = "the lock is released as soon as the guard is dropped: keep it in a variable (`let guard = lock.acquire()?;`, not `let _ =`) for as long as you need the lock"]
 pub struct ManagedLockGuard<'a> {
     lock: &'a LockProxy,
     released: bool,

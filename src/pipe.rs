@@ -39,6 +39,20 @@ use serde::Serialize;
 use crate::error::{Error, PipeEnd, Result};
 use crate::{wait, wire};
 
+/// What [`Connection::recv`] and [`Connection::recv_timeout`] return: any type serde can
+/// deserialize (every `DeserializeOwned` type is one). It exists for its compile error: Python's
+/// `print(conn.recv())` translated as `println!("{:?}", conn.recv()?)` names no type, and rustc
+/// would say only that "`!: DeserializeOwned` is not satisfied"; this one says to name the type.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be received: `recv` must be told the type the other end sends, and it must be Deserialize",
+    label = "which type does the other end send?",
+    note = "name the type: `let value: Vec<i32> = conn.recv()?;` or `conn.recv::<Vec<i32>>()?` (`!` means that no type was named)",
+    note = "a type of your own needs `#[derive(Serialize, Deserialize)]`"
+)]
+pub trait Receivable: DeserializeOwned {}
+
+impl<T: DeserializeOwned> Receivable for T {}
+
 /// Creates connected pairs of [`Connection`]s (Python's `multiprocessing.Pipe()`).
 ///
 /// ```
@@ -274,7 +288,7 @@ impl Connection {
     /// # Ok(())
     /// # }
     /// ```
-    pub fn recv<T: DeserializeOwned>(&self) -> Result<T> {
+    pub fn recv<T: Receivable>(&self) -> Result<T> {
         self.check(Direction::Receive)?;
         wire::decode_message(&self.recv_body()?)
     }
@@ -350,7 +364,7 @@ impl Connection {
     /// # Ok(())
     /// # }
     /// ```
-    pub fn recv_timeout<T: DeserializeOwned>(&self, timeout: Duration) -> Result<T> {
+    pub fn recv_timeout<T: Receivable>(&self, timeout: Duration) -> Result<T> {
         if self.poll(timeout)? {
             self.recv()
         } else {

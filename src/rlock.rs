@@ -94,7 +94,7 @@ pub struct RLock {
 /// # Ok(())
 /// # }
 /// ```
-#[must_use = "the lock is released as soon as the guard is dropped"]
+#[must_use = "the lock is released as soon as the guard is dropped: keep it in a variable (`let guard = rlock.acquire()?;`, not `let _ =`) for as long as you need the lock"]
 pub struct RLockGuard<'a> {
     lock: &'a RLock,
     _not_send: PhantomData<*const ()>,

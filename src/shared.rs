@@ -159,7 +159,7 @@ pub struct Value<T: Shareable> {
 /// # Ok(())
 /// # }
 /// ```
-#[must_use = "the value's lock is released as soon as the guard is dropped"]
+#[must_use = "the value's lock is released as soon as the guard is dropped: keep it in a variable (`let mut v = value.lock();`, not `let _ =`) for as long as you need the lock"]
 pub struct ValueGuard<'a, T: Shareable> {
     guard: SharedGuard<'a, T>,
 }

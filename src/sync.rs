@@ -65,7 +65,7 @@ pub struct Lock {
 /// # Ok(())
 /// # }
 /// ```
-#[must_use = "the lock is released as soon as the guard is dropped"]
+#[must_use = "the lock is released as soon as the guard is dropped: keep it in a variable (`let guard = lock.acquire()?;`, not `let _ =`) for as long as you need the lock"]
 pub struct LockGuard<'a> {
     _guard: SharedGuard<'a, ()>,
 }
