@@ -25,37 +25,38 @@ pub(crate) const EXIT_PANIC: i32 = 1;
 ///
 /// Do not call it while holding [`registry::lock`] (it takes that lock).
 pub(crate) fn fork_child(child_body: impl FnOnce() -> i32) -> Result<Pid> {
-    let (pids, forked) = fork_children([child_body]);
-    forked?;
-    Ok(pids[0])
+    // On the stack: a heap allocation freed after the fork would cost the parent a page copy.
+    let mut body = [Some(child_body)];
+    let mut pid = [Pid::from_raw(0)];
+    fork_children(&mut body, &mut pid).1?;
+    Ok(pid[0])
 }
 
-/// Forks one child per body, in a row (a pool's workers), as [`fork_child`] does for one. Returns
-/// the pids of the children forked, in order, and the error that stopped the batch early, if one
-/// did: the caller enters the children it got before handling the error.
+/// Forks one child per body, in a row (a pool's workers), as [`fork_child`] does for one: each
+/// body is taken out of `bodies` in its child, and each child's pid written to `pids` (as long as
+/// `bodies`). Returns how many children were forked, and the error that stopped the batch early, if
+/// one did: the caller enters the children it got before handling the error.
 ///
 /// Around the forks: warns once per process when this process runs several threads (as Python 3.12
 /// does); flushes Rust's stdout and stderr buffers so the children do not inherit, and print again,
 /// what the parent had buffered; and holds the lock of the child table across the forks, so each
 /// child gets a consistent copy of it, which it empties at once (closing the inherited descriptors of
 /// its siblings' pipes: they are the parent's business). All of that is done once for the batch,
-/// and between two forks the parent writes almost nothing: every page it writes while a child
-/// shares it is copied, once per child. In each child, before its body: die with the parent
-/// (`PR_SET_PDEATHSIG`), crash signals back to their default action, the descriptors it cannot use
-/// released (its siblings' output pipes and pidfds, the parent's pool pipes and payload memfds:
-/// [`sys::release_in_child`]), and the kernel's interrupt pipe closed (see [`crate::wait`]). What the
-/// body may use stays open: the `Pipe`s, `Queue`s and files its closure holds, stdio. The bodies
-/// close the parent's ends of their own pipes (and of their batch siblings').
+/// and between two forks the parent writes nothing but the pid: every page it writes while a child
+/// shares it is copied, once per child (so the caller makes `bodies` and `pids` before, and drops
+/// them after). In each child, before its body: die with the parent (`PR_SET_PDEATHSIG`), crash
+/// signals back to their default action, the descriptors it cannot use released (its siblings'
+/// output pipes and pidfds, the parent's pool pipes and payload memfds: [`sys::release_in_child`]),
+/// and the kernel's interrupt pipe closed (see [`crate::wait`]). What the body may use stays open:
+/// the `Pipe`s, `Queue`s and files its closure holds, stdio. The bodies close the parent's ends of
+/// their own pipes (and of their batch siblings').
 ///
 /// Do not call it while holding [`registry::lock`] (it takes that lock).
 pub(crate) fn fork_children<F: FnOnce() -> i32>(
-    child_bodies: impl IntoIterator<Item = F>,
-) -> (Vec<Pid>, Result<()>) {
+    bodies: &mut [Option<F>],
+    pids: &mut [Pid],
+) -> (usize, Result<()>) {
     let parent_pid = nix::unistd::getpid();
-    // Everything the loop below needs is made here: each allocation or free between two forks
-    // would write to a page the last child shares.
-    let mut bodies: Vec<Option<F>> = child_bodies.into_iter().map(Some).collect();
-    let mut pids = Vec::with_capacity(bodies.len());
     session::warn_if_multithreaded();
     let _ = std::io::stdout().flush();
     let _ = std::io::stderr().flush();
@@ -66,9 +67,10 @@ pub(crate) fn fork_children<F: FnOnce() -> i32>(
     let mut table = Some(registry::lock_for_fork());
     let mut state = Some(session::lock_for_fork());
     let mut result = Ok(());
-    for body in &mut bodies {
+    let mut forked_count = 0;
+    for (body, pid_slot) in bodies.iter_mut().zip(pids.iter_mut()) {
         // In the parent the closure is dropped unrun: `body`, `table` and `state` stay where they
-        // are (the locks are released after the last fork, the bodies dropped after that).
+        // are (the locks are released after the last fork; the caller drops the bodies).
         let forked = sys::fork_and_exit(|| {
             // Die with the parent, even when it is SIGKILLed and no destructor runs; then check it
             // is still there: it may have died before prctl took effect.
@@ -92,7 +94,10 @@ pub(crate) fn fork_children<F: FnOnce() -> i32>(
             }
         });
         match forked {
-            Ok(pid) => pids.push(pid),
+            Ok(pid) => {
+                *pid_slot = pid;
+                forked_count += 1;
+            }
             Err(source) => {
                 result = Err(Error::Fork {
                     source,
@@ -107,8 +112,7 @@ pub(crate) fn fork_children<F: FnOnce() -> i32>(
         }
     }
     drop((state, table));
-    drop(bodies);
-    (pids, result)
+    (forked_count, result)
 }
 
 /// Starts `body` in a detached process: a grandchild, reparented to init (or the nearest subreaper)

@@ -5,6 +5,7 @@
 //! pipes) are entries of the child table ([`crate::registry`]); the pool keeps their task and result
 //! pipes, and the chunks each one holds.
 
+use nix::unistd::Pid;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::rc::Rc;
@@ -325,15 +326,21 @@ impl Inner {
                 }
             }
         }
-        let bodies = setups.into_iter().zip(&prepared).map(|(setup, p)| {
-            let progress = &p.progress;
-            move || worker::run(setup, progress)
-        });
-        let (pids, forked) = fork::fork_children(bodies);
+        let mut bodies: Vec<_> = setups
+            .into_iter()
+            .zip(&prepared)
+            .map(|(setup, p)| {
+                let progress = &p.progress;
+                Some(move || worker::run(setup, progress))
+            })
+            .collect();
+        let mut pids = vec![Pid::from_raw(0); bodies.len()];
+        let (forked, result) = fork::fork_children(&mut bodies, &mut pids);
+        drop(bodies);
         let mut table = registry::lock();
-        let mut workers = Vec::with_capacity(pids.len());
+        let mut workers = Vec::with_capacity(forked);
         // (Workers that were not forked are dropped here: their pipes close.)
-        for (p, pid) in prepared.into_iter().zip(pids) {
+        for (p, pid) in prepared.into_iter().zip(pids).take(forked) {
             table.add(
                 p.name.clone(),
                 ChildKind::PoolWorker,
@@ -361,7 +368,7 @@ impl Inner {
         drop(table);
         let at = at.min(self.workers.len());
         self.workers.splice(at..at, workers);
-        forked
+        result
     }
 
     /// Per worker: name, pid, the task it runs, chunks queued to it (for the pool's rich display).
