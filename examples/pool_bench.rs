@@ -4,6 +4,7 @@
 //! cargo run --release --example pool_bench            # Rust + Python twin
 //! cargo run --release --example pool_bench -- --no-python
 //! cargo run --release --example pool_bench -- --progress-only   # only the cost of progress
+//! cargo run --release --example pool_bench -- --forks-interleaved 8   # Q6, Q3: Rust and Python in turn
 //! ```
 //!
 //! Workloads (2-core machine in mind): Q6 (create, start and join 4 `Process`es with an empty
@@ -251,6 +252,100 @@ fn python_twin() -> Option<HashMap<String, f64>> {
     )
 }
 
+/// Q6 (create, start and join 4 processes with an empty target, median of 50) and Q3 (pool
+/// creation + map of 5 + drop, median of 30), in milliseconds. Each run is a fraction of a
+/// millisecond: many runs make the medians steadier on a shared machine.
+fn q6_q3() -> multiprocessing::Result<(f64, f64)> {
+    let mut q6 = Vec::new();
+    for _ in 0..50 {
+        let t = Instant::now();
+        let mut processes: Vec<Process> = (0..4).map(|_| Process::new(|| ())).collect();
+        for p in &mut processes {
+            p.start()?;
+        }
+        for p in &processes {
+            assert_eq!(p.join()?, 0);
+        }
+        q6.push(t.elapsed());
+    }
+    let mut q3 = Vec::new();
+    for _ in 0..30 {
+        let t = Instant::now();
+        let out = Pool::with(4, |pool| pool.map(cubes, [1, 2, 3, 4, 5]))?;
+        q3.push(t.elapsed());
+        assert_eq!(out, [1, 8, 27, 64, 125]);
+    }
+    Ok((
+        median(q6).as_secs_f64() * 1e3,
+        median(q3).as_secs_f64() * 1e3,
+    ))
+}
+
+/// `--forks-interleaved N`: Q6 and Q3 only, the Python twin's (`python_twin.py fork --forks-only`)
+/// and the crate's in turn, N rounds, a ratio per round. The full bench runs the twin some 20 s after
+/// the Rust side, and this machine's speed drifts within that time; alternating puts both sides
+/// in the same seconds.
+fn forks_interleaved(rounds: usize) -> multiprocessing::Result<()> {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/bench/python_twin.py");
+    let (mut r6, mut r3) = (Vec::new(), Vec::new());
+    println!("round   Q6 Rust  Python   ratio |   Q3 Rust  Python   ratio");
+    // Each side starts after a pause: the other side's processes have exited and been freed.
+    let settle = || std::thread::sleep(std::time::Duration::from_millis(300));
+    for round in 1..=rounds {
+        settle();
+        let out = match Command::new("python3")
+            .args([script, "fork", "--forks-only"])
+            .output()
+        {
+            Ok(out) => out,
+            Err(e) => {
+                eprintln!("python3 could not run: {e}");
+                return Ok(());
+            }
+        };
+        let text = String::from_utf8_lossy(&out.stdout);
+        let get = |key: &str| -> Option<f64> {
+            text.lines()
+                .filter_map(|l| l.split_once(' '))
+                .find(|(k, _)| *k == key)
+                .and_then(|(_, v)| v.trim().parse().ok())
+        };
+        let (Some(py6), Some(py3)) = (get("q6_start_join_4_ms"), get("q3_pool4_map5_ms")) else {
+            eprintln!(
+                "python twin failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            return Ok(());
+        };
+        settle();
+        let (q6, q3) = q6_q3()?;
+        println!(
+            "{round:5} {q6:7.3} ms {py6:5.2} ms {:6.1}x | {q3:7.3} ms {py3:5.2} ms {:6.1}x",
+            py6 / q6,
+            py3 / q3
+        );
+        r6.push(py6 / q6);
+        r3.push(py3 / q3);
+    }
+    let med = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let range = |v: &[f64]| {
+        let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = v.iter().copied().fold(0.0, f64::max);
+        format!("{lo:.1}x-{hi:.1}x")
+    };
+    println!(
+        "Q6: {} (median {:.1}x, target >= 6x); Q3: {} (median {:.1}x, target >= 10x)",
+        range(&r6),
+        med(r6.clone()),
+        range(&r3),
+        med(r3.clone())
+    );
+    Ok(())
+}
+
 /// What watching the pool costs on the 1M-tiny-task map.
 struct ProgressCost {
     rounds: usize,
@@ -325,6 +420,11 @@ impl ProgressCost {
 
 fn main() -> multiprocessing::Result<()> {
     let with_python = !std::env::args().any(|a| a == "--no-python");
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(at) = args.iter().position(|a| a == "--forks-interleaved") {
+        let rounds = args.get(at + 1).and_then(|n| n.parse().ok()).unwrap_or(8);
+        return forks_interleaved(rounds);
+    }
     if std::env::args().any(|a| a == "--progress-only") {
         // Only the progress cost (to repeat it on a shared machine).
         let pool = Pool::new(2)?;
@@ -333,31 +433,7 @@ fn main() -> multiprocessing::Result<()> {
         return Ok(());
     }
 
-    // Q6: create, start and join 4 processes with an empty target, median of 50 (each a fraction
-    // of a millisecond: more runs make the median steadier on a shared machine).
-    let mut q6 = Vec::new();
-    for _ in 0..50 {
-        let t = Instant::now();
-        let mut processes: Vec<Process> = (0..4).map(|_| Process::new(|| ())).collect();
-        for p in &mut processes {
-            p.start()?;
-        }
-        for p in &processes {
-            assert_eq!(p.join()?, 0);
-        }
-        q6.push(t.elapsed());
-    }
-    let q6_ms = median(q6).as_secs_f64() * 1e3;
-
-    // Q3: pool creation + map of 5, median of 30.
-    let mut q3 = Vec::new();
-    for _ in 0..30 {
-        let t = Instant::now();
-        let out = Pool::with(4, |pool| pool.map(cubes, [1, 2, 3, 4, 5]))?;
-        q3.push(t.elapsed());
-        assert_eq!(out, [1, 8, 27, 64, 125]);
-    }
-    let q3_ms = median(q3).as_secs_f64() * 1e3;
+    let (q6_ms, q3_ms) = q6_q3()?;
     // Right after them, in the same conditions: what the machine itself needs for that much forking.
     let (q6_floor_ms, q3_floor_ms) = raw_fork_floors();
 
