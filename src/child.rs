@@ -98,10 +98,21 @@ impl Child {
     /// Sends `signal` to the child if it has not been reaped yet (a reaped pid may belong to another
     /// process by now, so it is never signalled).
     pub(crate) fn signal(&mut self, signal: Signal) -> Result<()> {
-        if self.try_reap()?.is_some() {
+        if self.exit_code.is_some() {
             return Ok(());
         }
-        match signal::kill(self.pid, signal) {
+        // Through the pidfd, which names this child even if something else reaped it: no
+        // `waitpid` first.
+        let sent = match &self.pidfd {
+            Some(pidfd) => sys::pidfd_send_signal(pidfd.as_fd(), signal),
+            None => {
+                if self.try_reap()?.is_some() {
+                    return Ok(());
+                }
+                signal::kill(self.pid, signal)
+            }
+        };
+        match sent {
             Ok(()) | Err(Errno::ESRCH) => Ok(()),
             Err(e) => Err(Error::os("kill", e)),
         }

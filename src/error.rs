@@ -426,18 +426,29 @@ pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "a panic with a non-string payload".into())
 }
 
+/// Whether this copy's panic hook (see [`report_panics_briefly`]) printed a report in this process.
+static PANIC_REPORTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// In a child process: replaces the panic hook with a short report on stderr, Python's header
 /// ("Process Process-2:") then where and why. No backtrace: evcxr forces `RUST_BACKTRACE=1`, and twenty
-/// frames of the kernel's own code would bury the one line a learner needs. Returns a flag that is set
-/// once a report was printed. evcxr builds every cell with `-Cprefer-dynamic`, so all cells share one
+/// frames of the kernel's own code would bury the one line a learner needs. [`panic_reported`] tells
+/// whether it printed one. evcxr builds every cell with `-Cprefer-dynamic`, so all cells share one
 /// std and one hook; a library that links its own std (a plain cdylib) keeps its own hook, and its
-/// panics are reported by the caller's `catch_unwind` instead (the flag stays unset).
-pub(crate) fn report_panics_briefly(name: String) -> std::sync::Arc<std::sync::atomic::AtomicBool> {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    let reported = std::sync::Arc::new(AtomicBool::new(false));
-    let hook_reported = std::sync::Arc::clone(&reported);
-    std::panic::set_hook(Box::new(move |info| {
-        if !hook_reported.swap(true, Ordering::SeqCst) {
+/// panics are reported by the caller's `catch_unwind` instead ([`panic_reported`] stays false).
+///
+/// It allocates nothing and frees nothing: the hook captures nothing (it reads the name when a
+/// panic comes), and the parent's hook is leaked, not dropped. A new child's first writes to heap
+/// pages it shares with its parent each cost a page copy.
+pub(crate) fn report_panics_briefly() {
+    use std::sync::atomic::Ordering;
+    if PANIC_REPORTED.load(Ordering::Relaxed) {
+        // Forked from a process that reported one (a store only then: the page is not written).
+        PANIC_REPORTED.store(false, Ordering::Relaxed);
+    }
+    std::mem::forget(std::panic::take_hook());
+    std::panic::set_hook(Box::new(|info| {
+        if !PANIC_REPORTED.swap(true, Ordering::SeqCst) {
+            let name = crate::session::name_if_free().unwrap_or_else(|| "(this process)".into());
             let place = info
                 .location()
                 .map(|at| format!(" at {}:{}:{}", at.file(), at.line(), at.column()))
@@ -448,5 +459,9 @@ pub(crate) fn report_panics_briefly(name: String) -> std::sync::Arc<std::sync::a
             );
         }
     }));
-    reported
+}
+
+/// Whether [`report_panics_briefly`]'s hook printed a report in this process.
+pub(crate) fn panic_reported() -> bool {
+    PANIC_REPORTED.load(std::sync::atomic::Ordering::SeqCst)
 }

@@ -68,7 +68,12 @@ pub(crate) fn fork_children<F: FnOnce() -> i32>(
     let mut state = Some(session::lock_for_fork());
     let mut result = Ok(());
     let mut forked_count = 0;
-    for (body, pid_slot) in bodies.iter_mut().zip(pids.iter_mut()) {
+    // The pids wait here, on this frame, and go to `pids` every 16 forks and at the end: the fork
+    // itself writes to the top of the stack (that page is copied after every fork anyway), while
+    // each write to `pids` (on the heap, for a pool) would copy one more page per child.
+    let mut batch = [Pid::from_raw(0); 16];
+    let n = bodies.len().min(pids.len());
+    for body in &mut bodies[..n] {
         // In the parent the closure is dropped unrun: `body`, `table` and `state` stay where they
         // are (the locks are released after the last fork; the caller drops the bodies).
         let forked = sys::fork_and_exit(|| {
@@ -95,8 +100,11 @@ pub(crate) fn fork_children<F: FnOnce() -> i32>(
         });
         match forked {
             Ok(pid) => {
-                *pid_slot = pid;
+                batch[forked_count % batch.len()] = pid;
                 forked_count += 1;
+                if forked_count % batch.len() == 0 {
+                    pids[forked_count - batch.len()..forked_count].copy_from_slice(&batch);
+                }
             }
             Err(source) => {
                 result = Err(Error::Fork {
@@ -111,6 +119,8 @@ pub(crate) fn fork_children<F: FnOnce() -> i32>(
             }
         }
     }
+    let rest = forked_count % batch.len();
+    pids[forked_count - rest..forked_count].copy_from_slice(&batch[..rest]);
     drop((state, table));
     (forked_count, result)
 }

@@ -12,7 +12,7 @@
 //! The relay writes an error on stderr instead that says why and what to do.
 
 use std::io::{self, Write};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 use nix::errno::Errno;
 
@@ -27,21 +27,22 @@ pub(crate) enum Target {
 
 /// The child's ends of its output pipes, to be put on fd 1 and 2 right after fork.
 #[derive(Debug)]
-pub(crate) struct ChildEnds {
+pub(crate) struct ChildEnds<'a> {
     pub stdout: OwnedFd,
     pub stderr: OwnedFd,
-    /// `/dev/null` opened by the parent (a pool opens it once for all its workers); without it the
-    /// child opens it itself.
-    pub stdin: Option<OwnedFd>,
+    /// `/dev/null` kept open by the parent (a pool's, one for all its workers): the child puts it
+    /// on fd 0 and closes its own copy. Without it the child opens `/dev/null` itself.
+    pub stdin: Option<BorrowedFd<'a>>,
 }
 
-impl ChildEnds {
-    /// The descriptors, for siblings forked in the same batch to close.
-    pub(crate) fn raw_fds(&self) -> Vec<std::os::fd::RawFd> {
-        use std::os::fd::AsRawFd;
-        let mut fds = vec![self.stdout.as_raw_fd(), self.stderr.as_raw_fd()];
-        fds.extend(self.stdin.as_ref().map(|fd| fd.as_raw_fd()));
-        fds
+impl ChildEnds<'_> {
+    /// The descriptors (-1 for no stdin), for siblings forked in the same batch to close.
+    pub(crate) fn raw_fds(&self) -> [std::os::fd::RawFd; 3] {
+        [
+            self.stdout.as_raw_fd(),
+            self.stderr.as_raw_fd(),
+            self.stdin.as_ref().map_or(-1, |fd| fd.as_raw_fd()),
+        ]
     }
 
     /// In the child: makes the pipes its stdout and stderr, and `/dev/null` its stdin.
@@ -53,7 +54,9 @@ impl ChildEnds {
     pub(crate) fn install(self) {
         match self.stdin {
             Some(null) => {
-                let _ = nix::unistd::dup2_stdin(&null);
+                let _ = nix::unistd::dup2_stdin(null);
+                // This process's copy of the parent's descriptor: fd 0 is the one it uses.
+                crate::sys::close_raw(null.as_raw_fd());
             }
             None => {
                 if let Ok(null) = std::fs::File::open("/dev/null") {
@@ -83,7 +86,7 @@ pub(crate) struct OutputRelay {
 }
 
 /// Creates the two pipes for a child about to be forked.
-pub(crate) fn pipes_for_child() -> Result<(OutputRelay, ChildEnds)> {
+pub(crate) fn pipes_for_child() -> Result<(OutputRelay, ChildEnds<'static>)> {
     let (out_read, out_write) = pipe()?;
     let (err_read, err_write) = pipe()?;
     let relay = OutputRelay {
@@ -167,7 +170,13 @@ impl RelayedPipe {
                     self.flush_partial_line();
                     return;
                 }
-                Ok(_) => self.write_complete_lines(),
+                Ok(n) => {
+                    self.write_complete_lines();
+                    // Short of what was asked for: the pipe is empty now (see `wire::NbReader`).
+                    if n < crate::sys::READ_AT_LEAST {
+                        return;
+                    }
+                }
                 Err(Errno::EINTR) => continue,
                 // EAGAIN: nothing more for now. Any other error: the pipe is unusable; stop reading it.
                 Err(Errno::EAGAIN) => return,

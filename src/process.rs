@@ -62,7 +62,6 @@ use std::cell::Cell;
 use std::fmt;
 use std::os::fd::{AsRawFd, RawFd};
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
@@ -420,11 +419,12 @@ impl Process {
         // The child closes its copies of the parent's ends (the `relay` in its copy of this frame
         // is never dropped: the child ends with `_exit`).
         let mut parent_ends: Vec<RawFd> = relay.fds().map(|fd| fd.as_raw_fd()).collect();
+        parent_ends.sort_unstable();
         let parent_pid = std::process::id() as i32;
         let (name, identity, daemon) = (self.name.clone(), self.identity.clone(), self.daemon);
         let target = &mut self.target;
         let pid = fork::fork_child(move || {
-            crate::sys::close_all_raw(&mut parent_ends);
+            crate::sys::close_all_raw(&parent_ends, &[]);
             child_main(name, identity, daemon, parent_pid, ends, target)
         })?;
         self.target = None;
@@ -749,20 +749,21 @@ fn child_main(
     identity: Vec<u64>,
     daemon: bool,
     parent_pid: i32,
-    ends: output::ChildEnds,
+    ends: output::ChildEnds<'_>,
     target: &mut Option<Target>,
 ) -> i32 {
     ends.install();
-    session::become_child(&name, identity, parent_pid, daemon);
+    session::become_child(name, identity, parent_pid, daemon);
 
     // Python prints "Process Process-2:" above the traceback of an uncaught exception; print it above
     // the panic message. evcxr builds with -Cprefer-dynamic, so there is one std and one panic hook.
-    let reported = crate::error::report_panics_briefly(name.clone());
+    crate::error::report_panics_briefly();
 
     let code = match target.take() {
         Some(target) => panic::catch_unwind(AssertUnwindSafe(target)).unwrap_or_else(|payload| {
-            if !reported.load(Ordering::SeqCst) {
+            if !crate::error::panic_reported() {
                 let message = crate::error::panic_message(&*payload);
+                let name = session::load().name;
                 eprintln!("Process {name}:\npanicked:\n{message}");
             }
             fork::EXIT_PANIC

@@ -111,7 +111,9 @@ pub(crate) fn lock_for_fork() -> ForkGuard {
 /// `parent_pid` (named as the parent until [`become_child`] names it).
 pub(crate) fn adopt_in_child(inherited: ForkGuard, parent_pid: i32) {
     let ForkGuard(mut state) = inherited;
-    let parent_name = state.name.clone();
+    // Moved, not cloned: an allocation here writes to heap pages the parent shares, each one then
+    // copied (the child is named by `become_child` at once).
+    let parent_name = std::mem::take(&mut state.name);
     state.pid = std::process::id() as i32;
     state.parent = Some((parent_pid, parent_name));
     state.children_numbered = 0;
@@ -120,7 +122,7 @@ pub(crate) fn adopt_in_child(inherited: ForkGuard, parent_pid: i32) {
 
 /// Called first thing in a child's body, after the fork sequence's [`adopt_in_child`]: it becomes
 /// `name`, child of `parent_pid`.
-pub(crate) fn become_child(name: &str, identity: Vec<u64>, parent_pid: i32, daemon: bool) {
+pub(crate) fn become_child(name: String, identity: Vec<u64>, parent_pid: i32, daemon: bool) {
     with(|state| {
         let parent_name = match state.parent.take() {
             Some((pid, name)) if pid == parent_pid => name,
@@ -128,7 +130,7 @@ pub(crate) fn become_child(name: &str, identity: Vec<u64>, parent_pid: i32, daem
         };
         *state = SessionState {
             pid: std::process::id() as i32,
-            name: name.to_owned(),
+            name,
             identity,
             children_numbered: 0,
             parent: Some((parent_pid, parent_name)),
@@ -136,6 +138,17 @@ pub(crate) fn become_child(name: &str, identity: Vec<u64>, parent_pid: i32, daem
             warned_multithreaded: false,
         };
     });
+}
+
+/// This process's name, for a panic report: `None` when the state is locked (by the panicking
+/// code itself, say: waiting for the lock would never end).
+pub(crate) fn name_if_free() -> Option<String> {
+    let shared = STATE.get(|| Mutex::new(SessionState::main_process()));
+    match shared.try_lock() {
+        Ok(state) => Some(state.name.clone()),
+        Err(std::sync::TryLockError::Poisoned(state)) => Some(state.into_inner().name.clone()),
+        Err(std::sync::TryLockError::WouldBlock) => None,
+    }
 }
 
 /// Python 3.12's warning before a fork from a multi-threaded process, printed once per process.

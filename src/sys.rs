@@ -80,6 +80,23 @@ pub(crate) fn pidfd_open(pid: Pid) -> Option<OwnedFd> {
     Some(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
+/// Sends `signal` to the process a pidfd refers to (`pidfd_send_signal`, Linux 5.1+): unlike
+/// `kill`, it can never reach another process that reused the pid.
+pub(crate) fn pidfd_send_signal(pidfd: BorrowedFd<'_>, signal: Signal) -> nix::Result<()> {
+    // SAFETY: pidfd_send_signal takes a descriptor, a signal number, a null siginfo pointer (the
+    // kernel then fills in a plain `kill`'s) and a flags word; it reads and writes no memory of ours.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            signal as libc::c_int,
+            std::ptr::null::<libc::siginfo_t>(),
+            0 as libc::c_uint,
+        )
+    };
+    Errno::result(rc).map(drop)
+}
+
 /// True when the C library knows this process never started a second thread: glibc's
 /// `__libc_single_threaded` (2.32+), cleared by the first `pthread_create` and never set again
 /// while threads run, so true is certain and false means "ask [`thread_count`]". One load instead
@@ -265,25 +282,31 @@ pub(crate) fn close_raw(fd: RawFd) {
     let _ = nix::unistd::close(fd);
 }
 
-/// Closes every descriptor in `fds`, by number (in a just-forked child: descriptors that belong to
-/// the parent or to siblings), each run of consecutive numbers with one `close_range` (Linux 5.9+;
-/// one `close` per number where it is missing). Sorts `fds`.
-pub(crate) fn close_all_raw(fds: &mut [RawFd]) {
-    fds.sort_unstable();
+/// Closes every descriptor in `fds` (ascending) but those in `keep`, by number (in a just-forked
+/// child: descriptors that belong to the parent or to siblings), each run of consecutive numbers
+/// with one `close_range` (Linux 5.9+; one `close` per number where it is missing). Negative
+/// numbers are skipped. It writes to no memory but its stack: in a new child every page written is
+/// copied first, so the parent sorts the list before the fork.
+pub(crate) fn close_all_raw(fds: &[RawFd], keep: &[RawFd]) {
+    debug_assert!(
+        fds.windows(2).all(|w| w[0] <= w[1]),
+        "close_all_raw: unsorted"
+    );
+    let closes = |fd: RawFd| fd >= 0 && !keep.contains(&fd);
     let mut i = 0;
     while i < fds.len() {
         let first = fds[i];
-        let mut last = first;
-        while i + 1 < fds.len() && fds[i + 1] <= last + 1 {
-            i += 1;
-            last = fds[i];
-        }
         i += 1;
-        if first < 0 {
+        if !closes(first) {
             continue;
         }
+        let mut last = first;
+        while i < fds.len() && fds[i] <= last + 1 && closes(fds[i]) {
+            last = fds[i];
+            i += 1;
+        }
         // SAFETY: close_range takes two numbers and a flags word and only closes descriptors of
-        // this process: every number from `first` to `last` is in the caller's list.
+        // this process: every number from `first` to `last` is in the caller's list, none in `keep`.
         let closed = unsafe {
             libc::syscall(
                 libc::SYS_close_range,
@@ -307,6 +330,10 @@ pub(crate) fn read_raw(fd: RawFd, buf: &mut [u8]) -> nix::Result<usize> {
     Errno::result(n).map(|n| n as usize)
 }
 
+/// [`read_append`] asks the kernel for at least this many bytes whenever `max` is at least this
+/// much: a read of a pipe that returns fewer found the pipe empty.
+pub(crate) const READ_AT_LEAST: usize = 4096;
+
 /// `read(2)` of at most `max` bytes appended to `buf` (into its spare capacity, reserved here, not
 /// zero-filled first). Returns how many bytes were read; 0 at end of file.
 ///
@@ -316,7 +343,7 @@ pub(crate) fn read_raw(fd: RawFd, buf: &mut [u8]) -> nix::Result<usize> {
 /// allocated (and, in a process that has just forked, faulted in) 64 KiB per pipe. Only a read that
 /// fills the stack buffer makes room for `max` for the next one.
 pub(crate) fn read_append(fd: BorrowedFd<'_>, buf: &mut Vec<u8>, max: usize) -> nix::Result<usize> {
-    const SMALL: usize = 4096;
+    const SMALL: usize = READ_AT_LEAST;
     let spare = buf.capacity() - buf.len();
     if spare < max && spare < SMALL {
         let mut small = [0u8; SMALL];

@@ -1025,6 +1025,9 @@ impl NbReader {
                     self.file = None;
                     return Ok(());
                 }
+                // Short of the 4 KiB or more asked for: the pipe is empty now (a pipe hands out all
+                // it holds, up to the size asked), so no second read just to hear EAGAIN.
+                Ok(n) if n < sys::READ_AT_LEAST => return Ok(()),
                 Ok(_) => {}
                 Err(Errno::EINTR) => {}
                 Err(Errno::EAGAIN) => return Ok(()),

@@ -7,11 +7,15 @@
 //! -- as long as the code was loaded before the worker was forked.
 //!
 //! Inside evcxr every cell is a new shared object (`libcode_N.so`, kept for the kernel's life). A pool
-//! created in cell 1 has workers that never saw cell 2's library. So the parent describes each address
-//! with `dladdr` (library path, offset from its base); the worker checks with its own `dladdr` that
-//! the address is mapped *and* belongs to that same library, and otherwise `dlopen`s the library by
-//! path and rebases the offset. It never jumps to an address it has not verified: a function it cannot
-//! reach becomes [`Error::FunctionUnavailable`](crate::Error::FunctionUnavailable), not a segfault.
+//! created in cell 1 has workers that never saw cell 2's library. The loader counts the objects it
+//! has loaded ([`loads`]); the parent notes that count when it forks a worker and when it describes
+//! an address. Code described at a count no higher than the worker's was loaded before the worker
+//! was forked: the address goes as it is ([`FnRef::Inherited`], the usual case, which costs the
+//! worker nothing). Anything else goes with its library (path, load base, from `dladdr`), and the
+//! worker checks with its own `dladdr` that the address is mapped *and* belongs to that same
+//! library, and otherwise `dlopen`s the library by path and rebases the offset. It never jumps to an
+//! address nobody verified: a function it cannot reach becomes
+//! [`Error::FunctionUnavailable`](crate::Error::FunctionUnavailable), not a segfault.
 //!
 //! This is the crate's only `unsafe` outside `sys.rs`; every block says why it is sound.
 
@@ -27,14 +31,66 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
 
-/// A code address as the parent saw it, with the shared object it lies in.
+/// A code address, as a worker receives it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct FnRef {
-    /// The address in the parent.
-    pub addr: usize,
-    /// The shared object holding it: its path and load base in the parent. `None` when `dladdr` knows
-    /// no object for it (a statically linked program), in which case it was mapped before any fork.
-    pub lib: Option<(Vec<u8>, usize)>,
+pub(crate) enum FnRef {
+    /// Code the parent had loaded when it forked the worker: the worker has it at the same address.
+    Inherited(usize),
+    /// Code that may have been loaded after the worker was forked (a later evcxr cell).
+    Located {
+        /// The address in the parent.
+        addr: usize,
+        /// The shared object holding it: its path and load base in the parent. `None` when `dladdr`
+        /// knows no object for it (a statically linked program), in which case it was mapped
+        /// before any fork.
+        lib: Option<(Vec<u8>, usize)>,
+    },
+}
+
+/// A code address as the parent saw it: what a worker needs to reach it.
+#[derive(Debug)]
+pub(crate) struct Described {
+    addr: usize,
+    lib: Option<(Vec<u8>, usize)>,
+    /// [`loads`] when it was described: the code was loaded by then.
+    loads: u64,
+}
+
+impl Described {
+    /// The reference for a worker forked when [`loads`] was `forked_at`.
+    pub(crate) fn for_worker(&self, forked_at: u64) -> FnRef {
+        if self.loads <= forked_at {
+            // Loaded before that fork (the counter only grows; an object unloaded and loaded again
+            // counts again), and a worker unloads nothing: the same code is at the same address.
+            FnRef::Inherited(self.addr)
+        } else {
+            FnRef::Located {
+                addr: self.addr,
+                lib: self.lib.clone(),
+            }
+        }
+    }
+}
+
+/// How many objects the dynamic loader has loaded into this process so far (`dlpi_adds` of
+/// `dl_iterate_phdr`, which only grows).
+pub(crate) fn loads() -> u64 {
+    unsafe extern "C" fn first(
+        info: *mut libc::dl_phdr_info,
+        _size: usize,
+        data: *mut c_void,
+    ) -> libc::c_int {
+        // SAFETY: the loader passes a valid `dl_phdr_info` (glibc has had `dlpi_adds` since 2.4)
+        // and our `data`, a `&mut u64` alive for the call.
+        unsafe { *(data as *mut u64) = (*info).dlpi_adds as u64 };
+        1 // one object is enough: every entry carries the same counter
+    }
+    let mut count = u64::MAX;
+    // SAFETY: `first` matches the callback type and only writes through `data`, which points at
+    // `count` on our stack for the duration of the call. If the callback never runs, `count` stays
+    // u64::MAX, which makes every address `Located` (the checked path).
+    unsafe { libc::dl_iterate_phdr(Some(first), (&mut count as *mut u64).cast()) };
+    count
 }
 
 /// Dl_info, decoded.
@@ -72,11 +128,14 @@ fn locate(addr: usize) -> Option<Located> {
     })
 }
 
-/// In the parent: describes a code address for a worker.
-pub(crate) fn describe(addr: usize) -> FnRef {
-    FnRef {
+/// In the parent: describes a code address for workers.
+pub(crate) fn describe(addr: usize) -> Described {
+    // The object holding `addr` is loaded already (the caller holds a pointer into it): counted.
+    let loads = loads();
+    Described {
         addr,
         lib: locate(addr).map(|l| (l.path, l.base)),
+        loads,
     }
 }
 
@@ -92,20 +151,30 @@ pub(crate) struct Resolver {
 impl Resolver {
     /// The local address of `f`, or why it cannot be reached (ending with how to fix it).
     pub(crate) fn resolve(&mut self, f: &FnRef) -> std::result::Result<usize, String> {
-        if let Some(&local) = self.resolved.get(&f.addr) {
+        let (addr, lib) = match f {
+            // The parent checked (`Described::for_worker`); no lookup, no table: a new worker's
+            // first task touches none of the loader's pages.
+            FnRef::Inherited(addr) => return Ok(*addr),
+            FnRef::Located { addr, lib } => (*addr, lib),
+        };
+        if let Some(&local) = self.resolved.get(&addr) {
             return Ok(local);
         }
-        let local = self.resolve_uncached(f)?;
-        self.resolved.insert(f.addr, local);
+        let local = self.resolve_uncached(addr, lib)?;
+        self.resolved.insert(addr, local);
         Ok(local)
     }
 
-    fn resolve_uncached(&mut self, f: &FnRef) -> std::result::Result<usize, String> {
-        let here = locate(f.addr);
-        let Some((path, parent_base)) = &f.lib else {
+    fn resolve_uncached(
+        &mut self,
+        addr: usize,
+        lib: &Option<(Vec<u8>, usize)>,
+    ) -> std::result::Result<usize, String> {
+        let here = locate(addr);
+        let Some((path, parent_base)) = lib else {
             // The parent's loader knows no object for it: a static image, mapped before the fork.
             return match here {
-                None => Ok(f.addr),
+                None => Ok(addr),
                 Some(_) => Err("its code address means something else in the worker; create the Pool after defining the function".into()),
             };
         };
@@ -113,10 +182,10 @@ impl Resolver {
         // the library was loaded.
         if let Some(here) = &here {
             if &here.path == path && here.base == *parent_base {
-                return Ok(f.addr);
+                return Ok(addr);
             }
         }
-        let offset = f.addr - parent_base;
+        let offset = addr - parent_base;
         let base = match self.opened.get(path) {
             Some(&base) => base,
             None => {

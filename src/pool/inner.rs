@@ -11,7 +11,7 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::rc::Rc;
 use std::time::Instant;
 
-use super::function::{self, FnRef, ProgressPage, ProgressSlot};
+use super::function::{self, Described, ProgressPage, ProgressSlot};
 use super::watch::{Outcome, Watch, WorkerNow};
 use super::worker::{self, FromWorker, Status, ToWorker, WorkerSetup};
 use crate::child::{describe_exit_code, Child};
@@ -109,8 +109,8 @@ impl Payload {
 }
 
 struct Job {
-    tramp: FnRef,
-    func: FnRef,
+    tramp: Rc<Described>,
+    func: Rc<Described>,
     source: Option<ChunkSource>,
     next_seq: usize,
     requeued: VecDeque<Chunk>,
@@ -161,6 +161,9 @@ struct Worker {
     progress: ProgressSlot,
     in_flight: VecDeque<Chunk>,
     sent: usize,
+    /// [`function::loads`] just before it was forked: code loaded by then is at the same address in
+    /// it (`Described::for_worker`).
+    forked_at: u64,
     /// Sent `Exit` (join) or reached maxtasksperchild: takes no more work, is not replaced.
     retiring: bool,
 }
@@ -179,7 +182,7 @@ pub(crate) struct Inner {
     pending: VecDeque<u64>,
     next_job: u64,
     next_chunk: u64,
-    described: HashMap<usize, FnRef>,
+    described: HashMap<usize, Rc<Described>>,
     /// Set when a worker's initializer panicked: (worker, message).
     broken: Option<(String, String)>,
     /// Progress displays and the task stream ([`super::watch`]).
@@ -281,7 +284,7 @@ impl Inner {
             let (result_read, result_write) = wire::pipe(true, false, Buffer::Default)?;
             let (side, worker_side) = wire::side_channel()?;
             let (relay, mut ends) = output::pipes_for_child()?;
-            ends.stdin = self.devnull.as_ref().and_then(|null| null.try_clone().ok());
+            ends.stdin = self.devnull.as_ref().map(|null| null.as_fd());
             setups.push(WorkerSetup {
                 name: name.clone(),
                 identity,
@@ -290,7 +293,6 @@ impl Inner {
                 results: result_write,
                 side: worker_side,
                 ends,
-                close: Vec::new(),
                 initializer: self.initializer.clone(),
                 maxtasks: self.maxtasks,
                 origin: self.watch.origin(),
@@ -304,37 +306,36 @@ impl Inner {
                 progress: ProgressSlot::new(&self.progress)?,
             });
         }
-        // Each worker closes every descriptor of the batch but its own ends: the parent's ends
-        // (and /dev/null), and its siblings' ends. The earlier workers' pipes and sockets and the
-        // spare memfds are not listed: every forked child releases them (the child table notes the
-        // former, the fork finds the latter).
-        let mut parents: Vec<RawFd> = self.devnull.iter().map(|null| null.as_raw_fd()).collect();
+        // Each worker closes every descriptor of the batch but its own ends: the parent's ends and
+        // its siblings' ends (the pool's /dev/null it closes once it is its stdin). One sorted list
+        // for all, read (not written) by each worker. The earlier workers' pipes and sockets and
+        // the spare memfds are not listed: every forked child releases them (the child table notes
+        // the former, the fork finds the latter).
+        let mut batch: Vec<RawFd> = Vec::new();
         for p in &prepared {
-            parents.extend([
+            batch.extend([
                 p.task_write.as_raw_fd(),
                 p.result_read.as_raw_fd(),
                 p.side.as_raw_fd(),
             ]);
-            parents.extend(p.relay.fds().map(|fd| fd.as_raw_fd()));
+            batch.extend(p.relay.fds().map(|fd| fd.as_raw_fd()));
         }
-        let owns: Vec<Vec<RawFd>> = setups.iter().map(WorkerSetup::own_fds).collect();
-        for (k, setup) in setups.iter_mut().enumerate() {
-            setup.close = parents.clone();
-            for (j, theirs) in owns.iter().enumerate() {
-                if j != k {
-                    setup.close.extend(theirs);
-                }
-            }
+        for setup in &setups {
+            batch.extend(setup.own_fds().into_iter().filter(|fd| *fd >= 0));
         }
+        batch.sort_unstable();
+        batch.dedup();
+        let batch = &batch[..];
         let mut bodies: Vec<_> = setups
             .into_iter()
             .zip(&prepared)
             .map(|(setup, p)| {
                 let progress = &p.progress;
-                Some(move || worker::run(setup, progress))
+                Some(move || worker::run(setup, batch, progress))
             })
             .collect();
         let mut pids = vec![Pid::from_raw(0); bodies.len()];
+        let forked_at = function::loads();
         let (forked, result) = fork::fork_children(&mut bodies, &mut pids);
         drop(bodies);
         let mut table = registry::lock();
@@ -362,6 +363,7 @@ impl Inner {
                 progress: p.progress,
                 in_flight: VecDeque::new(),
                 sent: 0,
+                forked_at,
                 retiring: false,
             });
         }
@@ -408,11 +410,12 @@ impl Inner {
         }
     }
 
-    fn describe(&mut self, addr: usize) -> FnRef {
-        self.described
-            .entry(addr)
-            .or_insert_with(|| function::describe(addr))
-            .clone()
+    fn describe(&mut self, addr: usize) -> Rc<Described> {
+        Rc::clone(
+            self.described
+                .entry(addr)
+                .or_insert_with(|| Rc::new(function::describe(addr))),
+        )
     }
 
     /// Adds a job and starts handing out its chunks. Returns its id.
@@ -907,14 +910,14 @@ impl Inner {
                     continue;
                 };
                 let shared = chunk.payload.len() >= wire::SHARED_MIN;
+                let w = &mut self.workers[i];
                 let header = ToWorker::Task {
                     chunk: chunk.id,
                     first: chunk.first as u64,
-                    tramp: job.tramp.clone(),
-                    func: job.func.clone(),
+                    tramp: job.tramp.for_worker(w.forked_at),
+                    func: job.func.for_worker(w.forked_at),
                     shared,
                 };
-                let w = &mut self.workers[i];
                 // A big payload goes in shared memory, its descriptor on the side socket (in the
                 // same order as the frames, which the worker reads one by one).
                 let (sent, payload): (Result<()>, &[u8]) = match &chunk.payload {

@@ -64,7 +64,7 @@ const KEEP_FREED_FROM: usize = 64 * 1024;
 pub(crate) const EXIT_INIT_FAILED: i32 = 3;
 
 /// Everything a worker needs, prepared by the parent before the fork.
-pub(crate) struct WorkerSetup {
+pub(crate) struct WorkerSetup<'a> {
     pub name: String,
     pub identity: Vec<u64>,
     pub parent_pid: i32,
@@ -72,9 +72,7 @@ pub(crate) struct WorkerSetup {
     pub results: OwnedFd,
     /// The worker's end of the side socket that carries memfds of big payloads, both ways.
     pub side: OwnedFd,
-    pub ends: ChildEnds,
-    /// Parent-side descriptors (of this worker and its siblings) that the worker must not hold.
-    pub close: Vec<RawFd>,
+    pub ends: ChildEnds<'a>,
     pub initializer: Option<Rc<dyn Fn()>>,
     pub maxtasks: Option<usize>,
     /// The pool's time origin (`CLOCK_MONOTONIC` is one clock for all processes, so an `Instant`
@@ -82,30 +80,33 @@ pub(crate) struct WorkerSetup {
     pub origin: Instant,
 }
 
-impl WorkerSetup {
-    /// The descriptors this worker keeps (its siblings in a batch close them).
-    pub(crate) fn own_fds(&self) -> Vec<RawFd> {
+impl WorkerSetup<'_> {
+    /// The descriptors this worker keeps (-1: none); its siblings in a batch close them.
+    pub(crate) fn own_fds(&self) -> [RawFd; 6] {
         use std::os::fd::AsRawFd;
-        let mut fds = vec![
+        let [stdout, stderr, stdin] = self.ends.raw_fds();
+        [
             self.tasks.as_raw_fd(),
             self.results.as_raw_fd(),
             self.side.as_raw_fd(),
-        ];
-        fds.extend(self.ends.raw_fds());
-        fds
+            stdout,
+            stderr,
+            stdin,
+        ]
     }
 }
 
-/// Runs in the child right after fork; returns the exit code.
-pub(crate) fn run(setup: WorkerSetup, progress: &ProgressSlot) -> i32 {
+/// Runs in the child right after fork; returns the exit code. `batch` lists (ascending) every
+/// descriptor made for the workers forked with this one, the parent's ends included: the worker
+/// closes all of them but its own.
+pub(crate) fn run(setup: WorkerSetup<'_>, batch: &[RawFd], progress: &ProgressSlot) -> i32 {
     // (fork_child has made this worker die with its parent and emptied its copy of the child table,
     // closing its siblings' output pipes and pidfds.)
-    let mut close = setup.close;
-    crate::sys::close_all_raw(&mut close);
+    crate::sys::close_all_raw(batch, &setup.own_fds());
     setup.ends.install();
-    session::become_child(&setup.name, setup.identity, setup.parent_pid, true);
+    session::become_child(setup.name, setup.identity, setup.parent_pid, true);
     // A task's panic travels to the parent as `Error::TaskPanicked`; stderr gets only a short report.
-    crate::error::report_panics_briefly(setup.name.clone());
+    crate::error::report_panics_briefly();
     let results = setup.results;
     if let Some(init) = setup.initializer {
         if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| init())) {
