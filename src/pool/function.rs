@@ -82,7 +82,7 @@ pub(crate) fn loads() -> u64 {
     ) -> libc::c_int {
         // SAFETY: the loader passes a valid `dl_phdr_info` (glibc has had `dlpi_adds` since 2.4)
         // and our `data`, a `&mut u64` alive for the call.
-        unsafe { *(data as *mut u64) = (*info).dlpi_adds as u64 };
+        unsafe { *(data as *mut u64) = (*info).dlpi_adds };
         1 // one object is enough: every entry carries the same counter
     }
     let mut count = u64::MAX;
