@@ -446,19 +446,33 @@ pub(crate) fn extend_plain<P: Plain>(out: &mut Vec<P>, bytes: &[u8]) {
     }
 }
 
-/// Receives one descriptor sent with SCM_RIGHTS over the Unix socket `socket` (blocking), with
+/// Receives one payload memfd sent with SCM_RIGHTS over the Unix socket `socket` (blocking), with
 /// close-on-exec set. `None` when the message carried none (or the peer closed).
 pub(crate) fn recv_fd(socket: BorrowedFd<'_>) -> nix::Result<Option<OwnedFd>> {
+    let (_, received) = recv_with_fd(socket, &mut [0u8; 1], true)?;
+    if received.is_some() {
+        note_payload_memfds();
+    }
+    Ok(received)
+}
+
+/// Receives one message over the Unix socket `socket`: up to `data.len()` bytes into `data`, and
+/// the first descriptor it carried (SCM_RIGHTS), with close-on-exec set. With `wait` false it
+/// fails with `EAGAIN` when no message is queued. Returns the bytes received and the descriptor.
+pub(crate) fn recv_with_fd(
+    socket: BorrowedFd<'_>,
+    data: &mut [u8],
+    wait: bool,
+) -> nix::Result<(usize, Option<OwnedFd>)> {
     use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
-    let mut byte = [0u8; 1];
-    let mut iov = [std::io::IoSliceMut::new(&mut byte)];
+    let mut iov = [std::io::IoSliceMut::new(data)];
     let mut cmsg = nix::cmsg_space!([RawFd; 1]);
-    let msg = recvmsg::<()>(
-        socket.as_raw_fd(),
-        &mut iov,
-        Some(&mut cmsg),
-        MsgFlags::MSG_CMSG_CLOEXEC,
-    )?;
+    let mut flags = MsgFlags::MSG_CMSG_CLOEXEC;
+    if !wait {
+        flags |= MsgFlags::MSG_DONTWAIT;
+    }
+    let msg = recvmsg::<()>(socket.as_raw_fd(), &mut iov, Some(&mut cmsg), flags)?;
+    let len = msg.bytes;
     let mut received = None;
     for m in msg.cmsgs()? {
         if let ControlMessageOwned::ScmRights(fds) = m {
@@ -472,10 +486,7 @@ pub(crate) fn recv_fd(socket: BorrowedFd<'_>) -> nix::Result<Option<OwnedFd>> {
             }
         }
     }
-    if received.is_some() {
-        note_payload_memfds();
-    }
-    Ok(received)
+    Ok((len, received))
 }
 
 /// A read-only, private mapping of a whole file (a memfd holding a payload): its bytes without a

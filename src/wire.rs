@@ -800,9 +800,11 @@ pub(crate) fn write_all(fd: BorrowedFd<'_>, mut bytes: &[u8]) -> Result<()> {
 /// and 6-8 ms through memfds.
 pub(crate) const SHARED_MIN: usize = 256 << 10;
 
-/// A socket pair for passing memfds between the pool's parent and one worker (both ends blocking,
-/// `O_CLOEXEC`).
-pub(crate) fn side_channel() -> Result<(OwnedFd, OwnedFd)> {
+/// A worker's side socket: a socket pair for passing memfds between the pool's parent and one
+/// worker (both ends blocking, `O_CLOEXEC`). Made by the worker the first time a big payload needs
+/// it ([`open_side`]), so a pool that moves only small payloads never makes one (a socket pair
+/// costs the process that makes it twice a pipe's time).
+fn side_channel() -> Result<(OwnedFd, OwnedFd)> {
     use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
     socketpair(
         AddressFamily::Unix,
@@ -811,6 +813,47 @@ pub(crate) fn side_channel() -> Result<(OwnedFd, OwnedFd)> {
         SockFlag::SOCK_CLOEXEC,
     )
     .map_err(|e| Error::os("socketpair", e))
+}
+
+/// A pool's rendezvous: a socket pair of records (`SOCK_SEQPACKET`, `O_CLOEXEC`) made before its
+/// workers are forked, through which each worker hands the parent its end of its side socket
+/// ([`open_side`], [`take_side`]). Returns (the parent's end, the workers' end).
+pub(crate) fn rendezvous() -> Result<(OwnedFd, OwnedFd)> {
+    use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+    socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .map_err(|e| Error::os("socketpair", e))
+}
+
+/// In a worker: makes its side socket and sends the parent's end through the pool's `rendezvous`,
+/// with the worker's number (the `N` of its name `ForkPoolWorker-N`, never reused in the parent,
+/// unlike a pid), in one record (several workers may send at once). Returns the worker's end. The
+/// parent's end is on its way before anything is written on the side socket, so the parent finds it
+/// ([`take_side`]) before it needs it.
+pub(crate) fn open_side(rendezvous: BorrowedFd<'_>, number: u64) -> Result<OwnedFd> {
+    let (parent_end, worker_end) = side_channel()?;
+    send_with_fd(rendezvous, &number.to_le_bytes(), parent_end.as_fd())?;
+    Ok(worker_end)
+}
+
+/// In the parent: the next side socket end a worker sent through `rendezvous`, with its number, or
+/// `None` when none is waiting (it never blocks).
+pub(crate) fn take_side(rendezvous: BorrowedFd<'_>) -> Result<Option<(u64, OwnedFd)>> {
+    let mut number = [0u8; 8];
+    loop {
+        return match sys::recv_with_fd(rendezvous, &mut number, false) {
+            Ok((8, Some(end))) => Ok(Some((u64::from_le_bytes(number), end))),
+            // A record without a descriptor (or cut short) is not one of ours: skip it.
+            Ok((n, _)) if n > 0 => continue,
+            Ok(_) | Err(Errno::EAGAIN) => Ok(None),
+            Err(Errno::EINTR) => continue,
+            Err(e) => Err(Error::os("recvmsg", e)),
+        };
+    }
 }
 
 /// Puts `bytes` in a memfd and sends it over `socket` (SCM_RIGHTS); the receiver reads it with
@@ -833,10 +876,15 @@ pub(crate) fn send_shared(
 
 /// Sends a memfd already filled (see [`encode_chunk`]) over `socket` (SCM_RIGHTS).
 pub(crate) fn send_fd(socket: BorrowedFd<'_>, memfd: BorrowedFd<'_>) -> Result<()> {
+    send_with_fd(socket, b"m", memfd)
+}
+
+/// Sends `data` (not empty) and one descriptor (SCM_RIGHTS) over the Unix socket `socket`.
+fn send_with_fd(socket: BorrowedFd<'_>, data: &[u8], fd: BorrowedFd<'_>) -> Result<()> {
     use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
     use std::os::fd::AsRawFd;
-    let fds = [memfd.as_raw_fd()];
-    let iov = [std::io::IoSlice::new(b"m")];
+    let fds = [fd.as_raw_fd()];
+    let iov = [std::io::IoSlice::new(data)];
     loop {
         match sendmsg::<()>(
             socket.as_raw_fd(),

@@ -58,3 +58,42 @@ fn big_payloads_arrive_intact_both_ways_and_leave_no_descriptor() {
     drop(pool);
     assert_eq!(open_fds(), before, "no memfd, socket or pipe left open");
 }
+
+/// When (microseconds since the Unix epoch) a task started: one clock for every process.
+fn started_at(b: Vec<u8>) -> (u128, usize) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros();
+    (now, b.len())
+}
+
+/// A worker makes the socket that carries big payloads only when the first one comes; the parent
+/// must not leave `map_async`'s big chunks waiting for it until the next call that waits: the
+/// workers start them while the parent is busy elsewhere, as Python's task thread lets them.
+#[test]
+fn big_chunks_of_map_async_start_before_anyone_waits() {
+    if let Some(out) = isolate("big_chunks_of_map_async_start_before_anyone_waits") {
+        out.assert_success();
+        return;
+    }
+    let pool = Pool::new(2).unwrap();
+    let bufs: Vec<Vec<u8>> = (0..2u8).map(|i| vec![i; 2 << 20]).collect();
+    let job = pool.chunked(1).map_async(started_at, bufs).unwrap();
+    // Busy elsewhere, not in any call of the pool.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let waited_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros();
+    let out = job.get().unwrap();
+    assert_eq!(out.len(), 2);
+    for (started, len) in out {
+        assert_eq!(len, 2 << 20);
+        assert!(
+            started < waited_at,
+            "a big chunk started {} ms after the parent began waiting",
+            (started - waited_at) / 1000
+        );
+    }
+}

@@ -152,12 +152,16 @@ impl Job {
 
 struct Worker {
     name: String,
+    /// The `N` of its name `ForkPoolWorker-N`: it tags the side socket it sends.
+    number: u64,
     /// Its entry in the child table (which holds its pidfd and output pipes).
     pid: i32,
     tx: NbWriter,
     rx: NbReader,
-    /// The parent's end of the socket that carries memfds of big payloads (`wire::send_shared`).
-    side: std::os::fd::OwnedFd,
+    /// The parent's end of the socket that carries memfds of big payloads (`wire::send_shared`),
+    /// once the worker made it (the first time a big payload needed it) and the parent took it
+    /// from the rendezvous ([`Inner::take_sides`]).
+    side: Option<OwnedFd>,
     progress: ProgressSlot,
     in_flight: VecDeque<Chunk>,
     sent: usize,
@@ -199,6 +203,9 @@ pub(crate) struct Inner {
     progress: Rc<ProgressPage>,
     /// `/dev/null`, every worker's stdin (opened once here rather than by each new worker).
     devnull: Option<OwnedFd>,
+    /// The pool's rendezvous (`wire::rendezvous`): the parent's end, where workers' side sockets
+    /// arrive, and the workers' end (each batch of workers gets a copy).
+    rendezvous: (OwnedFd, OwnedFd),
 }
 
 /// Turns a finished job's results (or failure) into the callback to run.
@@ -226,9 +233,13 @@ const DEPTH: usize = 16;
 /// Beyond two chunks, a worker is given more only while the bytes queued to it are under this.
 const DEEP_BYTES: usize = 256 * 1024;
 
-/// Poll tags: worker index times two, plus which pipe.
+/// How long handing out chunks may wait for a worker's side socket (see `Inner::await_sides`).
+const SIDE_WAIT: std::time::Duration = std::time::Duration::from_millis(2);
+
+/// Poll tags: worker index times two, plus which pipe; or the rendezvous.
 const TAG_RESULTS: u64 = 0;
 const TAG_TASKS: u64 = 1;
+const TAG_RENDEZVOUS: u64 = u64::MAX;
 
 impl Inner {
     pub(crate) fn new(
@@ -257,6 +268,7 @@ impl Inner {
             spares: wire::SpareFds::new(2 * processes + 2),
             progress: ProgressPage::new(processes)?,
             devnull: std::fs::File::open("/dev/null").ok().map(OwnedFd::from),
+            rendezvous: wire::rendezvous()?,
         };
         inner.spawn_workers(processes, 0)?;
         Ok(inner)
@@ -272,17 +284,20 @@ impl Inner {
             name: String,
             task_write: OwnedFd,
             result_read: OwnedFd,
-            side: OwnedFd,
             relay: output::OutputRelay,
             progress: ProgressSlot,
         }
         let mut prepared = Vec::with_capacity(n);
         let mut setups = Vec::with_capacity(n);
+        let mut numbers = Vec::with_capacity(n);
+        // The batch's own copy of the workers' end of the rendezvous: the pool's is noted in the
+        // child table (below), so every child forked later releases it, workers included.
+        let rendezvous = nix::unistd::dup(&self.rendezvous.1).map_err(|e| Error::os("dup", e))?;
         for _ in 0..n {
             let (identity, name) = session::number_new_child("ForkPoolWorker");
+            numbers.push(identity.last().copied().unwrap_or(0));
             let (task_read, task_write) = wire::pipe(false, true, Buffer::Default)?;
             let (result_read, result_write) = wire::pipe(true, false, Buffer::Default)?;
-            let (side, worker_side) = wire::side_channel()?;
             let (relay, mut ends) = output::pipes_for_child()?;
             ends.stdin = self.devnull.as_ref().map(|null| null.as_fd());
             setups.push(WorkerSetup {
@@ -291,7 +306,7 @@ impl Inner {
                 parent_pid: std::process::id() as i32,
                 tasks: task_read,
                 results: result_write,
-                side: worker_side,
+                rendezvous: rendezvous.as_fd(),
                 ends,
                 initializer: self.initializer.clone(),
                 maxtasks: self.maxtasks,
@@ -301,7 +316,6 @@ impl Inner {
                 name,
                 task_write,
                 result_read,
-                side,
                 relay,
                 progress: ProgressSlot::new(&self.progress)?,
             });
@@ -311,13 +325,10 @@ impl Inner {
         // for all, read (not written) by each worker. The earlier workers' pipes and sockets and
         // the spare memfds are not listed: every forked child releases them (the child table notes
         // the former, the fork finds the latter).
-        let mut batch: Vec<RawFd> = Vec::new();
+        let mut batch: Vec<RawFd> =
+            vec![self.rendezvous.0.as_raw_fd(), self.rendezvous.1.as_raw_fd()];
         for p in &prepared {
-            batch.extend([
-                p.task_write.as_raw_fd(),
-                p.result_read.as_raw_fd(),
-                p.side.as_raw_fd(),
-            ]);
+            batch.extend([p.task_write.as_raw_fd(), p.result_read.as_raw_fd()]);
             batch.extend(p.relay.fds().map(|fd| fd.as_raw_fd()));
         }
         for setup in &setups {
@@ -341,7 +352,7 @@ impl Inner {
         let mut table = registry::lock();
         let mut workers = Vec::with_capacity(forked);
         // (Workers that were not forked are dropped here: their pipes close.)
-        for (p, pid) in prepared.into_iter().zip(pids).take(forked) {
+        for ((p, pid), number) in prepared.into_iter().zip(pids).zip(numbers).take(forked) {
             table.add(
                 p.name.clone(),
                 ChildKind::PoolWorker,
@@ -352,14 +363,20 @@ impl Inner {
             // A child forked later (a Process, another worker) releases its copies of these.
             table.note_parent_ends(
                 pid.as_raw(),
-                &[p.task_write.as_fd(), p.result_read.as_fd(), p.side.as_fd()],
+                &[
+                    p.task_write.as_fd(),
+                    p.result_read.as_fd(),
+                    self.rendezvous.0.as_fd(),
+                    self.rendezvous.1.as_fd(),
+                ],
             );
             workers.push(Worker {
                 name: p.name,
+                number,
                 pid: pid.as_raw(),
                 tx: NbWriter::new(p.task_write),
                 rx: NbReader::new(p.result_read),
-                side: p.side,
+                side: None,
                 progress: p.progress,
                 in_flight: VecDeque::new(),
                 sent: 0,
@@ -371,6 +388,66 @@ impl Inner {
         let at = at.min(self.workers.len());
         self.workers.splice(at..at, workers);
         result
+    }
+
+    /// Takes the side sockets workers have sent through the rendezvous (each made the first time
+    /// a big payload needed it), and sends each such worker the memfds of the big chunks queued to
+    /// it meanwhile, in the order of their frames.
+    fn take_sides(&mut self) {
+        while let Ok(Some((number, side))) = wire::take_side(self.rendezvous.0.as_fd()) {
+            let Some(w) = self
+                .workers
+                .iter_mut()
+                .find(|w| w.number == number && w.side.is_none())
+            else {
+                continue; // a worker gone since: its socket closes here
+            };
+            // A child forked later (a Process, another worker) releases its copy of this one.
+            registry::lock().note_parent_ends(w.pid, &[side.as_fd()]);
+            for c in &w.in_flight {
+                if c.payload.len() >= wire::SHARED_MIN {
+                    // Failing, the worker is gone: its end settles its chunks.
+                    let _ = send_payload(side.as_fd(), &c.payload);
+                }
+            }
+            w.side = Some(side);
+        }
+    }
+
+    /// Waits a little (at most [`SIDE_WAIT`]) for the side sockets of the workers whose next chunk
+    /// is big and whose side socket has not come yet: such a worker makes it as soon as it reads the
+    /// chunk's frame, and then waits for the chunk's memfd. So its chunk starts now, not at the
+    /// pool's next wait, which after `map_async` may come much later. A worker busy with an
+    /// earlier chunk is not waited for.
+    fn await_sides(&mut self) {
+        let stalled = |inner: &Inner| {
+            inner.workers.iter().any(|w| {
+                w.side.is_none()
+                    && w.in_flight
+                        .front()
+                        .is_some_and(|c| c.payload.len() >= wire::SHARED_MIN)
+            })
+        };
+        if !stalled(self) {
+            return;
+        }
+        let deadline = Instant::now() + SIDE_WAIT;
+        loop {
+            self.take_sides();
+            let left = deadline.saturating_duration_since(Instant::now());
+            if !stalled(self) || left.is_zero() {
+                return;
+            }
+            let mut fd = [libc::pollfd {
+                fd: self.rendezvous.0.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            }];
+            let timeout_ms = left.as_micros().div_ceil(1000) as i32;
+            if !matches!(crate::sys::poll(&mut fd, timeout_ms), Ok(n) if n > 0) {
+                return;
+            }
+        }
     }
 
     /// Per worker: name, pid, the task it runs, chunks queued to it (for the pool's rich display).
@@ -530,7 +607,13 @@ impl Inner {
             fn check(&mut self, woke: &Fds) -> Result<Option<()>> {
                 let inner = &mut *self.inner;
                 let mut results = Vec::new();
+                if woke.ready().any(|tag| tag == TAG_RENDEZVOUS) {
+                    inner.take_sides();
+                }
                 for tag in woke.ready() {
+                    if tag == TAG_RENDEZVOUS {
+                        continue;
+                    }
                     let i = (tag >> 1) as usize;
                     if i >= inner.workers.len() {
                         continue;
@@ -550,6 +633,11 @@ impl Inner {
                 Ok((self.done)(inner).then_some(()))
             }
             fn watch(&self, fds: &mut Fds) {
+                fds.watch(
+                    self.inner.rendezvous.0.as_fd(),
+                    wait::READABLE,
+                    TAG_RENDEZVOUS,
+                );
                 for (i, w) in self.inner.workers.iter().enumerate() {
                     let i = i as u64;
                     if let Some(fd) = w.rx.fd() {
@@ -729,7 +817,14 @@ impl Inner {
                 ended,
             } => {
                 let payload = if shared {
-                    match wire::recv_shared(self.workers[i].side.as_fd()) {
+                    // The worker sent its side socket through the rendezvous before the result.
+                    if self.workers[i].side.is_none() {
+                        self.take_sides();
+                    }
+                    let Some(side) = &self.workers[i].side else {
+                        return;
+                    };
+                    match wire::recv_shared(side.as_fd()) {
                         Ok((mapping, memfd)) => Payload::Shared(SharedPayload {
                             mapping,
                             memfd: Some(memfd),
@@ -880,6 +975,11 @@ impl Inner {
     /// `r` chunks per worker are left, so that at the end no chunk waits behind a slow one while
     /// another worker idles.
     fn dispatch(&mut self) {
+        self.dispatch_chunks();
+        self.await_sides();
+    }
+
+    fn dispatch_chunks(&mut self) {
         if self.broken.is_some() || self.state == State::Terminated || self.state == State::Joined {
             return;
         }
@@ -919,13 +1019,13 @@ impl Inner {
                     shared,
                 };
                 // A big payload goes in shared memory, its descriptor on the side socket (in the
-                // same order as the frames, which the worker reads one by one).
-                let (sent, payload): (Result<()>, &[u8]) = match &chunk.payload {
-                    Encoded::Shared { fd, .. } => (wire::send_fd(w.side.as_fd(), fd.as_fd()), &[]),
-                    Encoded::Inline(bytes) if shared => {
-                        (wire::send_shared(w.side.as_fd(), bytes, None), &[])
-                    }
-                    Encoded::Inline(bytes) => (Ok(()), bytes),
+                // same order as the frames, which the worker reads one by one); until the worker
+                // has made its side socket, the descriptors wait ([`Inner::take_sides`]).
+                let (sent, payload): (Result<()>, &[u8]) = match (&chunk.payload, &w.side) {
+                    (payload, Some(side)) if shared => (send_payload(side.as_fd(), payload), &[]),
+                    _ if shared => (Ok(()), &[]),
+                    (Encoded::Inline(bytes), _) => (Ok(()), bytes),
+                    (Encoded::Shared { .. }, _) => (Ok(()), &[]),
                 };
                 if let Err(e) =
                     sent.and_then(|()| wire::encode_frame(w.tx.queue(), &header, payload))
@@ -1085,6 +1185,14 @@ impl Inner {
 impl Drop for Inner {
     fn drop(&mut self) {
         self.terminate();
+    }
+}
+
+/// Sends a big chunk's payload over a worker's side socket: its memfd, or its bytes in a new one.
+fn send_payload(side: std::os::fd::BorrowedFd<'_>, payload: &Encoded) -> Result<()> {
+    match payload {
+        Encoded::Shared { fd, .. } => wire::send_fd(side, fd.as_fd()),
+        Encoded::Inline(bytes) => wire::send_shared(side, bytes, None),
     }
 }
 

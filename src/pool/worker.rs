@@ -2,7 +2,7 @@
 //! write the result frame, until told to exit, the task pipe closes, or `maxtasksperchild` is reached.
 
 use std::io::Write;
-use std::os::fd::{AsFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
 use std::panic::{self, AssertUnwindSafe};
 use std::rc::Rc;
 use std::time::Instant;
@@ -70,8 +70,11 @@ pub(crate) struct WorkerSetup<'a> {
     pub parent_pid: i32,
     pub tasks: OwnedFd,
     pub results: OwnedFd,
-    /// The worker's end of the side socket that carries memfds of big payloads, both ways.
-    pub side: OwnedFd,
+    /// The workers' end of the pool's rendezvous, through which the worker hands the parent its
+    /// end of its side socket (the socket that carries memfds of big payloads, both ways), made
+    /// the first time a big payload needs it ([`wire::open_side`]). The pool's: each worker of a
+    /// batch uses the same descriptor.
+    pub rendezvous: BorrowedFd<'a>,
     pub ends: ChildEnds<'a>,
     pub initializer: Option<Rc<dyn Fn()>>,
     pub maxtasks: Option<usize>,
@@ -88,7 +91,7 @@ impl WorkerSetup<'_> {
         [
             self.tasks.as_raw_fd(),
             self.results.as_raw_fd(),
-            self.side.as_raw_fd(),
+            self.rendezvous.as_raw_fd(),
             stdout,
             stderr,
             stdin,
@@ -104,6 +107,7 @@ pub(crate) fn run(setup: WorkerSetup<'_>, batch: &[RawFd], progress: &ProgressSl
     // closing its siblings' output pipes and pidfds.)
     crate::sys::close_all_raw(batch, &setup.own_fds());
     setup.ends.install();
+    let number = setup.identity.last().copied().unwrap_or(0);
     session::become_child(setup.name, setup.identity, setup.parent_pid, true);
     // A task's panic travels to the parent as `Error::TaskPanicked`; stderr gets only a short report.
     crate::error::report_panics_briefly();
@@ -120,6 +124,8 @@ pub(crate) fn run(setup: WorkerSetup<'_>, batch: &[RawFd], progress: &ProgressSl
         flush_std();
     }
     let mut resolver = Resolver::default();
+    // The side socket, once a big payload needed it.
+    let mut side: Option<OwnedFd> = None;
     let mut body = Vec::new();
     let mut out = Vec::new();
     let mut frame = Vec::new();
@@ -144,7 +150,7 @@ pub(crate) fn run(setup: WorkerSetup<'_>, batch: &[RawFd], progress: &ProgressSl
             } => (chunk, first, tramp, func, shared),
         };
         let (mapped, memfd) = if shared {
-            match wire::recv_shared(setup.side.as_fd()) {
+            match side_socket(&mut side, setup.rendezvous, number).and_then(wire::recv_shared) {
                 Ok((mapping, memfd)) => (Some(mapping), Some(memfd)),
                 Err(_) => return 2,
             }
@@ -200,7 +206,11 @@ pub(crate) fn run(setup: WorkerSetup<'_>, batch: &[RawFd], progress: &ProgressSl
         let shared = payload.len() >= wire::SHARED_MIN;
         // A big result goes back in the memfd the inputs came in, when there was one: its pages
         // are there already (the parent knows: it keeps the inputs' memfd only for small results).
-        if shared && wire::send_shared(setup.side.as_fd(), payload, memfd).is_err() {
+        if shared
+            && side_socket(&mut side, setup.rendezvous, number)
+                .and_then(|socket| wire::send_shared(socket, payload, memfd))
+                .is_err()
+        {
             return 2;
         }
         let payload = if shared { &[][..] } else { payload };
@@ -224,6 +234,19 @@ pub(crate) fn run(setup: WorkerSetup<'_>, batch: &[RawFd], progress: &ProgressSl
             return 0;
         }
     }
+}
+
+/// The worker's side socket, made now if this is the first big payload ([`wire::open_side`]).
+fn side_socket<'s>(
+    side: &'s mut Option<OwnedFd>,
+    rendezvous: BorrowedFd<'_>,
+    number: u64,
+) -> crate::error::Result<BorrowedFd<'s>> {
+    let socket: &'s OwnedFd = match side.take() {
+        Some(socket) => side.insert(socket),
+        None => side.insert(wire::open_side(rendezvous, number)?),
+    };
+    Ok(socket.as_fd())
 }
 
 fn flush_std() {
