@@ -1036,7 +1036,13 @@ impl Inner {
                 }
                 let _ = w.tx.flush();
                 w.sent += 1;
+                let waits_for_side = shared && w.side.is_none();
                 w.in_flight.push_back(chunk);
+                if waits_for_side {
+                    // Before encoding the next big chunk (milliseconds of copying): this worker
+                    // starts on its chunk meanwhile.
+                    self.await_sides();
+                }
             }
         }
     }
