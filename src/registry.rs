@@ -132,10 +132,15 @@ impl Registry {
     /// Notes the descriptors of this process that talk to child `pid` and are owned elsewhere
     /// (see [`Entry::parent_ends`]).
     pub(crate) fn note_parent_ends(&mut self, pid: i32, fds: &[BorrowedFd<'_>]) {
+        let ids = fds.iter().filter_map(|fd| sys::FdId::of(*fd));
+        self.note_parent_ids(pid, ids);
+    }
+
+    /// [`Registry::note_parent_ends`] for descriptors noted already (a pool notes its own with
+    /// each of its workers: one `fstat` each, not one per worker).
+    pub(crate) fn note_parent_ids(&mut self, pid: i32, ids: impl IntoIterator<Item = sys::FdId>) {
         if let Some(entry) = self.find(pid) {
-            entry
-                .parent_ends
-                .extend(fds.iter().filter_map(|fd| sys::FdId::of(*fd)));
+            entry.parent_ends.extend(ids);
         }
     }
 

@@ -123,6 +123,11 @@ impl SharedWords {
         Ok(SharedWords { words, len })
     }
 
+    /// How many words.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
     /// Word `index`, as an atomic. Panics if `index` is out of range (a bug of this crate).
     pub(crate) fn word(&self, index: usize) -> &AtomicU64 {
         assert!(index < self.len, "shared word {index} of {}", self.len);

@@ -450,7 +450,11 @@ pub(crate) fn call_trampoline(
 /// mapping costs the parent an `mmap`, a `munmap` and a region every later fork copies.
 #[derive(Debug)]
 pub(crate) struct ProgressPage {
-    words: crate::shm::SharedWords,
+    /// `None` only while being dropped (the page goes to [`SPARE_PAGE`]).
+    words: Option<crate::shm::SharedWords>,
+    /// The process that mapped it: only there may it be kept for another pool (a forked child
+    /// shares it with the parent's pool).
+    owner: u32,
     /// Slots no live worker uses.
     free: std::cell::RefCell<Vec<usize>>,
 }
@@ -458,15 +462,56 @@ pub(crate) struct ProgressPage {
 /// Slots per page: 4096 bytes of two-word slots.
 const PAGE_SLOTS: usize = 4096 / 16;
 
+/// The one-page progress page of the last pool dropped in this process (and its pid), for the
+/// next pool: mapping and unmapping a shared page cost more than a pool's few tiny tasks. Once a
+/// pool is dropped its workers are reaped, so nobody else writes to it; each slot is zeroed when
+/// handed out ([`ProgressSlot::new`]). Per copy of this crate: in evcxr, per cell.
+static SPARE_PAGE: std::sync::Mutex<Option<(u32, crate::shm::SharedWords)>> =
+    std::sync::Mutex::new(None);
+
 impl ProgressPage {
     /// A page with a slot for each of `workers` (at least a page's worth, so that replacements of
     /// workers not yet reaped find one).
     pub(crate) fn new(workers: usize) -> Result<std::rc::Rc<Self>> {
         let slots = workers.saturating_mul(2).max(PAGE_SLOTS);
+        let owner = std::process::id();
+        let spare = if slots == PAGE_SLOTS {
+            SPARE_PAGE
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take()
+                // A page inherited by a fork is the parent's: unmapped here, not used.
+                .and_then(|(pid, words)| (pid == owner).then_some(words))
+        } else {
+            None
+        };
+        let words = match spare {
+            Some(words) => words,
+            None => crate::shm::SharedWords::new(2 * slots)?,
+        };
         Ok(std::rc::Rc::new(ProgressPage {
-            words: crate::shm::SharedWords::new(2 * slots)?,
+            words: Some(words),
+            owner,
             free: std::cell::RefCell::new((0..slots).rev().collect()),
         }))
+    }
+
+    fn words(&self) -> &crate::shm::SharedWords {
+        // `words` is taken only in `drop`.
+        self.words.as_ref().expect("progress page in use")
+    }
+}
+
+impl Drop for ProgressPage {
+    fn drop(&mut self) {
+        let Some(words) = self.words.take() else {
+            return;
+        };
+        if words.len() == 2 * PAGE_SLOTS && self.owner == std::process::id() {
+            *SPARE_PAGE
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((self.owner, words));
+        }
     }
 }
 
@@ -502,15 +547,15 @@ impl ProgressSlot {
     }
 
     fn chunk(&self) -> &AtomicU64 {
-        self.page.words.word(self.base())
+        self.page.words().word(self.base())
     }
 
     fn item(&self) -> &AtomicU64 {
-        self.page.words.word(self.base() + 1)
+        self.page.words().word(self.base() + 1)
     }
 
     fn item_ptr(&self) -> *mut u64 {
-        self.page.words.word_ptr(self.base() + 1)
+        self.page.words().word_ptr(self.base() + 1)
     }
 
     /// In the worker: about to run chunk `id` (`None`: between chunks).

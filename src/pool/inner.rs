@@ -349,6 +349,9 @@ impl Inner {
         let forked_at = function::loads();
         let (forked, result) = fork::fork_children(&mut bodies, &mut pids);
         drop(bodies);
+        // The pool's own descriptors, noted with each worker (a child forked later releases them).
+        let pool_ids =
+            [&self.rendezvous.0, &self.rendezvous.1].map(|fd| crate::sys::FdId::of(fd.as_fd()));
         let mut table = registry::lock();
         let mut workers = Vec::with_capacity(forked);
         // (Workers that were not forked are dropped here: their pipes close.)
@@ -361,15 +364,8 @@ impl Inner {
                 p.relay,
             );
             // A child forked later (a Process, another worker) releases its copies of these.
-            table.note_parent_ends(
-                pid.as_raw(),
-                &[
-                    p.task_write.as_fd(),
-                    p.result_read.as_fd(),
-                    self.rendezvous.0.as_fd(),
-                    self.rendezvous.1.as_fd(),
-                ],
-            );
+            table.note_parent_ends(pid.as_raw(), &[p.task_write.as_fd(), p.result_read.as_fd()]);
+            table.note_parent_ids(pid.as_raw(), pool_ids.into_iter().flatten());
             workers.push(Worker {
                 name: p.name,
                 number,
