@@ -58,8 +58,8 @@ pub(crate) struct Entry {
     /// child is reaped and its output relayed.
     pub owned: bool,
     /// Descriptors of this process that talk to this child and are owned elsewhere (a pool
-    /// worker's task pipe, result pipe and side socket, owned by the pool): a child forked later
-    /// has no use for its copies and releases them ([`forget_in_child`]).
+    /// worker's task pipe, result pipe and side socket, its pool's rendezvous, owned by the pool): a
+    /// child forked later has no use for its copies and releases them ([`forget_in_child`]).
     pub parent_ends: Vec<sys::FdId>,
 }
 
