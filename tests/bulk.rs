@@ -97,3 +97,40 @@ fn big_chunks_of_map_async_start_before_anyone_waits() {
         );
     }
 }
+
+/// Workers replaced after each task (`maxtasksperchild=1`) each make their own side socket for
+/// their big payload, in and out, while earlier workers' sockets are gone; workers killed by a
+/// task mid-chunk leave the pool usable for big payloads; nothing is left open.
+#[test]
+fn big_payloads_through_replaced_and_killed_workers() {
+    if let Some(out) = isolate("big_payloads_through_replaced_and_killed_workers") {
+        out.assert_success();
+        return;
+    }
+    let before = open_fds();
+    let pool = Pool::builder()
+        .processes(2)
+        .maxtasksperchild(1)
+        .build()
+        .unwrap();
+    let bufs: Vec<Vec<u8>> = (0..6u8).map(|i| vec![i; (1 << 20) + i as usize]).collect();
+    assert_eq!(pool.chunked(1).map(echo, bufs.clone()).unwrap(), bufs);
+    drop(pool);
+
+    let pool = Pool::new(2).unwrap();
+    let died = pool.chunked(1).map(dies_on_three, bufs.clone());
+    assert!(
+        matches!(died, Err(Error::WorkerDied { .. })),
+        "expected WorkerDied, got {died:?}"
+    );
+    assert_eq!(pool.chunked(1).map(echo, bufs.clone()).unwrap(), bufs);
+    drop(pool);
+    assert_eq!(open_fds(), before, "no memfd, socket or pipe left open");
+}
+
+fn dies_on_three(b: Vec<u8>) -> Vec<u8> {
+    if b[0] == 3 {
+        std::process::abort();
+    }
+    b
+}

@@ -233,8 +233,11 @@ const DEPTH: usize = 16;
 /// Beyond two chunks, a worker is given more only while the bytes queued to it are under this.
 const DEEP_BYTES: usize = 256 * 1024;
 
-/// How long handing out chunks may wait for a worker's side socket (see `Inner::await_sides`).
-const SIDE_WAIT: std::time::Duration = std::time::Duration::from_millis(2);
+/// How long handing out chunks may wait for a worker's side socket (see `Inner::await_sides`): a
+/// worker answers in well under a millisecond, but one just forked on a busy machine may first
+/// wait that long for a core. Only a worker stuck in its initializer, or dead, makes the wait run
+/// out, once.
+const SIDE_WAIT: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// Poll tags: worker index times two, plus which pipe; or the rendezvous.
 const TAG_RESULTS: u64 = 0;
