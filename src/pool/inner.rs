@@ -165,6 +165,8 @@ struct Worker {
     progress: ProgressSlot,
     in_flight: VecDeque<Chunk>,
     sent: usize,
+    /// The parent waited [`SIDE_WAIT`] for its side socket in vain once: it is not waited for again.
+    side_awaited: bool,
     /// [`function::loads`] just before it was forked: code loaded by then is at the same address in
     /// it (`Described::for_worker`).
     forked_at: u64,
@@ -376,6 +378,7 @@ impl Inner {
                 tx: NbWriter::new(p.task_write),
                 rx: NbReader::new(p.result_read),
                 side: None,
+                side_awaited: false,
                 progress: p.progress,
                 in_flight: VecDeque::new(),
                 sent: 0,
@@ -417,11 +420,14 @@ impl Inner {
     /// is big and whose side socket has not come yet: such a worker makes it as soon as it reads the
     /// chunk's frame, and then waits for the chunk's memfd. So its chunk starts now, not at the
     /// pool's next wait, which after `map_async` may come much later. A worker busy with an
-    /// earlier chunk is not waited for.
+    /// earlier chunk is not waited for, nor one waited for already (stuck in its initializer, say:
+    /// the pool's waits take its socket when it comes, and the other workers' results are not held
+    /// up again).
     fn await_sides(&mut self) {
         let stalled = |inner: &Inner| {
             inner.workers.iter().any(|w| {
                 w.side.is_none()
+                    && !w.side_awaited
                     && w.in_flight
                         .front()
                         .is_some_and(|c| c.payload.len() >= wire::SHARED_MIN)
@@ -434,7 +440,13 @@ impl Inner {
         loop {
             self.take_sides();
             let left = deadline.saturating_duration_since(Instant::now());
-            if !stalled(self) || left.is_zero() {
+            if !stalled(self) {
+                return;
+            }
+            if left.is_zero() {
+                for w in &mut self.workers {
+                    w.side_awaited |= w.side.is_none() && !w.in_flight.is_empty();
+                }
                 return;
             }
             let mut fd = [libc::pollfd {
@@ -443,7 +455,7 @@ impl Inner {
                 revents: 0,
             }];
             let timeout_ms = left.as_micros().div_ceil(1000) as i32;
-            if !matches!(crate::sys::poll(&mut fd, timeout_ms), Ok(n) if n > 0) {
+            if crate::sys::poll(&mut fd, timeout_ms).is_err() {
                 return;
             }
         }
