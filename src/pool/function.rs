@@ -17,7 +17,8 @@
 //! address nobody verified: a function it cannot reach becomes
 //! [`Error::FunctionUnavailable`](crate::Error::FunctionUnavailable), not a segfault.
 //!
-//! This is the crate's only `unsafe` outside `sys.rs`; every block says why it is sound.
+//! With `sys.rs` and `shm.rs`, one of the three modules that hold `unsafe`; every block says why
+//! it is sound.
 
 use std::collections::HashMap;
 use std::ffi::{c_void, CStr, CString};
