@@ -287,6 +287,7 @@ impl Inner {
         /// The parent's side of a worker about to be forked.
         struct Prepared {
             name: String,
+            number: u64,
             task_write: OwnedFd,
             result_read: OwnedFd,
             relay: output::OutputRelay,
@@ -294,13 +295,12 @@ impl Inner {
         }
         let mut prepared = Vec::with_capacity(n);
         let mut setups = Vec::with_capacity(n);
-        let mut numbers = Vec::with_capacity(n);
         // The batch's own copy of the workers' end of the rendezvous: the pool's is noted in the
         // child table (below), so every child forked later releases it, workers included.
         let rendezvous = nix::unistd::dup(&self.rendezvous.1).map_err(|e| Error::os("dup", e))?;
         for _ in 0..n {
             let (identity, name) = session::number_new_child("ForkPoolWorker");
-            numbers.push(identity.last().copied().unwrap_or(0));
+            let number = identity.last().copied().unwrap_or(0);
             let (task_read, task_write) = wire::pipe(false, true, Buffer::Default)?;
             let (result_read, result_write) = wire::pipe(true, false, Buffer::Default)?;
             let (relay, mut ends) = output::pipes_for_child()?;
@@ -308,6 +308,7 @@ impl Inner {
             setups.push(WorkerSetup {
                 name: name.clone(),
                 identity,
+                number,
                 parent_pid: std::process::id() as i32,
                 tasks: task_read,
                 results: result_write,
@@ -319,6 +320,7 @@ impl Inner {
             });
             prepared.push(Prepared {
                 name,
+                number,
                 task_write,
                 result_read,
                 relay,
@@ -360,7 +362,7 @@ impl Inner {
         let mut table = registry::lock();
         let mut workers = Vec::with_capacity(forked);
         // (Workers that were not forked are dropped here: their pipes close.)
-        for ((p, pid), number) in prepared.into_iter().zip(pids).zip(numbers).take(forked) {
+        for (p, pid) in prepared.into_iter().zip(pids).take(forked) {
             table.add(
                 p.name.clone(),
                 ChildKind::PoolWorker,
@@ -373,7 +375,7 @@ impl Inner {
             table.note_parent_ids(pid.as_raw(), pool_ids.into_iter().flatten());
             workers.push(Worker {
                 name: p.name,
-                number,
+                number: p.number,
                 pid: pid.as_raw(),
                 tx: NbWriter::new(p.task_write),
                 rx: NbReader::new(p.result_read),
@@ -449,6 +451,9 @@ impl Inner {
                 }
                 return;
             }
+            // A short wait of its own, not the waiting core's: it runs inside the core's own
+            // `check` (through `dispatch`), and the core would drain the interrupt pipe, whose
+            // byte the wait around it must see; 50 ms at most, once per worker.
             let mut fd = [libc::pollfd {
                 fd: self.rendezvous.0.as_raw_fd(),
                 events: libc::POLLIN,

@@ -67,6 +67,9 @@ pub(crate) const EXIT_INIT_FAILED: i32 = 3;
 pub(crate) struct WorkerSetup<'a> {
     pub name: String,
     pub identity: Vec<u64>,
+    /// The `N` of `ForkPoolWorker-N` (the last of `identity`), never reused in the parent: it tags
+    /// the side socket the worker hands over ([`wire::open_side`]).
+    pub number: u64,
     pub parent_pid: i32,
     pub tasks: OwnedFd,
     pub results: OwnedFd,
@@ -107,7 +110,7 @@ pub(crate) fn run(setup: WorkerSetup<'_>, batch: &[RawFd], progress: &ProgressSl
     // closing its siblings' output pipes and pidfds.)
     crate::sys::close_all_raw(batch, &setup.own_fds());
     setup.ends.install();
-    let number = setup.identity.last().copied().unwrap_or(0);
+    let number = setup.number;
     session::become_child(setup.name, setup.identity, setup.parent_pid, true);
     // A task's panic travels to the parent as `Error::TaskPanicked`; stderr gets only a short report.
     crate::error::report_panics_briefly();
