@@ -98,6 +98,47 @@ fn big_chunks_of_map_async_start_before_anyone_waits() {
     }
 }
 
+/// An input that counts how often one is dropped in this process.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Counted(Vec<u8>);
+
+static DROPPED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        DROPPED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+fn slow_len(c: Counted) -> usize {
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    c.0.len()
+}
+
+/// `map` owns its inputs: those of a chunk already sent to a worker are freed while the rest
+/// still wait, not all at the end (a map over hundreds of MiB does not hold its inputs and its
+/// results at once).
+#[test]
+fn inputs_of_sent_chunks_are_freed_while_the_map_runs() {
+    if let Some(out) = isolate("inputs_of_sent_chunks_are_freed_while_the_map_runs") {
+        out.assert_success();
+        return;
+    }
+    use std::sync::atomic::Ordering::SeqCst;
+    let pool = Pool::new(1).unwrap();
+    let inputs: Vec<Counted> = (0..4).map(|i| Counted(vec![i; 1 << 20])).collect();
+    let job = pool.chunked(1).map_async(slow_len, inputs).unwrap();
+    // The worker holds at most two chunks of 300 ms tasks: the first two are out, the other two
+    // wait in the pool.
+    let early = DROPPED.load(SeqCst);
+    assert!(
+        (1..=2).contains(&early),
+        "{early} of 4 inputs freed while the first tasks run (expected the sent chunks' but the last)"
+    );
+    assert_eq!(job.get().unwrap(), vec![1 << 20; 4]);
+    assert_eq!(DROPPED.load(SeqCst), 4, "every input freed once");
+}
+
 /// Workers replaced after each task (`maxtasksperchild=1`) each make their own side socket for
 /// their big payload, in and out, while earlier workers' sockets are gone; workers killed by a
 /// task mid-chunk leave the pool usable for big payloads; nothing is left open.

@@ -357,28 +357,49 @@ fn spares(inner: &Rc<RefCell<Inner>>) -> crate::wire::Spares {
 }
 
 /// Chunks of an owned list of inputs.
+///
+/// The inputs of a chunk are dropped when the next chunk is taken (its encoded copy is then on
+/// its way): a map over many heap-owning values (strings) frees them a chunk at a time while the
+/// workers run, not all at once when the last chunk is out.
 struct VecChunks<T> {
-    items: Vec<T>,
+    items: std::vec::IntoIter<T>,
+    /// How many of `items` (at the front) the last chunk encoded.
+    taken: usize,
     chunksize: usize,
     next: usize,
     spares: crate::wire::Spares,
+}
+
+impl<T> VecChunks<T> {
+    fn new(items: Vec<T>, chunksize: usize, spares: crate::wire::Spares) -> Self {
+        VecChunks {
+            items: items.into_iter(),
+            taken: 0,
+            chunksize,
+            next: 0,
+            spares,
+        }
+    }
 }
 
 impl<T: Serialize + 'static> Iterator for VecChunks<T> {
     type Item = Result<(usize, crate::wire::Encoded)>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self.next >= self.items.len() {
+        self.items.by_ref().take(self.taken).for_each(drop);
+        let rest = self.items.as_slice();
+        if rest.is_empty() {
+            self.taken = 0;
             return None;
         }
         let first = self.next;
-        let end = (first + self.chunksize).min(self.items.len());
-        self.next = end;
-        Some(encode_items(&self.items[first..end], &self.spares).map(|bytes| (first, bytes)))
+        self.taken = self.chunksize.min(rest.len());
+        self.next += self.taken;
+        Some(encode_items(&rest[..self.taken], &self.spares).map(|bytes| (first, bytes)))
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        let left = (self.items.len() - self.next).div_ceil(self.chunksize);
+        let left = (self.items.len() - self.taken).div_ceil(self.chunksize);
         (left, Some(left))
     }
 }
@@ -589,12 +610,7 @@ impl Pool {
         }
         let chunksize = chunksize_for(chunksize, Some(items.len()), inner.processes)?;
         let total = items.len();
-        let source = Box::new(VecChunks {
-            items,
-            chunksize,
-            next: 0,
-            spares: inner.spares.clone(),
-        });
+        let source = Box::new(VecChunks::new(items, chunksize, inner.spares.clone()));
         let job = inner.submit(trampoline_addr::<S>(), func, source, true)?;
         inner.watch.plan(job, "map", Some(total), chunksize, call);
         // Results are decoded straight into `out` in input order as soon as the chunks before them
@@ -724,12 +740,7 @@ impl Pool {
         T: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + 'static,
     {
-        let source = Box::new(VecChunks {
-            items: vec![arg],
-            chunksize: 1,
-            next: 0,
-            spares: spares(&self.inner),
-        });
+        let source = Box::new(VecChunks::new(vec![arg], 1, spares(&self.inner)));
         let job = self.submit::<Unary<T, R>>(f as usize, source, true)?;
         Ok(AsyncResult::new(
             self.inner.clone(),
@@ -1077,12 +1088,7 @@ impl<'a> Chunked<'a> {
     ) -> Result<AsyncResult<Vec<S::Out>>> {
         let chunksize = chunksize_for(self.chunksize, Some(items.len()), self.pool.processes())?;
         let total = items.len();
-        let source = Box::new(VecChunks {
-            items,
-            chunksize,
-            next: 0,
-            spares: spares(&self.pool.inner),
-        });
+        let source = Box::new(VecChunks::new(items, chunksize, spares(&self.pool.inner)));
         let job = self.pool.submit::<S>(func, source, true)?;
         borrow(&self.pool.inner)?
             .watch
