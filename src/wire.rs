@@ -313,6 +313,11 @@ fn varint_len(n: u64) -> usize {
 /// eight 7-bit groups are spread over one 64-bit word and stored at once: a million tiny results
 /// are mostly 9-byte varints, and a store per byte was most of a worker's time.
 fn put_varint(out: &mut [u8], at: usize, n: u64) -> usize {
+    // One byte: the length of every short string.
+    if n < 0x80 {
+        out[at] = n as u8;
+        return at + 1;
+    }
     if let Some(word) = out.get_mut(at..at + 8) {
         let len = varint_len(n);
         let mut w = 0u64;
@@ -578,6 +583,12 @@ fn push_varint(out: &mut Vec<u8>, mut n: u64) {
 
 fn take_varint(bytes: &mut &[u8]) -> Option<u64> {
     let all = *bytes;
+    if let Some((&b, rest)) = all.split_first() {
+        if b < 0x80 {
+            *bytes = rest;
+            return Some(u64::from(b));
+        }
+    }
     // With 8 bytes to look at (the usual case), one load: the first byte without a continuation
     // bit ends the varint, and its 7-bit groups are gathered from the word.
     if let Some(head) = all.get(..8) {
