@@ -417,6 +417,17 @@ pub(crate) fn plain_bytes<P: Plain>(v: &[P]) -> &[u8] {
     unsafe { std::slice::from_raw_parts(v.as_ptr().cast::<u8>(), std::mem::size_of_val(v)) }
 }
 
+/// `a` as a `B` when `A` is `B` (a generic caller's fast path for one concrete type); else `a` back.
+pub(crate) fn same<A: 'static, B: 'static>(a: A) -> std::result::Result<B, A> {
+    if std::any::TypeId::of::<A>() != std::any::TypeId::of::<B>() {
+        return Err(a);
+    }
+    let a = std::mem::ManuallyDrop::new(a);
+    // SAFETY: `A` and `B` are the same type (equal `TypeId`s), so the bytes of `a` are a valid `B`;
+    // `a` is not dropped (ManuallyDrop), so the value moves into the `B` exactly once.
+    Ok(unsafe { std::mem::transmute_copy::<A, B>(&a) })
+}
+
 /// `items` as a slice of `P`, when `T` is `P` (a generic caller's fast path for plain numbers).
 pub(crate) fn as_plain<T: 'static, P: Plain>(items: &[T]) -> Option<&[P]> {
     if std::any::TypeId::of::<T>() != std::any::TypeId::of::<P>() {

@@ -196,6 +196,111 @@ impl SpareFds {
     }
 }
 
+/// A bulk kind: `Vec<u8>`, `String`, `Vec<f64>`, `Vec<f32>` (the floats on little-endian targets
+/// only). postcard writes each as a varint count of elements and then the elements' bytes; the
+/// fast paths copy those bytes in one piece where serde goes element by element (a `Vec<u8>` of 4
+/// MiB is four million calls). `T` is the item type of a generic caller; [`Bulk::of`] says whether
+/// it is one of these, and each method picks its kind's branch from `T` alone (the others
+/// compile away).
+pub(crate) struct Bulk<T> {
+    /// Bytes per element.
+    elem: usize,
+    kind: std::marker::PhantomData<fn(T) -> T>,
+}
+
+impl<T: 'static> Bulk<T> {
+    pub(crate) fn of() -> Option<Bulk<T>> {
+        use std::any::TypeId;
+        let id = TypeId::of::<T>();
+        let elem = if id == TypeId::of::<Vec<u8>>() || id == TypeId::of::<String>() {
+            1
+        } else if cfg!(target_endian = "little") && id == TypeId::of::<Vec<f64>>() {
+            8
+        } else if cfg!(target_endian = "little") && id == TypeId::of::<Vec<f32>>() {
+            4
+        } else {
+            return None;
+        };
+        Some(Bulk {
+            elem,
+            kind: std::marker::PhantomData,
+        })
+    }
+
+    /// The item's elements as bytes.
+    #[inline]
+    fn bytes_of<'t>(&self, item: &'t T) -> &'t [u8] {
+        use std::any::Any;
+        let item = item as &dyn Any;
+        if let Some(s) = item.downcast_ref::<String>() {
+            s.as_bytes()
+        } else if let Some(v) = item.downcast_ref::<Vec<u8>>() {
+            v
+        } else if let Some(v) = item.downcast_ref::<Vec<f64>>() {
+            sys::plain_bytes(v)
+        } else if let Some(v) = item.downcast_ref::<Vec<f32>>() {
+            sys::plain_bytes(v)
+        } else {
+            &[]
+        }
+    }
+
+    /// An item from its elements' bytes; `None` when they are not one (a `String` that is not
+    /// UTF-8).
+    #[inline]
+    fn make(&self, bytes: &[u8]) -> Option<T> {
+        use std::any::TypeId;
+        let id = TypeId::of::<T>();
+        if id == TypeId::of::<String>() {
+            sys::same(std::str::from_utf8(bytes).ok()?.to_owned()).ok()
+        } else if id == TypeId::of::<Vec<u8>>() {
+            sys::same(bytes.to_vec()).ok()
+        } else if id == TypeId::of::<Vec<f64>>() {
+            let mut v = Vec::new();
+            sys::extend_plain::<f64>(&mut v, bytes);
+            sys::same(v).ok()
+        } else if id == TypeId::of::<Vec<f32>>() {
+            let mut v = Vec::new();
+            sys::extend_plain::<f32>(&mut v, bytes);
+            sys::same(v).ok()
+        } else {
+            None
+        }
+    }
+
+    /// The next item of `bytes`, which it leaves after it; `None` when they do not start with one.
+    #[inline]
+    fn take(&self, bytes: &mut &[u8]) -> Option<T> {
+        let len = (take_varint(bytes)? as usize).checked_mul(self.elem)?;
+        let (item, rest) = (bytes.get(..len)?, bytes.get(len..)?);
+        *bytes = rest;
+        self.make(item)
+    }
+
+    /// The encoded length of `item`: its element count as a varint, then its bytes.
+    fn encoded_len(&self, item: &T) -> usize {
+        let len = self.bytes_of(item).len();
+        varint_len((len / self.elem) as u64) + len
+    }
+
+    /// Writes `item` at `out[at..]` (room for [`encoded_len`](Self::encoded_len) bytes); returns
+    /// where it ends.
+    fn put(&self, out: &mut [u8], at: usize, item: &T) -> usize {
+        let bytes = self.bytes_of(item);
+        let at = put_varint(out, at, (bytes.len() / self.elem) as u64);
+        out[at..at + bytes.len()].copy_from_slice(bytes);
+        at + bytes.len()
+    }
+
+    /// Appends `item` to `out`.
+    #[inline]
+    fn push(&self, out: &mut Vec<u8>, item: &T) {
+        let bytes = self.bytes_of(item);
+        push_varint(out, (bytes.len() / self.elem) as u64);
+        out.extend_from_slice(bytes);
+    }
+}
+
 /// Like [`encode_seq`], but a chunk of plain numbers or of the bulk kinds (`Vec<u8>`, `String`,
 /// `Vec<f64>`, `Vec<f32>`) of [`SHARED_MIN`] bytes or more is written straight into a memfd (one copy, from the
 /// caller's values into the memory the worker will map), a spare one when there is one.
@@ -203,26 +308,18 @@ pub(crate) fn encode_chunk<T: Serialize + 'static>(
     items: &[T],
     spares: &Spares,
 ) -> Result<Encoded> {
-    fn shared<T: 'static, E: 'static>(
-        items: &[T],
-        bytes_of: fn(&E) -> &[u8],
-        elem: usize,
-        spares: &Spares,
-    ) -> Option<Result<Encoded>> {
-        use std::any::Any;
-        let mut len = varint_len(items.len() as u64);
-        for item in items {
-            let bytes = bytes_of((item as &dyn Any).downcast_ref::<E>()?);
-            len += varint_len((bytes.len() / elem) as u64) + bytes.len();
-        }
+    /// A bulk kind, item after item, straight into the shared file.
+    fn shared<T: 'static>(items: &[T], spares: &Spares) -> Option<Result<Encoded>> {
+        let bulk = Bulk::<T>::of()?;
+        let len = varint_len(items.len() as u64)
+            + items
+                .iter()
+                .map(|item| bulk.encoded_len(item))
+                .sum::<usize>();
         write_shared(spares, len, |out| {
             let mut at = put_varint(out, 0, items.len() as u64);
             for item in items {
-                // The same downcast as above: it succeeds.
-                let bytes = bytes_of((item as &dyn Any).downcast_ref::<E>()?);
-                at = put_varint(out, at, (bytes.len() / elem) as u64);
-                out[at..at + bytes.len()].copy_from_slice(bytes);
-                at += bytes.len();
+                at = bulk.put(out, at, item);
             }
             Some(())
         })
@@ -262,9 +359,8 @@ pub(crate) fn encode_chunk<T: Serialize + 'static>(
             Some(())
         })
     }
-    let id = std::any::TypeId::of::<T>();
     let direct = if !cfg!(target_endian = "little") {
-        None
+        shared(items, spares)
     } else if let Some(encoded) = plain::<T, u64>(items, spares)
         .or_else(|| plain::<T, i64>(items, spares))
         .or_else(|| plain::<T, u32>(items, spares))
@@ -279,16 +375,8 @@ pub(crate) fn encode_chunk<T: Serialize + 'static>(
         .or_else(|| plain::<T, i8>(items, spares))
     {
         Some(encoded)
-    } else if id == std::any::TypeId::of::<Vec<u8>>() {
-        shared::<T, Vec<u8>>(items, |v| v.as_slice(), 1, spares)
-    } else if id == std::any::TypeId::of::<String>() {
-        shared::<T, String>(items, |s| s.as_bytes(), 1, spares)
-    } else if cfg!(target_endian = "little") && id == std::any::TypeId::of::<Vec<f64>>() {
-        shared::<T, Vec<f64>>(items, |v| sys::plain_bytes(v), 8, spares)
-    } else if cfg!(target_endian = "little") && id == std::any::TypeId::of::<Vec<f32>>() {
-        shared::<T, Vec<f32>>(items, |v| sys::plain_bytes(v), 4, spares)
     } else {
-        None
+        shared(items, spares)
     };
     match direct {
         Some(encoded) => encoded,
@@ -362,41 +450,20 @@ fn put_varint_bytes(out: &mut [u8], mut at: usize, mut n: u64) -> usize {
 ///   and the raw bytes, floats little-endian), but one copy per item where serde writes one
 ///   element at a time (a `Vec<u8>` of 4 MiB is four million calls).
 pub(crate) fn encode_seq<T: Serialize + 'static>(items: &[T]) -> postcard::Result<Vec<u8>> {
-    fn fast<T: 'static, E: 'static>(
-        items: &[T],
-        bytes_of: fn(&E) -> &[u8],
-        elem: usize,
-    ) -> Option<Vec<u8>> {
-        use std::any::Any;
-        let mut total = 10;
-        for item in items {
-            total += bytes_of((item as &dyn Any).downcast_ref::<E>()?).len() + 10;
-        }
-        let mut out = Vec::with_capacity(total);
+    let out = plain_seq(items).or_else(|| {
+        let bulk = Bulk::<T>::of()?;
+        let mut out = Vec::with_capacity(
+            10 + items
+                .iter()
+                .map(|item| bulk.encoded_len(item))
+                .sum::<usize>(),
+        );
         push_varint(&mut out, items.len() as u64);
         for item in items {
-            let bytes = bytes_of((item as &dyn Any).downcast_ref::<E>()?);
-            push_varint(&mut out, (bytes.len() / elem) as u64);
-            out.extend_from_slice(bytes);
+            bulk.push(&mut out, item);
         }
         Some(out)
-    }
-    let out = if let Some(out) = plain_seq(items) {
-        Some(out)
-    } else {
-        let id = std::any::TypeId::of::<T>();
-        if id == std::any::TypeId::of::<Vec<u8>>() {
-            fast::<T, Vec<u8>>(items, |v| v.as_slice(), 1)
-        } else if id == std::any::TypeId::of::<String>() {
-            fast::<T, String>(items, |s| s.as_bytes(), 1)
-        } else if cfg!(target_endian = "little") && id == std::any::TypeId::of::<Vec<f64>>() {
-            fast::<T, Vec<f64>>(items, |v| sys::plain_bytes(v), 8)
-        } else if cfg!(target_endian = "little") && id == std::any::TypeId::of::<Vec<f32>>() {
-            fast::<T, Vec<f32>>(items, |v| sys::plain_bytes(v), 4)
-        } else {
-            None
-        }
-    };
+    });
     match out {
         Some(out) => Ok(out),
         None => {
@@ -478,25 +545,7 @@ pub(crate) fn decode_seq_into<T: DeserializeOwned + 'static>(
     bytes: &[u8],
     out: &mut Vec<T>,
 ) -> postcard::Result<()> {
-    use std::any::{Any, TypeId};
-    // `out` is the caller's `Vec<T>`, which is a `Vec<E>` when the fast path is taken.
-    fn items<E: 'static>(
-        mut bytes: &[u8],
-        out: &mut dyn Any,
-        elem: usize,
-        make: impl Fn(&[u8]) -> Option<E>,
-    ) -> Option<()> {
-        let out = out.downcast_mut::<Vec<E>>()?;
-        let n = take_varint(&mut bytes)? as usize;
-        out.reserve(n.min(bytes.len()));
-        for _ in 0..n {
-            let len = (take_varint(&mut bytes)? as usize).checked_mul(elem)?;
-            let (item, rest) = (bytes.get(..len)?, bytes.get(len..)?);
-            out.push(make(item)?);
-            bytes = rest;
-        }
-        bytes.is_empty().then_some(())
-    }
+    use std::any::Any;
     /// Plain numbers: `Some(ok)` when `T` is `P`, `ok` false when the bytes do not fit.
     fn plain<P: sys::Plain>(mut bytes: &[u8], out: &mut dyn Any) -> Option<bool> {
         let out = out.downcast_mut::<Vec<P>>()?;
@@ -513,7 +562,6 @@ pub(crate) fn decode_seq_into<T: DeserializeOwned + 'static>(
         Some(fits)
     }
     let before = out.len();
-    let id = TypeId::of::<T>();
     let plain = if cfg!(target_endian = "little") {
         plain::<u64>(bytes, out)
             .or_else(|| plain::<i64>(bytes, out))
@@ -536,27 +584,13 @@ pub(crate) fn decode_seq_into<T: DeserializeOwned + 'static>(
         Some(false) => return Err(postcard::Error::DeserializeUnexpectedEnd),
         None => {}
     }
-    let fast = if id == TypeId::of::<Vec<u8>>() {
-        Some(items(bytes, out, 1, |b| Some(b.to_vec())))
-    } else if id == TypeId::of::<String>() {
-        Some(items(bytes, out, 1, |b| {
-            std::str::from_utf8(b).ok().map(str::to_owned)
-        }))
-    } else if id == TypeId::of::<Vec<f64>>() {
-        Some(items(bytes, out, 8, |b| {
-            let mut v = Vec::new();
-            sys::extend_plain::<f64>(&mut v, b);
-            Some(v)
-        }))
-    } else if id == TypeId::of::<Vec<f32>>() {
-        Some(items(bytes, out, 4, |b| {
-            let mut v = Vec::new();
-            sys::extend_plain::<f32>(&mut v, b);
-            Some(v)
-        }))
-    } else {
-        None
-    };
+    let fast = Items::<T>::bulk(bytes).map(|mut items| {
+        out.reserve(items.len());
+        for item in &mut items {
+            out.push(item.ok()?);
+        }
+        items.finish().ok()
+    });
     match fast {
         Some(Some(())) => Ok(()),
         // Malformed for the fast path: let postcard say what is wrong.
@@ -570,6 +604,124 @@ pub(crate) fn decode_seq_into<T: DeserializeOwned + 'static>(
             }
             Ok(())
         }
+    }
+}
+
+/// A chunk's inputs one at a time, for a worker that calls the function on each as it comes: a
+/// bulk kind is decoded item by item (each made just before its call, which frees it: the
+/// allocator hands the same memory round); any other type is decoded whole first, as
+/// [`decode_seq`] does.
+pub(crate) enum Items<'a, T> {
+    Bulk {
+        bulk: Bulk<T>,
+        bytes: &'a [u8],
+        left: usize,
+    },
+    Decoded(std::vec::IntoIter<T>),
+}
+
+impl<'a, T: DeserializeOwned + 'static> Items<'a, T> {
+    pub(crate) fn new(bytes: &'a [u8]) -> postcard::Result<Items<'a, T>> {
+        match Self::bulk(bytes) {
+            Some(items) => Ok(items),
+            None => decode_seq(bytes).map(|items| Items::Decoded(items.into_iter())),
+        }
+    }
+
+    /// The items of a bulk kind, if `T` is one and `bytes` start with a count that fits.
+    fn bulk(bytes: &'a [u8]) -> Option<Items<'a, T>> {
+        let bulk = Bulk::<T>::of()?;
+        let mut rest = bytes;
+        // Every item takes a byte at least: a larger count is not this encoding.
+        let left = take_varint(&mut rest).filter(|&n| n as usize <= rest.len())? as usize;
+        Some(Items::Bulk {
+            bulk,
+            bytes: rest,
+            left,
+        })
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Items::Bulk { left, .. } => *left,
+            Items::Decoded(items) => items.len(),
+        }
+    }
+
+    /// After the last item: an error if bytes are left over (the chunk was not this encoding).
+    pub(crate) fn finish(&self) -> postcard::Result<()> {
+        match self {
+            Items::Bulk { bytes, .. } if !bytes.is_empty() => {
+                Err(postcard::Error::DeserializeBadEncoding)
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+impl<T: DeserializeOwned + 'static> Iterator for Items<'_, T> {
+    type Item = postcard::Result<T>;
+
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            Items::Bulk { left: 0, .. } => None,
+            Items::Bulk { bulk, bytes, left } => {
+                *left -= 1;
+                Some(
+                    bulk.take(bytes)
+                        .ok_or(postcard::Error::DeserializeBadEncoding),
+                )
+            }
+            Items::Decoded(items) => items.next().map(Ok),
+        }
+    }
+}
+
+/// A chunk's results as a worker makes them: a bulk kind is encoded and freed as it is pushed (the
+/// allocator hands the same memory to the next result); any other type is kept and encoded at the
+/// end as [`encode_seq`] does (plain numbers then go out from the results' own memory).
+pub(crate) enum Results<R> {
+    Bulk { bulk: Bulk<R>, out: Vec<u8> },
+    Kept(Vec<R>),
+}
+
+impl<R: Serialize + 'static> Results<R> {
+    /// For `n` results; `guess` is a guess of their encoded size (the inputs' size, say).
+    pub(crate) fn new(n: usize, guess: usize) -> Results<R> {
+        match Bulk::<R>::of() {
+            Some(bulk) => {
+                let mut out = Vec::with_capacity(guess + 10);
+                push_varint(&mut out, n as u64);
+                Results::Bulk { bulk, out }
+            }
+            None => Results::Kept(Vec::with_capacity(n)),
+        }
+    }
+
+    /// The next result; there must be as many as `new` was told.
+    #[inline]
+    pub(crate) fn push(&mut self, result: R) {
+        match self {
+            Results::Bulk { bulk, out } => bulk.push(out, &result),
+            Results::Kept(kept) => kept.push(result),
+        }
+    }
+
+    /// The encoded results, given to `emit` in one or more pieces.
+    pub(crate) fn finish(self, mut emit: impl FnMut(&[u8])) -> postcard::Result<()> {
+        match self {
+            Results::Bulk { out, .. } => emit(&out),
+            Results::Kept(kept) => {
+                if let Some((count, bytes)) = plain_parts(&kept) {
+                    emit(count.bytes());
+                    emit(bytes);
+                } else {
+                    emit(&encode_seq(&kept)?);
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -1166,6 +1318,18 @@ mod tests {
             let reference = postcard::to_allocvec(&items).unwrap();
             assert_eq!(encode_seq(&items).unwrap(), reference);
             assert_eq!(decode_seq::<T>(&reference).unwrap(), items);
+            // A worker's way: item by item in, result by result out, the same bytes.
+            let mut read = Items::<T>::new(&reference).unwrap();
+            let mut results = Results::new(read.len(), reference.len());
+            for item in &mut read {
+                results.push(item.unwrap());
+            }
+            read.finish().unwrap();
+            let mut written = Vec::new();
+            results
+                .finish(|bytes| written.extend_from_slice(bytes))
+                .unwrap();
+            assert_eq!(written, reference);
         }
         same(vec![vec![], vec![1u8, 2, 3], vec![7u8; 300]]);
         same(vec![String::new(), "héllo".to_string(), "x".repeat(200)]);
@@ -1176,6 +1340,14 @@ mod tests {
         same(vec![0u8, 1, 255]);
         assert!(decode_seq::<Vec<u8>>(&[5]).is_err(), "cut short");
         assert!(decode_seq::<String>(&[1, 1, 0xff]).is_err(), "not UTF-8");
+        let mut bad = Items::<String>::new(&[2, 1, b'a', 1, 0xff]).unwrap();
+        assert_eq!(bad.next().unwrap().unwrap(), "a");
+        assert!(bad.next().unwrap().is_err(), "not UTF-8, item by item");
+        let long = Items::<String>::new(&[1, 1, b'a', 0]).unwrap();
+        assert!(long.count() == 1, "one item");
+        let mut long = Items::<String>::new(&[1, 1, b'a', 0]).unwrap();
+        long.next();
+        assert!(long.finish().is_err(), "bytes left over");
     }
 
     #[test]

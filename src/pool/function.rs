@@ -348,8 +348,9 @@ pub(crate) fn trampoline_addr<S: Shape>() -> usize {
     trampoline::<S> as Trampoline as usize
 }
 
-/// Decodes a `Vec<S::In>`, calls the function on each item (storing `first + k + 1` in the progress
-/// slot before item k), and writes the encoded `Vec<S::Out>` to the sink. Catches panics (never lets
+/// Decodes a `Vec<S::In>`, calls the function on each item (storing `first + k + 1` in the
+/// progress slot before item k), and writes the encoded `Vec<S::Out>` to the sink
+/// ([`crate::wire::Results`]: a bulk result is encoded as soon as it is made). Catches panics (never lets
 /// one unwind into C), and flushes this copy of std's stdout and stderr.
 unsafe extern "C" fn trampoline<S: Shape>(
     func: usize,
@@ -372,35 +373,39 @@ unsafe extern "C" fn trampoline<S: Shape>(
         // SAFETY: `sink.write` is `append_to_vec` with its own context; bytes is a live slice.
         unsafe { (sink.write)(sink.ctx, bytes.as_ptr(), bytes.len()) }
     };
-    let outcome = panic::catch_unwind(AssertUnwindSafe(
-        || -> std::result::Result<Option<Vec<u8>>, String> {
-            let items: Vec<S::In> =
-                crate::wire::decode_seq(input).map_err(|e| format!("task arguments: {e}"))?;
-            let mut out = Vec::with_capacity(items.len());
-            for (k, item) in items.into_iter().enumerate() {
-                progress.store(first + k as u64 + 1, Ordering::Relaxed);
-                // SAFETY: the parent sends this trampoline only together with a function of shape S.
-                out.push(unsafe { S::call(func, item) });
+    // Results go to the sink only once every item ran (a panic leaves nothing there but its
+    // message), encoded inside the catch: a user's `Serialize` may panic too.
+    let outcome = panic::catch_unwind(AssertUnwindSafe(|| -> std::result::Result<(), String> {
+        let mut items =
+            crate::wire::Items::<S::In>::new(input).map_err(|e| format!("task arguments: {e}"))?;
+        let mut out = crate::wire::Results::new(items.len(), input.len());
+        let mut k = 0;
+        if let (crate::wire::Items::Decoded(decoded), crate::wire::Results::Kept(kept)) =
+            (&mut items, &mut out)
+        {
+            // Neither side a bulk kind (a million tiny tasks): the plain loop, nothing to
+            // decide per item.
+            for item in decoded {
+                progress.store(first + k + 1, Ordering::Relaxed);
+                // SAFETY: the parent sends this trampoline only with a function of shape S.
+                kept.push(unsafe { S::call(func, item) });
+                k += 1;
             }
-            // Plain numbers go to the sink straight from the results' memory (no buffer between).
-            if let Some((count, bytes)) = crate::wire::plain_parts(&out) {
-                emit(count.bytes());
-                emit(bytes);
-                return Ok(None);
-            }
-            crate::wire::encode_seq(&out)
-                .map(Some)
-                .map_err(|e| format!("task results: {e}"))
-        },
-    ));
+        }
+        for item in items.by_ref() {
+            let item = item.map_err(|e| format!("task arguments: {e}"))?;
+            progress.store(first + k + 1, Ordering::Relaxed);
+            // SAFETY: the parent sends this trampoline only together with a function of shape S.
+            out.push(unsafe { S::call(func, item) });
+            k += 1;
+        }
+        items.finish().map_err(|e| format!("task arguments: {e}"))?;
+        out.finish(emit).map_err(|e| format!("task results: {e}"))
+    }));
     let _ = std::io::stdout().flush();
     let _ = std::io::stderr().flush();
     match outcome {
-        Ok(Ok(Some(bytes))) => {
-            emit(&bytes);
-            STATUS_OK
-        }
-        Ok(Ok(None)) => STATUS_OK,
+        Ok(Ok(())) => STATUS_OK,
         Ok(Err(message)) => {
             emit(message.as_bytes());
             STATUS_CODEC
