@@ -189,6 +189,16 @@ fn main() -> multiprocessing::Result<()> {
                 println!("strings {:.2} ms", t.elapsed().as_secs_f64() * 1e3);
             }
         }
+        "strings-raw" => {
+            let words: Vec<String> = (0..200_000).map(|i| format!("word{i:08}")).collect();
+            for _ in 0..reps {
+                println!(
+                    "strings-raw {:.2} ms parent-share {:.2} ms",
+                    floor::raw_strings_floor(&words, 2, 5) * 1e3,
+                    floor::strings_parent_share(&words, 5) * 1e3
+                );
+            }
+        }
         "floats" => {
             let pool = Pool::new(2)?;
             pool.map(cubes, 0..100)?;
