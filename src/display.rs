@@ -95,9 +95,18 @@ pub(crate) fn escape(s: &str) -> String {
     out
 }
 
-/// Prints `content` as the cell's rich result, as evcxr expects from `evcxr_display`.
-pub(crate) fn evcxr_content(mime: &str, content: &str) {
-    println!("EVCXR_BEGIN_CONTENT {mime}\n{content}\nEVCXR_END_CONTENT");
+/// Prints `bundle` (pairs of MIME type and content) as the cell's rich result, as evcxr expects
+/// from `evcxr_display`: one block per type, sent together as one `execute_result`. Every
+/// caller gives a `text/plain` entry besides its rich one, as IPython always does: a console, a
+/// test client or a notebook exported to text shows that one.
+pub(crate) fn evcxr_bundle(bundle: &[(&str, &str)]) {
+    let mut out = String::new();
+    for (mime, content) in bundle {
+        out.push_str(&format!(
+            "EVCXR_BEGIN_CONTENT {mime}\n{content}\nEVCXR_END_CONTENT\n"
+        ));
+    }
+    print!("{out}");
 }
 
 /// Whether this process runs cells for evcxr (or was forked from one that does).

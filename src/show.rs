@@ -1,8 +1,9 @@
 //! Rich displays in a notebook: a cell that ends in a [`Process`], an
 //! [`AsyncResult`](crate::AsyncResult) or an [`Error`] shows it as a small HTML card (evcxr calls a
 //! value's `evcxr_display` method); a [`Pool`](crate::Pool) shows its worker table and a
-//! [`TaskStream`](crate::TaskStream) its chart (both in [`crate::pool`]). What `{}` and `{:?}` print
-//! stays as it is.
+//! [`TaskStream`](crate::TaskStream) its chart (both in [`crate::pool`]). Each also sends a
+//! `text/plain` form (a `Process`: Python's repr), for clients that show no HTML. What `{}` and
+//! `{:?}` print stays as it is.
 //!
 //! ```
 //! use multiprocessing::{Error, Process};
@@ -15,7 +16,7 @@
 //! # Ok::<(), multiprocessing::Error>(())
 //! ```
 
-use crate::display::{escape, evcxr_content};
+use crate::display::{escape, evcxr_bundle};
 use crate::error::Error;
 use crate::pool::AsyncResult;
 use crate::process::Process;
@@ -42,19 +43,26 @@ impl Process {
                 ""
             }
         );
-        evcxr_content("text/html", &html);
+        // Python's repr as the plain text: `<Process name='Process-1' pid=42 parent=7 started>`.
+        evcxr_bundle(&[("text/html", &html), ("text/plain", &format!("{self:?}"))]);
     }
 }
 
 impl<R> AsyncResult<R> {
     /// evcxr calls this to show an `AsyncResult` as a cell's result: whether it is ready.
     pub fn evcxr_display(&self) {
-        let html = if self.ready() {
-            "<div><b>AsyncResult</b>: <span style=\"color:#2e7d32\">ready</span> (get() returns it)</div>"
+        let (html, plain) = if self.ready() {
+            (
+                "<div><b>AsyncResult</b>: <span style=\"color:#2e7d32\">ready</span> (get() returns it)</div>",
+                "AsyncResult: ready (get() returns it)",
+            )
         } else {
-            "<div><b>AsyncResult</b>: <span style=\"color:#ef6c00\">not ready</span> (get() waits for it)</div>"
+            (
+                "<div><b>AsyncResult</b>: <span style=\"color:#ef6c00\">not ready</span> (get() waits for it)</div>",
+                "AsyncResult: not ready (get() waits for it)",
+            )
         };
-        evcxr_content("text/html", html);
+        evcxr_bundle(&[("text/html", html), ("text/plain", plain)]);
     }
 }
 
@@ -92,7 +100,9 @@ impl Error {
             html.push_str(&format!("<div><b>Fix:</b> {}</div>", escape(&fix)));
         }
         html.push_str("</div>");
-        evcxr_content("text/html", &html);
+        // As the last line of a Python traceback: the kind, then the message.
+        let plain = format!("Error::{}: {self}", self.kind());
+        evcxr_bundle(&[("text/html", &html), ("text/plain", &plain)]);
     }
 }
 

@@ -30,7 +30,7 @@ use std::io::Write as _;
 use std::time::{Duration, Instant};
 
 use crate::display::{self, DisplayHandle};
-use crate::display::{escape, evcxr_content};
+use crate::display::{escape, evcxr_bundle};
 use crate::error::Error;
 
 /// When a pool call shows its progress (Python has no such switch; tqdm's `disable=`).
@@ -593,10 +593,13 @@ impl super::Pool {
     pub fn evcxr_display(&self) {
         // Collect what has arrived first (as `ready()` does), so that the table is current.
         let Ok(mut inner) = super::borrow(&self.inner) else {
-            evcxr_content(
-                "text/html",
-                "<i>Pool (busy, or owned by another process)</i>",
-            );
+            evcxr_bundle(&[
+                (
+                    "text/html",
+                    "<i>Pool (busy, or owned by another process)</i>",
+                ),
+                ("text/plain", "Pool (busy, or owned by another process)"),
+            ]);
             return;
         };
         let _ = inner.drive(Some(Instant::now()), |_| false);
@@ -604,22 +607,30 @@ impl super::Pool {
             "<div><b>Pool</b>: {} processes, {:?}<table><tr><th>worker</th><th>pid</th><th>state</th><th>tasks done</th><th>current task</th></tr>",
             inner.processes, inner.state
         );
+        let mut plain = format!(
+            "Pool: {} processes, {:?}\n{:<20} {:>8}  {:<8} {:>10}  current task",
+            inner.processes, inner.state, "worker", "pid", "state", "tasks done"
+        );
         for (name, pid, current, queued) in inner.worker_rows() {
             let state = match (current, queued) {
                 (Some(_), _) => "running",
                 (None, 0) => "idle",
                 (None, _) => "busy",
             };
+            let done = inner.watch.tasks_done(pid);
+            let current = current.map_or("-".to_string(), |t| t.to_string());
             let _ = write!(
                 html,
-                "<tr><td>{}</td><td>{pid}</td><td>{state}</td><td>{}</td><td>{}</td></tr>",
+                "<tr><td>{}</td><td>{pid}</td><td>{state}</td><td>{done}</td><td>{current}</td></tr>",
                 escape(&name),
-                inner.watch.tasks_done(pid),
-                current.map_or("-".to_string(), |t| t.to_string())
+            );
+            let _ = write!(
+                plain,
+                "\n{name:<20} {pid:>8}  {state:<8} {done:>10}  {current}"
             );
         }
         html.push_str("</table></div>");
-        evcxr_content("text/html", &html);
+        evcxr_bundle(&[("text/html", &html), ("text/plain", &plain)]);
     }
 }
 
@@ -814,7 +825,10 @@ impl TaskStream {
 
     /// evcxr calls this to show a `TaskStream` as a cell's result: the chart.
     pub fn evcxr_display(&self) {
-        evcxr_content("image/svg+xml", &self.svg());
+        evcxr_bundle(&[
+            ("image/svg+xml", &self.svg()),
+            ("text/plain", &self.to_string()),
+        ]);
     }
 }
 

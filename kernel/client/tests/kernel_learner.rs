@@ -8,7 +8,8 @@
 //! (`std::process::exit`) says that every variable is lost; `lock.acquire()?;` (a guard dropped at
 //! once, Python's habit) and `p.start();` (a `Result` dropped unseen) are compile errors, since evcxr
 //! shows no warnings; Python's `print(conn.recv())` as `println!("{:?}", conn.recv()?)` is told to
-//! name the type. One kernel is shared.
+//! name the type; a `Process`, a `Pool` or an `Error` as a cell's result comes with a `text/plain`
+//! form beside its HTML card (a `Process`: Python's repr). One kernel is shared.
 
 mod common;
 
@@ -108,6 +109,38 @@ fn a_newcomers_session_behaves() {
                 error.error_text().contains("invalid digit"),
                 "{}",
                 error.error_text()
+            );
+        },
+    );
+
+    checks.check(
+        "the crate's rich results carry text/plain too, as IPython's do",
+        || {
+            let process = run_within(
+                &mut kernel,
+                "let mut p = Process::new(|| ());\np.start()?;\np.join()?;\np",
+                limit,
+            );
+            assert_eq!(process.status, ReplyStatus::Ok, "{}", process.error_text());
+            let text = process.result_text("text/plain").unwrap_or_default();
+            assert!(
+                text.starts_with("<Process name='Process-") && text.contains("stopped exitcode=0>"),
+                "not Python's repr: {text:?}"
+            );
+            assert!(process.result_text("text/html").is_some(), "no HTML card");
+
+            let pool = run_within(&mut kernel, "Pool::new(1)?", limit);
+            let text = pool.result_text("text/plain").unwrap_or_default();
+            assert!(
+                text.starts_with("Pool: 1 processes") && text.contains("ForkPoolWorker-"),
+                "no plain pool table: {text:?}"
+            );
+
+            let error = run_within(&mut kernel, "multiprocessing::Error::ZeroProcesses", limit);
+            let text = error.result_text("text/plain").unwrap_or_default();
+            assert!(
+                text.starts_with("Error::ZeroProcesses: ") && text.contains("Pool::new(n)"),
+                "no plain error: {text:?}"
             );
         },
     );
