@@ -40,6 +40,8 @@ rust_mp_write_if_changed() {
 # Renders one evcxr config dir (EVCXR_CONFIG_DIR) under $STATE/evcxr-config/ and prints its path.
 #   $2 cache=1: `:cache` first, for a fresh build dir (registry crates then come from evcxr's
 #               cache in ~/.cache/evcxr; path crates are never cached, so ours is rebuilt)
+# (prelude.rs: `use`s and lints, once; runtime-start.rs: set-up of each process that runs the
+# cells, see kernel/patches/0015-runtime-start-code.patch.)
 #   $3 warm=1:  prelude.rs also runs kernel/evcxr/warm-up.rs: one `let`, so that evcxr's
 #               rust-analyzer does its first type inference (~2 s) before the kernel answers
 #               kernel_info instead of in the notebook's first cell that defines a variable.
@@ -55,5 +57,6 @@ $init"
 $(cat "$REPO/kernel/evcxr/warm-up.rs")"
     rust_mp_write_if_changed "$dir/init.evcxr" "$init"
     rust_mp_write_if_changed "$dir/prelude.rs" "$prelude"
+    rust_mp_write_if_changed "$dir/runtime-start.rs" "$(cat "$REPO/kernel/evcxr/runtime-start.rs")"
     printf '%s\n' "$dir"
 }

@@ -360,6 +360,16 @@ Pool::new(2)?.map(get_x, vec![Plain { x: 1 }])?"#,
             );
             let next = run_ok(&mut kernel, "println!(\"the kernel goes on\");");
             assert_eq!(next.stdout, "the kernel goes on\n");
+            // The new process reports a panic as the first one did: no backtrace.
+            let outcome = run(&mut kernel, "let n: i32 = \"abc\".parse().unwrap();");
+            assert_eq!(outcome.reply.ename.as_deref(), Some("panic"));
+            let stderr = format!("{}{}", outcome.stderr, outcome.late_stderr);
+            assert!(
+                stderr.contains("ParseIntError")
+                    && !stderr.contains("stack backtrace")
+                    && !stderr.contains("evcxr::runtime"),
+                "after the restart the kernel's backtrace is shown: {stderr:?}"
+            );
         },
     );
 
