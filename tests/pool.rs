@@ -480,6 +480,13 @@ fn bad_input_gives_typed_errors() {
     ));
     pool.join().unwrap();
     pool.join().unwrap();
+    // Closed and joined is still "closed" (Python: "Pool not running"), not "terminated".
+    assert!(matches!(
+        pool.map(cubes, 0..3),
+        Err(Error::PoolNotRunning {
+            state: PoolState::Closed
+        })
+    ));
 
     let pool = Pool::new(1).unwrap();
     let pending = pool.apply_async(sleep_ms, 10_000).unwrap();

@@ -26,13 +26,25 @@ use crate::{fork, session};
 /// a Vec of inputs, in memory or in a memfd)`.
 pub(crate) type ChunkSource = Box<dyn Iterator<Item = Result<(usize, Encoded)>>>;
 
-/// A pool's lifecycle, as in Python (`RUN`, `CLOSE`, `TERMINATE`) plus "joined".
+/// A pool's lifecycle, as in Python (`RUN`, `CLOSE`, `TERMINATE`) plus "joined", which keeps how
+/// the pool was stopped (a closed and joined pool still says "closed", as Python's does).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum State {
     Running,
     Closed,
     Terminated,
-    Joined,
+    Joined { after: PoolState },
+}
+
+impl std::fmt::Display for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            State::Running => f.write_str("running"),
+            State::Closed => f.write_str("closed"),
+            State::Terminated => f.write_str("terminated"),
+            State::Joined { after } => write!(f, "{after} and joined"),
+        }
+    }
 }
 
 /// One chunk of a job, kept until its result arrives (so it can be sent again if its worker dies
@@ -497,9 +509,10 @@ impl Inner {
             State::Closed => Err(Error::PoolNotRunning {
                 state: PoolState::Closed,
             }),
-            State::Terminated | State::Joined => Err(Error::PoolNotRunning {
+            State::Terminated => Err(Error::PoolNotRunning {
                 state: PoolState::Terminated,
             }),
+            State::Joined { after } => Err(Error::PoolNotRunning { state: after }),
         }
     }
 
@@ -996,7 +1009,7 @@ impl Inner {
     }
 
     fn dispatch_chunks(&mut self) {
-        if self.broken.is_some() || self.state == State::Terminated || self.state == State::Joined {
+        if self.broken.is_some() || matches!(self.state, State::Terminated | State::Joined { .. }) {
             return;
         }
         let live = self.workers.iter().filter(|w| !w.retiring).count().max(1);
@@ -1148,7 +1161,8 @@ impl Inner {
             self.workers.clear();
             return;
         }
-        if matches!(self.state, State::Terminated | State::Joined) && self.workers.is_empty() {
+        if matches!(self.state, State::Terminated | State::Joined { .. }) && self.workers.is_empty()
+        {
             return;
         }
         self.state = State::Terminated;
@@ -1178,11 +1192,14 @@ impl Inner {
     pub(crate) fn join(&mut self) -> Result<()> {
         match self.state {
             State::Running => return Err(Error::PoolStillRunning),
-            State::Terminated | State::Joined => {
+            State::Terminated => {
                 self.terminate();
-                self.state = State::Joined;
+                self.state = State::Joined {
+                    after: PoolState::Terminated,
+                };
                 return Ok(());
             }
+            State::Joined { .. } => return Ok(()),
             State::Closed => {}
         }
         self.drive(None, |inner| {
@@ -1190,7 +1207,9 @@ impl Inner {
         })?;
         if self.broken.is_some() {
             self.terminate();
-            self.state = State::Joined;
+            self.state = State::Joined {
+                after: PoolState::Terminated,
+            };
             return Ok(());
         }
         for w in &mut self.workers {
@@ -1199,7 +1218,9 @@ impl Inner {
             let _ = w.tx.flush();
         }
         self.drive(None, |inner| inner.workers.is_empty())?;
-        self.state = State::Joined;
+        self.state = State::Joined {
+            after: PoolState::Closed,
+        };
         Ok(())
     }
 }

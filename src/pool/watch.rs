@@ -603,13 +603,17 @@ impl super::Pool {
             return;
         };
         let _ = inner.drive(Some(Instant::now()), |_| false);
+        let size = match inner.processes {
+            1 => "1 process".to_string(),
+            n => format!("{n} processes"),
+        };
         let mut html = format!(
-            "<div><b>Pool</b>: {} processes, {:?}<table><tr><th>worker</th><th>pid</th><th>state</th><th>tasks done</th><th>current task</th></tr>",
-            inner.processes, inner.state
+            "<div><b>Pool</b>: {size}, {}<table><tr><th>worker</th><th>pid</th><th>state</th><th>tasks done</th><th>current task</th></tr>",
+            inner.state
         );
         let mut plain = format!(
-            "Pool: {} processes, {:?}\n{:<20} {:>8}  {:<8} {:>10}  current task",
-            inner.processes, inner.state, "worker", "pid", "state", "tasks done"
+            "Pool: {size}, {}\n{:<20} {:>8}  {:<8} {:>10}  current task",
+            inner.state, "worker", "pid", "state", "tasks done"
         );
         for (name, pid, current, queued) in inner.worker_rows() {
             let state = match (current, queued) {

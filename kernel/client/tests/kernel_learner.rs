@@ -9,7 +9,8 @@
 //! once, Python's habit) and `p.start();` (a `Result` dropped unseen) are compile errors, since evcxr
 //! shows no warnings; Python's `print(conn.recv())` as `println!("{:?}", conn.recv()?)` is told to
 //! name the type; a `Process`, a `Pool` or an `Error` as a cell's result comes with a `text/plain`
-//! form beside its HTML card (a `Process`: Python's repr). One kernel is shared.
+//! form beside its HTML card (a `Process`: Python's repr); a `:dep` the offline kernel cannot fetch
+//! says how to go online. One kernel is shared.
 
 mod common;
 
@@ -132,7 +133,7 @@ fn a_newcomers_session_behaves() {
             let pool = run_within(&mut kernel, "Pool::new(1)?", limit);
             let text = pool.result_text("text/plain").unwrap_or_default();
             assert!(
-                text.starts_with("Pool: 1 processes") && text.contains("ForkPoolWorker-"),
+                text.starts_with("Pool: 1 process, running") && text.contains("ForkPoolWorker-"),
                 "no plain pool table: {text:?}"
             );
 
@@ -335,6 +336,23 @@ Pool::new(2)?.map(get_x, vec![Plain { x: 1 }])?"#,
                 outcome.result_text("text/plain").as_deref(),
                 Some("[42, 7]")
             );
+        },
+    );
+
+    checks.check(
+        "a :dep that needs the network says how to turn offline mode off",
+        || {
+            // A crate no cache holds: cargo, offline since the kernel's startup, cannot find it.
+            let outcome = run(&mut kernel, ":dep no_such_crate_rust_mp_learner = \"1\"");
+            assert_eq!(outcome.status, ReplyStatus::Error);
+            let text = plain(&outcome.error_text());
+            assert!(
+                text.contains("run `:offline 0` in a cell") && !text.contains("Locking"),
+                "{text}"
+            );
+            // The failed :dep is not kept: the next cell compiles as before.
+            let next = run_ok(&mut kernel, "println!(\"still fine\");");
+            assert_eq!(next.stdout, "still fine\n");
         },
     );
 
