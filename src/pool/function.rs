@@ -348,10 +348,11 @@ pub(crate) fn trampoline_addr<S: Shape>() -> usize {
     trampoline::<S> as Trampoline as usize
 }
 
-/// Decodes a `Vec<S::In>`, calls the function on each item (storing `first + k + 1` in the
-/// progress slot before item k), and writes the encoded `Vec<S::Out>` to the sink
-/// ([`crate::wire::Results`]: a bulk result is encoded as soon as it is made). Catches panics (never lets
-/// one unwind into C), and flushes this copy of std's stdout and stderr.
+/// Decodes a `Vec<S::In>` ([`crate::wire::Items`]: a bulk kind item by item), calls the function
+/// on each item (storing `first + k + 1` in the progress slot before item k), and writes the
+/// encoded `Vec<S::Out>` to the sink ([`crate::wire::Results`]: a bulk result is encoded as soon
+/// as it is made). Catches panics (never lets one unwind into C), and flushes this copy of std's
+/// stdout and stderr.
 unsafe extern "C" fn trampoline<S: Shape>(
     func: usize,
     input: *const u8,
