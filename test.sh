@@ -24,6 +24,13 @@ export VIRTUAL_ENV=$REPO/.venv
 export PATH=$VIRTUAL_ENV/bin:${CARGO_HOME:-$HOME/.cargo}/bin:$PATH
 export JUPYTER_PATH=$VIRTUAL_ENV/share/jupyter${JUPYTER_PATH:+:$JUPYTER_PATH}
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
+# On CI (a clean checkout, built once) incremental compilation's state would only take disk (~0.7
+# GiB). A --config of these cargo commands, not CARGO_INCREMENTAL: the kernels the tests start
+# would inherit that, and evcxr builds cells incrementally.
+cargo_ci=()
+if [[ ${CI:-} == true ]]; then
+    cargo_ci=(--config profile.dev.incremental=false)
+fi
 # One step may run at most this long (the whole CI run has 90 min).
 STEP_TIMEOUT=${STEP_TIMEOUT:-2400}
 
@@ -48,14 +55,14 @@ skip() {
 }
 
 step "cargo fmt" cargo fmt --all --check
-step "cargo clippy" cargo clippy --workspace --all-targets -- -D warnings
-step "cargo doc" env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
-step "cargo test (helper crate)" cargo test -p multiprocessing
-step "cargo test (MPI: mpi/)" cargo test -p multiprocessing-mpi
+step "cargo clippy" cargo "${cargo_ci[@]}" clippy --workspace --all-targets -- -D warnings
+step "cargo doc" env RUSTDOCFLAGS="-D warnings" cargo "${cargo_ci[@]}" doc --workspace --no-deps
+step "cargo test (helper crate)" cargo "${cargo_ci[@]}" test -p multiprocessing
+step "cargo test (MPI: mpi/)" cargo "${cargo_ci[@]}" test -p multiprocessing-mpi
 
 if [[ -f kernel/client/Cargo.toml ]]; then
     client_pkg=$(sed -n 's/^name *= *"\(.*\)"/\1/p' kernel/client/Cargo.toml | head -n 1)
-    step "cargo test (kernel tests)" cargo test -p "$client_pkg"
+    step "cargo test (kernel tests)" cargo "${cargo_ci[@]}" test -p "$client_pkg"
 else
     skip "kernel tests" "kernel/client/Cargo.toml does not exist yet"
 fi
