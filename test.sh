@@ -13,6 +13,26 @@ exec </dev/null
 
 say() { printf '\n[test] %s\n' "$*"; }
 
+# A full first run writes about NEED_GIB GiB (target/, the registry, .venv, the kernel's build
+# slots; more when evcxr_jupyter or Chromium must be built or installed first). A disk that fills
+# midway fails far from the cause (a linker's "Bus error", "No space left on device" in one step
+# and every later one), so say it up front and again on failure.
+NEED_GIB=6
+free_gib() { df -Pk "$REPO" | awk 'NR == 2 { printf "%.1f", $4 / 1048576 }'; }
+disk_note() {
+    local free
+    free=$(free_gib)
+    if awk -v f="$free" -v n="$NEED_GIB" 'BEGIN { exit !(f < n) }'; then
+        echo "[test] warning: $free GiB free on $(df -P "$REPO" | awk 'NR == 2 { print $6 }'), a full run needs about $NEED_GIB GiB: free some space (an old target/ or /var/tmp/rust-multiprocessing-*) if steps fail with 'No space left on device'" >&2
+    else
+        echo "[test] $free GiB free on the repo's disk (a full run needs about $NEED_GIB GiB)"
+    fi
+}
+disk_note
+# On CI (a clean checkout, built once) incremental compilation's state would only take disk (~0.7
+# GiB). kernel/launch.sh keeps it from the kernels, whose cells evcxr builds incrementally.
+[[ ${CI:-} == true ]] && export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
+
 "$REPO/install.sh" || {
     echo "[test] install.sh failed: no tests run" >&2
     echo "test.sh: 0 passed, 1 failed"
@@ -24,13 +44,6 @@ export VIRTUAL_ENV=$REPO/.venv
 export PATH=$VIRTUAL_ENV/bin:${CARGO_HOME:-$HOME/.cargo}/bin:$PATH
 export JUPYTER_PATH=$VIRTUAL_ENV/share/jupyter${JUPYTER_PATH:+:$JUPYTER_PATH}
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
-# On CI (a clean checkout, built once) incremental compilation's state would only take disk (~0.7
-# GiB). A --config of these cargo commands, not CARGO_INCREMENTAL: the kernels the tests start
-# would inherit that, and evcxr builds cells incrementally.
-cargo_ci=()
-if [[ ${CI:-} == true ]]; then
-    cargo_ci=(--config profile.dev.incremental=false)
-fi
 # One step may run at most this long (the whole CI run has 90 min).
 STEP_TIMEOUT=${STEP_TIMEOUT:-2400}
 
@@ -55,14 +68,14 @@ skip() {
 }
 
 step "cargo fmt" cargo fmt --all --check
-step "cargo clippy" cargo "${cargo_ci[@]}" clippy --workspace --all-targets -- -D warnings
-step "cargo doc" env RUSTDOCFLAGS="-D warnings" cargo "${cargo_ci[@]}" doc --workspace --no-deps
-step "cargo test (helper crate)" cargo "${cargo_ci[@]}" test -p multiprocessing
-step "cargo test (MPI: mpi/)" cargo "${cargo_ci[@]}" test -p multiprocessing-mpi
+step "cargo clippy" cargo clippy --workspace --all-targets -- -D warnings
+step "cargo doc" env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
+step "cargo test (helper crate)" cargo test -p multiprocessing
+step "cargo test (MPI: mpi/)" cargo test -p multiprocessing-mpi
 
 if [[ -f kernel/client/Cargo.toml ]]; then
     client_pkg=$(sed -n 's/^name *= *"\(.*\)"/\1/p' kernel/client/Cargo.toml | head -n 1)
-    step "cargo test (kernel tests)" cargo "${cargo_ci[@]}" test -p "$client_pkg"
+    step "cargo test (kernel tests)" cargo test -p "$client_pkg"
 else
     skip "kernel tests" "kernel/client/Cargo.toml does not exist yet"
 fi
@@ -114,5 +127,6 @@ echo
 echo "[test] passed: ${passed[*]:-none}"
 echo "[test] failed: ${failed[*]:-none}"
 echo "[test] skipped: ${skipped[*]:-none}"
+((${#failed[@]} == 0)) || disk_note
 echo "test.sh: ${#passed[@]} passed, ${#failed[@]} failed, ${#skipped[@]} skipped"
 ((${#failed[@]} == 0))

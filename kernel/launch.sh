@@ -45,6 +45,9 @@ for dir in "${RUST_MP_CARGO_BIN:-}" "${CARGO_HOME:-$HOME/.cargo}/bin"; do
     fi
 done
 export PATH
+# evcxr asks for incremental builds of its cells in its own profile; a CARGO_INCREMENTAL=0 meant for
+# the user's other builds (sccache wants it; test.sh sets it on CI to save disk) would override that.
+unset CARGO_INCREMENTAL
 # Notebooks that build or run something of this checkout (06 builds mpi/) find it here, wherever
 # the notebook file itself was opened from.
 export RUST_MP_REPO=$REPO
