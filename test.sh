@@ -17,7 +17,7 @@ say() { printf '\n[test] %s\n' "$*"; }
 # slots; more when evcxr_jupyter or Chromium must be built or installed first). A disk that fills
 # midway fails far from the cause (a linker's "Bus error", "No space left on device" in one step
 # and every later one), so say it up front and again on failure.
-NEED_GIB=6
+NEED_GIB=4
 free_gib() { df -Pk "$REPO" | awk 'NR == 2 { printf "%.1f", $4 / 1048576 }'; }
 disk_note() {
     local free
