@@ -13,8 +13,8 @@ exec </dev/null
 
 say() { printf '\n[test] %s\n' "$*"; }
 
-# A full first run writes about NEED_GIB GiB (target/, the registry, .venv, the kernel's build
-# slots; more when evcxr_jupyter or Chromium must be built or installed first). A disk that fills
+# A full run writes about 2.5 GiB (target/, the registry, .venv, the kernel's build slots), and
+# NEED_GIB the first time (our evcxr_jupyter build, Chromium). A disk that fills
 # midway fails far from the cause (a linker's "Bus error", "No space left on device" in one step
 # and every later one), so say it up front and again on failure.
 NEED_GIB=4

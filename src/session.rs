@@ -168,15 +168,13 @@ pub(crate) fn warn_if_multithreaded() {
     // notebook cell that forks right after joining 8 threads warned now and then). So a count
     // above one is believed only if it stays for ~20 ms; a process that really has threads pays
     // that once, since the warning is printed once.
-    let mut looks = 0;
-    while crate::sys::thread_count() > 1 {
-        looks += 1;
-        if looks == 10 {
-            break;
+    let threads_stay = (0..10).all(|look| {
+        if look > 0 {
+            std::thread::sleep(std::time::Duration::from_millis(2));
         }
-        std::thread::sleep(std::time::Duration::from_millis(2));
-    }
-    if looks < 10 {
+        crate::sys::thread_count() > 1
+    });
+    if !threads_stay {
         return;
     }
     let first = with(|state| !std::mem::replace(&mut state.warned_multithreaded, true));
